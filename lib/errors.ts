@@ -1,0 +1,153 @@
+/**
+ * Every error this package throws has a stable `code` (like Node's `ERR_*` codes) so callers can
+ * branch on it without parsing messages. Messages say what happened and what to do.
+ */
+
+/** Base class of every sage-queue error that is not a plain argument error. */
+export class SageQueueError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A non-blocking get found the queue empty, or a blocking get timed out. */
+export class QueueEmptyError extends SageQueueError {
+  /** True when the get waited and timed out; false when it did not wait. */
+  readonly timedOut: boolean;
+  constructor(message?: string, timedOut = false) {
+    super('ERR_QUEUE_EMPTY', message ?? 'the queue is empty');
+    this.timedOut = timedOut;
+  }
+}
+
+/** A non-blocking put found the queue full, or a blocking put timed out. */
+export class QueueFullError extends SageQueueError {
+  /** True when the put waited and timed out; false when it did not wait. */
+  readonly timedOut: boolean;
+  constructor(message?: string, timedOut = false) {
+    super('ERR_QUEUE_FULL', message ?? 'the queue is full');
+    this.timedOut = timedOut;
+  }
+}
+
+/** The queue was closed: puts fail at once, gets fail once the queue is drained. */
+export class QueueClosedError extends SageQueueError {
+  constructor(message = 'the queue is closed') {
+    super('ERR_QUEUE_CLOSED', message);
+  }
+}
+
+/** The handle was released (or the queue destroyed) and can no longer be used. */
+export class QueueReleasedError extends SageQueueError {
+  constructor(message = 'this queue handle was released; open the queue again to use it') {
+    super('ERR_QUEUE_RELEASED', message);
+  }
+}
+
+/** An encoded message is larger than the queue's `maxMessageSize`; nothing was enqueued. */
+export class MessageTooLargeError extends SageQueueError {
+  readonly size: number;
+  readonly limit: number;
+  constructor(size: number, limit: number) {
+    super(
+      'ERR_MESSAGE_TOO_LARGE',
+      `message of ${size} bytes exceeds this queue's maxMessageSize of ${limit} bytes; ` +
+        'create the queue with a larger capacity/maxMessageSize or split the message',
+    );
+    this.size = size;
+    this.limit = limit;
+  }
+}
+
+/** An item could not be encoded (nothing was enqueued), or a record could not be decoded. */
+export class SerializationError extends SageQueueError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_SERIALIZATION', message, options);
+  }
+}
+
+/** A descriptor names a queue type that has no implementation registered in this process. */
+export class UnsupportedQueueTypeError extends SageQueueError {
+  readonly queueType: string;
+  readonly availableTypes: readonly string[];
+  constructor(queueType: string, availableTypes: readonly string[], hint?: string) {
+    super(
+      'ERR_UNSUPPORTED_QUEUE_TYPE',
+      `queue type ${JSON.stringify(queueType)} has no implementation registered in this process` +
+        ` (available: ${availableTypes.join(', ') || 'none'})` +
+        (hint ? `. ${hint}` : ''),
+    );
+    this.queueType = queueType;
+    this.availableTypes = availableTypes;
+  }
+}
+
+/** A descriptor (or its wire form) is malformed. */
+export class DescriptorError extends SageQueueError {
+  constructor(message: string) {
+    super('ERR_INVALID_DESCRIPTOR', message);
+  }
+}
+
+/**
+ * A synchronous blocking call that can never be satisfied: e.g. `get(true)` on an empty
+ * in-process queue, where no other code can run while this thread waits.
+ */
+export class WouldDeadlockError extends SageQueueError {
+  constructor(message: string) {
+    super('ERR_WOULD_DEADLOCK', message);
+  }
+}
+
+/** An argument has the wrong type. Extends TypeError, like Node's ERR_INVALID_ARG_TYPE. */
+export class InvalidArgumentTypeError extends TypeError {
+  readonly code = 'ERR_INVALID_ARG_TYPE';
+  readonly value: unknown;
+  constructor(name: string, expected: string, value: unknown) {
+    super(`${name} must be ${expected}; received ${describe(value)}`);
+    this.name = 'InvalidArgumentTypeError';
+    this.value = value;
+  }
+}
+
+/** A number is out of range (negative, NaN, Infinity, too big). Extends RangeError. */
+export class ArgumentRangeError extends RangeError {
+  readonly code = 'ERR_OUT_OF_RANGE';
+  readonly value: unknown;
+  constructor(name: string, expected: string, value: unknown) {
+    super(`${name} must be ${expected}; received ${describe(value)}`);
+    this.name = 'ArgumentRangeError';
+    this.value = value;
+  }
+}
+
+/** A string argument has the right type but an invalid value (e.g. a bad queue name). */
+export class InvalidArgumentValueError extends TypeError {
+  readonly code: string;
+  readonly value: unknown;
+  constructor(message: string, value: unknown, code = 'ERR_INVALID_ARG_VALUE') {
+    super(message);
+    this.name = 'InvalidArgumentValueError';
+    this.code = code;
+    this.value = value;
+  }
+}
+
+/** Short, bounded rendering of a bad value for error messages. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'string') {
+    const s = value.length > 40 ? `${value.slice(0, 40)}…(${value.length} chars)` : value;
+    return `string ${JSON.stringify(s)}`;
+  }
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') {
+    return `${typeof value} ${String(value)}`;
+  }
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) return `an array of length ${value.length}`;
+  return `an instance of ${(value as object).constructor?.name ?? 'Object'}`;
+}
