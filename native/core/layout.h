@@ -1,0 +1,180 @@
+#pragma once
+// The shared-memory layout of a SAGE queue segment. Everything here lives in /dev/shm and is
+// read by processes that may be of another build, or may have written garbage before dying:
+// offsets only (never pointers), fixed-width fields, and every length/offset read from here is
+// bounds-checked by the code that uses it.
+#include <pthread.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "version.h"
+
+namespace sage {
+
+// Our own cache-line constant (std::hardware_destructive_interference_size warns in headers).
+constexpr size_t kCacheLine = 64;
+// Hot cursors get two lines each, to defeat the adjacent-line prefetcher.
+constexpr size_t kHotAlign = 128;
+
+constexpr uint64_t kMagic = 0x3155455545474153ull;  // "SAGEQUE1" little-endian
+constexpr uint32_t kMaxSlots = 128;                 // attached handles per queue
+constexpr uint32_t kRecordAlign = 16;
+constexpr uint32_t kRecordHeaderSize = 16;
+constexpr size_t kNameMax = 200;
+constexpr uint64_t kMinCapacity = 4096;
+constexpr uint64_t kMaxCapacity = 1ull << 32;  // record lengths are 32-bit
+
+// Record kinds, stored in the top 8 bits of a record's state word; the low 24 bits name the
+// owner (slot index in bits 16..23, slot generation in bits 0..15).
+enum RecordKind : uint32_t {
+  kRecEmpty = 0,
+  kRecClaimed = 1,    // space claimed by a producer, payload being written
+  kRecCommitted = 2,  // payload complete: may be read
+  kRecReading = 3,    // taken by a consumer, payload being copied out
+  kRecConsumed = 4,   // read: space may be reused
+  kRecPadding = 5,    // filler (wrap-around, or an abandoned claim): skipped
+};
+
+inline uint32_t rec_kind(uint32_t state) { return state >> 24; }
+inline uint32_t rec_owner(uint32_t state) { return state & 0xFFFFFFu; }
+inline uint32_t rec_state(uint32_t kind, uint32_t owner) { return (kind << 24) | (owner & 0xFFFFFFu); }
+inline uint32_t owner_slot(uint32_t owner) { return owner >> 16; }
+inline uint32_t owner_gen(uint32_t owner) { return owner & 0xFFFFu; }
+inline uint32_t make_owner(uint32_t slot, uint32_t gen) { return (slot << 16) | (gen & 0xFFFFu); }
+
+// Each record starts 16-byte aligned with this header; the payload follows.
+struct RecordHeader {
+  std::atomic<uint32_t> state;  // kind | owner; written last with release when committing
+  uint32_t length;              // payload bytes (padding: the whole padding record's size)
+  uint64_t position;            // logical ring position of this record (corruption check)
+};
+static_assert(sizeof(RecordHeader) == kRecordHeaderSize, "record header is 16 bytes");
+
+enum SlotState : uint32_t {
+  kSlotFree = 0,
+  kSlotClaiming = 1,  // being set up by an attaching process
+  kSlotActive = 2,
+  kSlotReaping = 3,   // its owner died; a survivor is cleaning up
+};
+
+enum SlotRole : uint32_t { kRoleProducer = 1, kRoleConsumer = 2, kRoleCreator = 4 };
+
+// One per attached handle. `alive` is a robust process-shared mutex held by the attaching thread
+// for as long as the handle is attached: when the process dies the kernel marks it owner-died,
+// which is how survivors learn of the death (never from a bare PID, which can be reused).
+struct alignas(kHotAlign) ProcessSlot {
+  pthread_mutex_t alive;
+  std::atomic<uint32_t> state;
+  std::atomic<uint32_t> gen;
+  std::atomic<int32_t> pid;
+  std::atomic<uint32_t> role;
+  std::atomic<uint64_t> attached_ns;    // CLOCK_REALTIME, for display
+  std::atomic<uint64_t> claiming_ns;    // CLOCK_MONOTONIC while kSlotClaiming
+  std::atomic<uint32_t> data_waiters;   // this handle's share of Header::data_waiters
+  std::atomic<uint32_t> space_waiters;  // this handle's share of Header::space_waiters
+};
+
+// Redo journal for a lock's critical section: if the holder dies after `valid` is set, the next
+// holder re-applies the stores; if before, nothing the others can see has changed.
+struct LockJournal {
+  std::atomic<uint32_t> valid;
+  uint32_t pad_;
+  uint64_t cursor;
+  uint64_t msgs;
+};
+
+struct alignas(kHotAlign) Header {
+  // --- identity: written once by the creator, `initialised` last (release) ---
+  uint64_t magic;
+  uint32_t layout_version;
+  uint32_t layout_signature;
+  uint64_t segment_size;
+  uint64_t capacity;          // data bytes, a power of two
+  uint64_t max_message_size;  // payload bytes
+  uint64_t maxsize;           // messages, 0 = unbounded
+  uint64_t nonce;
+  uint64_t created_ns;        // CLOCK_REALTIME
+  uint32_t codec;
+  uint32_t mode;
+  uint32_t data_offset;
+  uint32_t slot_count;
+  char name[kNameMax + 8];
+  std::atomic<uint32_t> initialised;
+  std::atomic<uint32_t> closed;
+
+  // --- producer side (guarded by prod_lock) ---
+  alignas(kHotAlign) pthread_mutex_t prod_lock;
+  LockJournal prod_journal;
+  alignas(kHotAlign) std::atomic<uint64_t> tail;       // bytes claimed
+  std::atomic<uint64_t> tail_msgs;                     // messages claimed
+  alignas(kHotAlign) std::atomic<uint64_t> freed;      // bytes reclaimed behind the consumers
+
+  // --- consumer side (guarded by cons_lock) ---
+  alignas(kHotAlign) pthread_mutex_t cons_lock;
+  LockJournal cons_journal;
+  alignas(kHotAlign) std::atomic<uint64_t> head;       // bytes taken by consumers
+  std::atomic<uint64_t> head_msgs;                     // messages taken (or abandoned)
+
+  // --- futex words and waiter counts: consumers wait for data, producers for space ---
+  alignas(kHotAlign) std::atomic<uint32_t> data_seq;
+  std::atomic<uint32_t> data_waiters;
+  alignas(kHotAlign) std::atomic<uint32_t> space_seq;
+  std::atomic<uint32_t> space_waiters;
+
+  // --- statistics (slow-path counters) ---
+  alignas(kHotAlign) std::atomic<uint64_t> wake_calls;     // FUTEX_WAKE syscalls issued
+  std::atomic<uint64_t> waits;                             // FUTEX_WAIT sleeps entered
+  std::atomic<uint64_t> abandoned_claims;                  // claims of dead producers padded
+  std::atomic<uint64_t> lost_in_read;                      // messages a dead consumer was reading
+  std::atomic<uint64_t> lock_recoveries;                   // EOWNERDEAD recoveries
+  std::atomic<uint64_t> slots_reaped;                      // dead handles cleaned up
+  std::atomic<uint64_t> waiter_heals;                      // waiter counts repaired
+
+  ProcessSlot slots[kMaxSlots];
+};
+
+// A hash of sizes and alignments of every shared field: a build with another layout refuses
+// to attach instead of corrupting data (the LMDB lock-file habit).
+constexpr uint32_t fnv_mix(uint32_t h, uint64_t v) {
+  for (int i = 0; i < 8; ++i) {
+    h ^= static_cast<uint32_t>((v >> (i * 8)) & 0xFF);
+    h *= 16777619u;
+  }
+  return h;
+}
+
+constexpr uint32_t layout_signature() {
+  uint32_t h = 2166136261u;
+  h = fnv_mix(h, SAGE_LAYOUT_VERSION);
+  h = fnv_mix(h, sizeof(Header));
+  h = fnv_mix(h, alignof(Header));
+  h = fnv_mix(h, offsetof(Header, initialised));
+  h = fnv_mix(h, offsetof(Header, prod_lock));
+  h = fnv_mix(h, offsetof(Header, tail));
+  h = fnv_mix(h, offsetof(Header, freed));
+  h = fnv_mix(h, offsetof(Header, cons_lock));
+  h = fnv_mix(h, offsetof(Header, head));
+  h = fnv_mix(h, offsetof(Header, data_seq));
+  h = fnv_mix(h, offsetof(Header, space_seq));
+  h = fnv_mix(h, offsetof(Header, wake_calls));
+  h = fnv_mix(h, offsetof(Header, slots));
+  h = fnv_mix(h, sizeof(ProcessSlot));
+  h = fnv_mix(h, sizeof(pthread_mutex_t));
+  h = fnv_mix(h, sizeof(RecordHeader));
+  h = fnv_mix(h, kCacheLine);
+  h = fnv_mix(h, kHotAlign);
+  h = fnv_mix(h, kMaxSlots);
+  h = fnv_mix(h, kRecordAlign);
+  return h;
+}
+
+static_assert(std::atomic<uint32_t>::is_always_lock_free, "futex words must be lock-free");
+static_assert(std::atomic<uint64_t>::is_always_lock_free, "cursors must be lock-free");
+static_assert(sizeof(ProcessSlot) == kHotAlign, "one slot per two cache lines");
+
+inline uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+inline uint64_t record_size(uint64_t payload) { return align_up(kRecordHeaderSize + payload, kRecordAlign); }
+
+}  // namespace sage

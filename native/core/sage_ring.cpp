@@ -1,0 +1,740 @@
+// The data path of sage::Queue. Producers claim space under a short robust lock (write CLAIMED
+// headers, advance `tail`), copy outside it and commit each record with a release store.
+// Consumers take committed records under another short robust lock (mark READING, advance
+// `head`), copy outside it and mark them CONSUMED. Producers reclaim consumed space lazily.
+// A dead producer's claim is turned into padding by the consumer that finds it at the head; a
+// dead consumer's READING records are reclaimed by producers. Locks are robust: a holder that
+// dies leaves a redo journal that the next holder re-applies.
+#include "sage_ring.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "futex.h"
+
+namespace sage {
+
+namespace {
+// Dead owners are noticed by polling: a waiter blocked behind another process's record wakes at
+// least this often to re-check that process. Bounds recovery time after a SIGKILL.
+constexpr uint64_t kStuckPollNs = 2000000;  // 2 ms
+constexpr uint64_t kHealIntervalNs = 10000000;
+}  // namespace
+
+const char* status_code(Status s) {
+  switch (s) {
+    case Status::Ok: return "OK";
+    case Status::Empty: return "ERR_QUEUE_EMPTY";
+    case Status::Full: return "ERR_QUEUE_FULL";
+    case Status::Closed: return "ERR_QUEUE_CLOSED";
+    case Status::TooLarge: return "ERR_MESSAGE_TOO_LARGE";
+    case Status::BufferTooSmall: return "ERR_BUFFER_TOO_SMALL";
+    case Status::TimedOut: return "ERR_TIMED_OUT";
+    case Status::Cancelled: return "ERR_CANCELLED";
+    case Status::InvalidName: return "ERR_INVALID_QUEUE_NAME";
+    case Status::InvalidArgument: return "ERR_INVALID_ARG_VALUE";
+    case Status::Exists: return "ERR_QUEUE_EXISTS";
+    case Status::NotFound: return "ERR_QUEUE_NOT_FOUND";
+    case Status::NotOurs: return "ERR_NOT_A_SAGE_QUEUE";
+    case Status::VersionMismatch: return "ERR_LAYOUT_MISMATCH";
+    case Status::NotInitialised: return "ERR_QUEUE_NOT_INITIALISED";
+    case Status::NoSpace: return "ERR_NO_SHM_SPACE";
+    case Status::NoSlots: return "ERR_TOO_MANY_HANDLES";
+    case Status::PermissionDenied: return "ERR_PERMISSION_DENIED";
+    case Status::Corrupt: return "ERR_QUEUE_CORRUPT";
+    case Status::SystemError: return "ERR_SYSTEM";
+  }
+  return "ERR_UNKNOWN";
+}
+
+const char* status_message(Status s) {
+  switch (s) {
+    case Status::Ok: return "ok";
+    case Status::Empty: return "the queue is empty";
+    case Status::Full: return "the queue is full";
+    case Status::Closed: return "the queue is closed";
+    case Status::TooLarge: return "the message is larger than the queue's maxMessageSize";
+    case Status::BufferTooSmall: return "the destination buffer cannot hold the next message";
+    case Status::TimedOut: return "timed out";
+    case Status::Cancelled: return "cancelled";
+    case Status::InvalidName:
+      return "invalid queue name: use 1-200 letters, digits, '.', '_' or '-', without '..'";
+    case Status::InvalidArgument: return "invalid queue options";
+    case Status::Exists: return "a queue with this name already exists";
+    case Status::NotFound: return "no queue with this name exists";
+    case Status::NotOurs: return "the shared-memory segment is not a sage-queue segment";
+    case Status::VersionMismatch:
+      return "the segment was created by a sage-queue build with another memory layout";
+    case Status::NotInitialised:
+      return "the segment was never initialised (its creator is still starting, or died while creating it)";
+    case Status::NoSpace: return "not enough space in /dev/shm for the queue";
+    case Status::NoSlots: return "too many handles are attached to this queue";
+    case Status::PermissionDenied: return "permission denied on the queue's shared-memory segment";
+    case Status::Corrupt: return "the queue's shared memory failed a consistency check";
+    case Status::SystemError: return "a system call failed";
+  }
+  return "unknown status";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test hooks
+
+namespace {
+std::atomic<int> g_hook{0};
+
+inline void hook(HookPoint p) {
+  if (__builtin_expect(g_hook.load(std::memory_order_relaxed) == static_cast<int>(p), 0)) {
+    static const char* names[] = {"none", "after-claim", "mid-copy", "before-commit", "after-take",
+                                  "mid-read", "in-prod-lock", "in-cons-lock"};
+    char line[64];
+    int n = snprintf(line, sizeof line, "SAGE_HOOK %s\n", names[static_cast<int>(p)]);
+    if (write(2, line, static_cast<size_t>(n)) < 0) {
+    }
+    for (;;) pause();  // wait here to be killed
+  }
+}
+}  // namespace
+
+void set_test_hook(HookPoint p) { g_hook.store(static_cast<int>(p), std::memory_order_relaxed); }
+
+bool parse_hook_point(const std::string& name, HookPoint* out) {
+  static const struct {
+    const char* n;
+    HookPoint p;
+  } table[] = {{"none", HookPoint::None},          {"after-claim", HookPoint::AfterClaim},
+               {"mid-copy", HookPoint::MidCopy},    {"before-commit", HookPoint::BeforeCommit},
+               {"after-take", HookPoint::AfterTake}, {"mid-read", HookPoint::MidRead},
+               {"in-prod-lock", HookPoint::InProdLock}, {"in-cons-lock", HookPoint::InConsLock}};
+  for (const auto& e : table) {
+    if (name == e.n) {
+      *out = e.p;
+      return true;
+    }
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifetime
+
+Queue::~Queue() { release(); }
+
+void Queue::release() {
+  if (hdr_ == nullptr) return;
+  release_slot();
+  munmap(hdr_, map_size_);
+  hdr_ = nullptr;
+  data_ = nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Robust locks with redo journals
+
+void Queue::lock_prod() {
+  for (int i = 0; i < 100; ++i) {
+    int rc = pthread_mutex_trylock(&hdr_->prod_lock);
+    if (rc == 0) return;
+    if (rc == EOWNERDEAD) {
+      recover_prod();
+      return;
+    }
+    cpu_relax();
+  }
+  if (pthread_mutex_lock(&hdr_->prod_lock) == EOWNERDEAD) recover_prod();
+}
+
+void Queue::lock_cons() {
+  for (int i = 0; i < 100; ++i) {
+    int rc = pthread_mutex_trylock(&hdr_->cons_lock);
+    if (rc == 0) return;
+    if (rc == EOWNERDEAD) {
+      recover_cons();
+      return;
+    }
+    cpu_relax();
+  }
+  if (pthread_mutex_lock(&hdr_->cons_lock) == EOWNERDEAD) recover_cons();
+}
+
+void Queue::unlock_prod() { pthread_mutex_unlock(&hdr_->prod_lock); }
+void Queue::unlock_cons() { pthread_mutex_unlock(&hdr_->cons_lock); }
+
+void Queue::recover_prod() {
+  // The previous holder died inside put's critical section. Headers are written before the
+  // journal is marked valid, so a valid journal can simply be re-applied; otherwise nothing
+  // visible changed (headers beyond `tail` are unreachable garbage).
+  LockJournal& j = hdr_->prod_journal;
+  if (j.valid.load(std::memory_order_acquire)) {
+    if (j.cursor >= hdr_->tail.load(std::memory_order_relaxed) &&
+        j.cursor - hdr_->freed.load(std::memory_order_relaxed) <= cap_) {
+      hdr_->tail_msgs.store(j.msgs, std::memory_order_relaxed);
+      hdr_->tail.store(j.cursor, std::memory_order_release);
+    }
+    j.valid.store(0, std::memory_order_release);
+  }
+  hdr_->lock_recoveries.fetch_add(1, std::memory_order_relaxed);
+  pthread_mutex_consistent(&hdr_->prod_lock);
+}
+
+void Queue::recover_cons() {
+  LockJournal& j = hdr_->cons_journal;
+  const uint64_t head = hdr_->head.load(std::memory_order_relaxed);
+  const uint64_t tail = hdr_->tail.load(std::memory_order_acquire);
+  if (j.valid.load(std::memory_order_acquire)) {
+    // Died after deciding what to take: finish advancing. The records it marked READING are
+    // reclaimed by producers as lost-in-read (their owner is dead).
+    if (j.cursor >= head && j.cursor <= tail) {
+      hdr_->head_msgs.store(j.msgs, std::memory_order_relaxed);
+      hdr_->head.store(j.cursor, std::memory_order_release);
+    }
+    j.valid.store(0, std::memory_order_release);
+  } else {
+    // Died while marking records: `head` did not move, so nobody else could have seen them as
+    // taken. Give them back: nothing is lost.
+    uint64_t pos = head;
+    while (pos < tail) {
+      RecordHeader* r = record_at(pos);
+      if (r == nullptr || r->position != pos) break;
+      uint32_t st = r->state.load(std::memory_order_acquire);
+      uint32_t kind = rec_kind(st);
+      uint64_t size;
+      if (kind == kRecPadding) {
+        size = r->length;
+        if (size < kRecordHeaderSize || size % kRecordAlign != 0 || (pos & mask_) + size > cap_) break;
+      } else if (kind == kRecReading || kind == kRecCommitted || kind == kRecClaimed) {
+        if (r->length > max_msg_) break;
+        size = record_size(r->length);
+        if (kind == kRecReading) r->state.store(rec_state(kRecCommitted, rec_owner(st)), std::memory_order_release);
+        else break;  // marking proceeds in order: nothing past the first unmarked record
+      } else {
+        break;
+      }
+      pos += size;
+    }
+  }
+  hdr_->lock_recoveries.fetch_add(1, std::memory_order_relaxed);
+  pthread_mutex_consistent(&hdr_->cons_lock);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records
+
+RecordHeader* Queue::record_at(uint64_t pos) const {
+  const uint64_t off = pos & mask_;
+  if ((off & (kRecordAlign - 1)) != 0 || off + kRecordHeaderSize > cap_) return nullptr;
+  return reinterpret_cast<RecordHeader*>(data_ + off);
+}
+
+Status Queue::reclaim_locked() {
+  uint64_t f = hdr_->freed.load(std::memory_order_relaxed);
+  const uint64_t start = f;
+  const uint64_t h = hdr_->head.load(std::memory_order_acquire);
+  Status result = Status::Ok;
+  while (f < h) {
+    RecordHeader* r = record_at(f);
+    if (r == nullptr || r->position != f) {
+      result = Status::Corrupt;
+      break;
+    }
+    uint32_t st = r->state.load(std::memory_order_acquire);  // pairs with the consumer's release
+    uint32_t kind = rec_kind(st);
+    if (kind == kRecConsumed) {
+      if (r->length > max_msg_) {
+        result = Status::Corrupt;
+        break;
+      }
+      f += record_size(r->length);
+    } else if (kind == kRecPadding) {
+      uint64_t size = r->length;
+      if (size < kRecordHeaderSize || size % kRecordAlign != 0 || (f & mask_) + size > cap_) {
+        result = Status::Corrupt;
+        break;
+      }
+      f += size;
+    } else if (kind == kRecReading) {
+      if (owner_alive(rec_owner(st))) break;
+      // Its consumer died while copying it out: that message is lost (documented).
+      if (r->state.compare_exchange_strong(st, rec_state(kRecConsumed, 0), std::memory_order_acq_rel)) {
+        hdr_->lost_in_read.fetch_add(1, std::memory_order_relaxed);
+      }
+    } else {
+      result = Status::Corrupt;
+      break;
+    }
+  }
+  if (f > h) result = Status::Corrupt;
+  else if (f != start) hdr_->freed.store(f, std::memory_order_release);
+  return result;
+}
+
+void Queue::wake(std::atomic<uint32_t>* seq, std::atomic<uint32_t>* waiters) {
+  // An RMW (not a plain load) on the waiter count: if it reads 0, it is ordered before any
+  // waiter's later increment, which then reads from it and so sees the data we just published.
+  // Either the waiter sees our data, or we see its count. (A fence would do, but TSan cannot
+  // model fences.)
+  if (waiters->fetch_add(0, std::memory_order_acq_rel) == 0) return;
+  seq->fetch_add(1, std::memory_order_release);
+  int woken = futex_wake_all(seq);
+  hdr_->wake_calls.fetch_add(1, std::memory_order_relaxed);
+  if (woken == 0) {
+    // Counted waiters but nobody asleep: maybe a waiter died and left its count behind. Reaping
+    // dead slots subtracts their counts (rate-limited: a live waiter may just be about to sleep).
+    static thread_local uint64_t last_heal = 0;
+    const uint64_t now = monotonic_ns();
+    if (now - last_heal > kHealIntervalNs) {
+      last_heal = now;
+      for (uint32_t i = 0; i < kMaxSlots; ++i) {
+        ProcessSlot& s = hdr_->slots[i];
+        if (s.state.load(std::memory_order_acquire) == kSlotActive &&
+            (s.data_waiters.load(std::memory_order_relaxed) | s.space_waiters.load(std::memory_order_relaxed))) {
+          owner_alive(make_owner(i, s.gen.load(std::memory_order_relaxed)));
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Put
+
+Status Queue::try_put(const Slice* msgs, size_t n, size_t* written) {
+  *written = 0;
+  if (hdr_ == nullptr) return Status::InvalidArgument;
+  if (n == 0) return Status::Ok;
+  for (size_t i = 0; i < n; ++i) {
+    if (msgs[i].length > max_msg_) return Status::TooLarge;  // before anything is written
+  }
+  if (hdr_->closed.load(std::memory_order_acquire)) return Status::Closed;
+
+  lock_prod();
+  if (hdr_->closed.load(std::memory_order_acquire)) {
+    unlock_prod();
+    return Status::Closed;
+  }
+  const uint64_t tail = hdr_->tail.load(std::memory_order_relaxed);
+  const uint64_t tmsgs = hdr_->tail_msgs.load(std::memory_order_relaxed);
+  const uint64_t hmsgs = hdr_->head_msgs.load(std::memory_order_acquire);
+  uint64_t freed = hdr_->freed.load(std::memory_order_relaxed);
+  uint64_t pos = tail;
+  size_t k = 0;
+  bool reclaimed = false;
+  Status corrupt = Status::Ok;
+  for (;;) {
+    while (k < n) {
+      const uint64_t rec = record_size(msgs[k].length);
+      const uint64_t off = pos & mask_;
+      const uint64_t pad = off + rec > cap_ ? cap_ - off : 0;
+      if (pos + pad + rec - freed > cap_) break;
+      if (maxsize_ != 0 && tmsgs + k - hmsgs >= maxsize_) break;
+      if (pad != 0) {
+        auto* p = reinterpret_cast<RecordHeader*>(data_ + off);
+        p->length = static_cast<uint32_t>(pad);
+        p->position = pos;
+        p->state.store(rec_state(kRecPadding, owner_), std::memory_order_relaxed);
+        pos += pad;
+      }
+      auto* r = reinterpret_cast<RecordHeader*>(data_ + (pos & mask_));
+      r->length = msgs[k].length;
+      r->position = pos;
+      r->state.store(rec_state(kRecClaimed, owner_), std::memory_order_relaxed);
+      pos += rec;
+      ++k;
+    }
+    if (k == n || reclaimed) break;
+    reclaimed = true;
+    corrupt = reclaim_locked();
+    const uint64_t f2 = hdr_->freed.load(std::memory_order_relaxed);
+    if (f2 == freed) break;
+    freed = f2;
+  }
+  if (k == 0) {
+    unlock_prod();
+    return corrupt != Status::Ok ? corrupt : Status::Full;
+  }
+  LockJournal& j = hdr_->prod_journal;
+  j.cursor = pos;
+  j.msgs = tmsgs + k;
+  j.valid.store(1, std::memory_order_release);
+  hook(HookPoint::InProdLock);
+  hdr_->tail_msgs.store(tmsgs + k, std::memory_order_relaxed);
+  hdr_->tail.store(pos, std::memory_order_release);  // headers above are visible to acquirers
+  j.valid.store(0, std::memory_order_release);
+  unlock_prod();
+  hook(HookPoint::AfterClaim);
+
+  ProcessSlot& me = hdr_->slots[slot_];
+  if (!(me.role.load(std::memory_order_relaxed) & kRoleProducer)) me.role.fetch_or(kRoleProducer, std::memory_order_relaxed);
+
+  pos = tail;
+  for (size_t i = 0; i < k; ++i) {
+    const uint64_t rec = record_size(msgs[i].length);
+    const uint64_t off = pos & mask_;
+    if (off + rec > cap_) pos += cap_ - off;
+    auto* r = reinterpret_cast<RecordHeader*>(data_ + (pos & mask_));
+    uint8_t* dst = reinterpret_cast<uint8_t*>(r) + kRecordHeaderSize;
+    const uint32_t len = msgs[i].length;
+    if (i == 0 && g_hook.load(std::memory_order_relaxed) == static_cast<int>(HookPoint::MidCopy)) {
+      memcpy(dst, msgs[i].data, len / 2);
+      hook(HookPoint::MidCopy);
+    }
+    if (len) memcpy(dst, msgs[i].data, len);
+    if (i == 0) hook(HookPoint::BeforeCommit);
+    r->state.store(rec_state(kRecCommitted, owner_), std::memory_order_release);  // publishes payload
+    pos += rec;
+  }
+  wake(&hdr_->data_seq, &hdr_->data_waiters);
+  *written = k;
+  return k == n ? Status::Ok : Status::Full;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Get
+
+Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got, size_t* needed) {
+  *got = 0;
+  if (needed) *needed = 0;
+  if (hdr_ == nullptr) return Status::InvalidArgument;
+  if (max == 0) return Status::Ok;
+  {
+    // Lock-free look first: an empty queue costs two loads, no lock.
+    const uint64_t h = hdr_->head.load(std::memory_order_acquire);
+    const uint64_t t = hdr_->tail.load(std::memory_order_acquire);
+    if (h == t) return hdr_->closed.load(std::memory_order_acquire) && hdr_->tail.load(std::memory_order_acquire) == h
+                           ? Status::Closed
+                           : Status::Empty;
+  }
+  lock_cons();
+  const uint64_t head = hdr_->head.load(std::memory_order_relaxed);
+  const uint64_t tail = hdr_->tail.load(std::memory_order_acquire);
+  uint64_t hm = hdr_->head_msgs.load(std::memory_order_relaxed);
+  uint64_t h = head;
+  size_t k = 0;
+  size_t bytes = 0;
+  Status st = Status::Ok;
+  while (h < tail && k < max) {
+    RecordHeader* r = record_at(h);
+    if (r == nullptr || r->position != h) {
+      st = Status::Corrupt;
+      break;
+    }
+    const uint32_t s = r->state.load(std::memory_order_acquire);  // pairs with the commit
+    const uint32_t kind = rec_kind(s);
+    if (kind == kRecPadding) {
+      const uint64_t size = r->length;
+      if (size < kRecordHeaderSize || size % kRecordAlign != 0 || (h & mask_) + size > cap_) {
+        st = Status::Corrupt;
+        break;
+      }
+      h += size;
+      continue;
+    }
+    const uint32_t len = r->length;
+    if (len > max_msg_ || (h & mask_) + record_size(len) > cap_) {
+      st = Status::Corrupt;
+      break;
+    }
+    if (kind == kRecCommitted) {
+      if (bytes + len > dst_cap) {
+        if (k == 0) {
+          st = Status::BufferTooSmall;
+          if (needed) *needed = len;
+        }
+        break;
+      }
+      r->state.store(rec_state(kRecReading, owner_), std::memory_order_relaxed);
+      lengths[k++] = len;
+      bytes += len;
+      h += record_size(len);
+      ++hm;
+    } else if (kind == kRecClaimed) {
+      if (owner_alive(rec_owner(s))) break;  // FIFO: wait for it to commit
+      // Its producer died before committing: the record becomes padding, never delivered.
+      r->length = static_cast<uint32_t>(record_size(len));
+      r->state.store(rec_state(kRecPadding, 0), std::memory_order_release);
+      hdr_->abandoned_claims.fetch_add(1, std::memory_order_relaxed);
+      ++hm;
+      h += r->length;
+    } else {
+      st = Status::Corrupt;
+      break;
+    }
+  }
+  if (h != head) {
+    LockJournal& j = hdr_->cons_journal;
+    j.cursor = h;
+    j.msgs = hm;
+    j.valid.store(1, std::memory_order_release);
+    hook(HookPoint::InConsLock);
+    hdr_->head_msgs.store(hm, std::memory_order_relaxed);
+    hdr_->head.store(h, std::memory_order_release);
+    j.valid.store(0, std::memory_order_release);
+  }
+  unlock_cons();
+  if (k == 0) {
+    if (st != Status::Ok) return st;
+    if (h == tail && hdr_->closed.load(std::memory_order_acquire) && hdr_->tail.load(std::memory_order_acquire) == h) {
+      return Status::Closed;
+    }
+    if (h != head) wake(&hdr_->space_seq, &hdr_->space_waiters);  // padding skipped: space to reclaim
+    return Status::Empty;
+  }
+  hook(HookPoint::AfterTake);
+  ProcessSlot& me = hdr_->slots[slot_];
+  if (!(me.role.load(std::memory_order_relaxed) & kRoleConsumer)) me.role.fetch_or(kRoleConsumer, std::memory_order_relaxed);
+
+  // Copy out the records we marked, in order, skipping padding. Everything between head and h
+  // is ours or padding, and was validated above.
+  uint64_t pos = head;
+  size_t i = 0, at = 0;
+  while (i < k) {
+    RecordHeader* r = record_at(pos);
+    const uint32_t kind = rec_kind(r->state.load(std::memory_order_relaxed));
+    if (kind != kRecReading) {
+      pos += r->length;  // padding (validated)
+      continue;
+    }
+    const uint32_t len = lengths[i];
+    const uint8_t* src = reinterpret_cast<uint8_t*>(r) + kRecordHeaderSize;
+    if (i == 0 && g_hook.load(std::memory_order_relaxed) == static_cast<int>(HookPoint::MidRead)) {
+      memcpy(dst + at, src, len / 2);
+      hook(HookPoint::MidRead);
+    }
+    if (len) memcpy(dst + at, src, len);
+    r->state.store(rec_state(kRecConsumed, owner_), std::memory_order_release);  // space reusable
+    at += len;
+    pos += record_size(len);
+    ++i;
+  }
+  wake(&hdr_->space_seq, &hdr_->space_waiters);
+  *got = k;
+  return Status::Ok;  // a corrupt record after these is reported by the next get
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting
+
+bool Queue::readable_now(bool* stuck) {
+  *stuck = false;
+  if (hdr_->closed.load(std::memory_order_acquire)) return true;
+  const uint64_t h = hdr_->head.load(std::memory_order_acquire);
+  const uint64_t t = hdr_->tail.load(std::memory_order_acquire);
+  if (h == t) return false;
+  RecordHeader* r = record_at(h);
+  if (r == nullptr) return true;  // let the get report the corruption
+  const uint32_t s = r->state.load(std::memory_order_acquire);
+  if (rec_kind(s) != kRecClaimed) return true;
+  if (!owner_alive(rec_owner(s))) return true;  // the get will turn it into padding
+  *stuck = true;  // a producer is writing it; poll in case it dies
+  return false;
+}
+
+bool Queue::writable_now(uint64_t bytes, bool* stuck) {
+  *stuck = false;
+  if (hdr_->closed.load(std::memory_order_acquire)) return true;
+  if (maxsize_ != 0 && hdr_->tail_msgs.load(std::memory_order_acquire) - hdr_->head_msgs.load(std::memory_order_acquire) >= maxsize_) {
+    return false;
+  }
+  const uint64_t rec = record_size(bytes);
+  for (int pass = 0; pass < 2; ++pass) {
+    const uint64_t tail = hdr_->tail.load(std::memory_order_acquire);
+    const uint64_t off = tail & mask_;
+    const uint64_t pad = off + rec > cap_ ? cap_ - off : 0;
+    if (tail + pad + rec - hdr_->freed.load(std::memory_order_acquire) <= cap_) return true;
+    if (pass == 1 || tail + pad + rec - hdr_->head.load(std::memory_order_acquire) > cap_) break;
+    // Consumers have moved on but nobody reclaimed their space yet: do it now.
+    lock_prod();
+    reclaim_locked();
+    unlock_prod();
+  }
+  // Blocked behind records still being read: if a reader died, only polling notices.
+  *stuck = hdr_->head.load(std::memory_order_acquire) != hdr_->freed.load(std::memory_order_acquire);
+  return false;
+}
+
+Status Queue::wait_on(bool for_data, uint64_t bytes, int64_t timeout_ms, const std::atomic<bool>* cancel) {
+  if (hdr_ == nullptr) return Status::InvalidArgument;
+  const uint64_t start = monotonic_ns();
+  const uint64_t deadline = timeout_ms < 0 ? 0 : start + static_cast<uint64_t>(timeout_ms) * 1000000ull;
+  const uint64_t spin_end = start + spin_ns_;
+  std::atomic<uint32_t>* seq = for_data ? &hdr_->data_seq : &hdr_->space_seq;
+  std::atomic<uint32_t>* waiters = for_data ? &hdr_->data_waiters : &hdr_->space_waiters;
+  ProcessSlot& me = hdr_->slots[slot_];
+  std::atomic<uint32_t>* my_waiters = for_data ? &me.data_waiters : &me.space_waiters;
+  bool stuck = false;
+  for (;;) {
+    if (for_data ? readable_now(&stuck) : writable_now(bytes, &stuck)) return Status::Ok;
+    if (cancel && cancel->load(std::memory_order_acquire)) return Status::Cancelled;
+    uint64_t now = monotonic_ns();
+    if (deadline != 0 && now >= deadline) return Status::TimedOut;
+    if (now < spin_end) {
+      // Spinning costs a core but avoids the ~30 us wake-up of a halted vCPU.
+      for (int i = 0; i < 64; ++i) cpu_relax();
+      continue;
+    }
+    my_waiters->fetch_add(1, std::memory_order_relaxed);
+    waiters->fetch_add(1, std::memory_order_acq_rel);  // pairs with the RMW in wake()
+    const uint32_t observed = seq->load(std::memory_order_acquire);
+    bool ready = for_data ? readable_now(&stuck) : writable_now(bytes, &stuck);
+    if (!ready && !(cancel && cancel->load(std::memory_order_acquire))) {
+      uint64_t until = deadline;
+      if (stuck) {
+        const uint64_t poll = monotonic_ns() + kStuckPollNs;
+        if (until == 0 || poll < until) until = poll;
+      }
+      hdr_->waits.fetch_add(1, std::memory_order_relaxed);
+      futex_wait_until(seq, observed, until);
+    }
+    waiters->fetch_sub(1, std::memory_order_relaxed);
+    my_waiters->fetch_sub(1, std::memory_order_relaxed);
+    if (ready) return Status::Ok;
+  }
+}
+
+Status Queue::wait_readable(int64_t timeout_ms, const std::atomic<bool>* cancel) {
+  return wait_on(true, 0, timeout_ms, cancel);
+}
+
+Status Queue::wait_writable(uint64_t bytes, int64_t timeout_ms, const std::atomic<bool>* cancel) {
+  if (bytes > max_msg_) return Status::TooLarge;
+  return wait_on(false, bytes, timeout_ms, cancel);
+}
+
+void Queue::wake_all() {
+  if (hdr_ == nullptr) return;
+  hdr_->data_seq.fetch_add(1, std::memory_order_release);
+  hdr_->space_seq.fetch_add(1, std::memory_order_release);
+  futex_wake_all(&hdr_->data_seq);
+  futex_wake_all(&hdr_->space_seq);
+}
+
+namespace {
+int64_t remaining_ms(int64_t timeout_ms, uint64_t start) {
+  if (timeout_ms < 0) return -1;
+  const int64_t spent = static_cast<int64_t>((monotonic_ns() - start) / 1000000ull);
+  return spent >= timeout_ms ? 0 : timeout_ms - spent;
+}
+}  // namespace
+
+Status Queue::put(const Slice* msgs, size_t n, size_t* written, int64_t timeout_ms) {
+  *written = 0;
+  const uint64_t start = monotonic_ns();
+  for (;;) {
+    size_t w = 0;
+    Status s = try_put(msgs + *written, n - *written, &w);
+    *written += w;
+    if (s != Status::Full) return s;
+    Status ws = wait_on(false, msgs[*written].length, remaining_ms(timeout_ms, start), nullptr);
+    if (ws != Status::Ok) return ws == Status::TimedOut ? Status::Full : ws;
+    if (timeout_ms >= 0 && remaining_ms(timeout_ms, start) == 0) {
+      s = try_put(msgs + *written, n - *written, &w);
+      *written += w;
+      return s;
+    }
+  }
+}
+
+Status Queue::get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got, size_t* needed,
+                  int64_t timeout_ms) {
+  const uint64_t start = monotonic_ns();
+  for (;;) {
+    Status s = try_get(dst, dst_cap, lengths, max, got, needed);
+    if (s != Status::Empty) return s;
+    Status ws = wait_on(true, 0, remaining_ms(timeout_ms, start), nullptr);
+    if (ws != Status::Ok) return ws == Status::TimedOut ? Status::Empty : ws;
+    if (timeout_ms >= 0 && remaining_ms(timeout_ms, start) == 0) {
+      return try_get(dst, dst_cap, lengths, max, got, needed);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Close, size, stats
+
+void Queue::close() {
+  if (hdr_ == nullptr) return;
+  // Under both locks, so no put is between its closed-check and its claim.
+  lock_prod();
+  hdr_->closed.store(1, std::memory_order_seq_cst);
+  unlock_prod();
+  wake_all();
+}
+
+bool Queue::closed() const { return hdr_ != nullptr && hdr_->closed.load(std::memory_order_acquire) != 0; }
+
+uint64_t Queue::qsize() const {
+  if (hdr_ == nullptr) return 0;
+  const uint64_t hm = hdr_->head_msgs.load(std::memory_order_acquire);
+  const uint64_t tm = hdr_->tail_msgs.load(std::memory_order_acquire);
+  return tm > hm ? tm - hm : 0;
+}
+
+uint64_t Queue::used_bytes() const {
+  if (hdr_ == nullptr) return 0;
+  const uint64_t f = hdr_->freed.load(std::memory_order_acquire);
+  const uint64_t t = hdr_->tail.load(std::memory_order_acquire);
+  return t > f ? t - f : 0;
+}
+
+uint32_t Queue::codec() const { return hdr_ ? hdr_->codec : 0; }
+uint64_t Queue::nonce() const { return hdr_ ? hdr_->nonce : 0; }
+
+Stats Queue::stats() {
+  Stats s{};
+  if (hdr_ == nullptr) return s;
+  s.capacity = cap_;
+  s.max_message_size = max_msg_;
+  s.maxsize = maxsize_;
+  const uint64_t head = hdr_->head.load(std::memory_order_acquire);
+  const uint64_t tail = hdr_->tail.load(std::memory_order_acquire);
+  s.depth_msgs = qsize();
+  s.depth_bytes = tail > head ? tail - head : 0;
+  s.used_bytes = used_bytes();
+  s.enqueued = hdr_->tail_msgs.load(std::memory_order_acquire);
+  s.dequeued = hdr_->head_msgs.load(std::memory_order_acquire);
+  s.abandoned_claims = hdr_->abandoned_claims.load(std::memory_order_relaxed);
+  s.lost_in_read = hdr_->lost_in_read.load(std::memory_order_relaxed);
+  s.wake_calls = hdr_->wake_calls.load(std::memory_order_relaxed);
+  s.waits = hdr_->waits.load(std::memory_order_relaxed);
+  s.lock_recoveries = hdr_->lock_recoveries.load(std::memory_order_relaxed);
+  s.slots_reaped = hdr_->slots_reaped.load(std::memory_order_relaxed);
+  s.waiter_heals = hdr_->waiter_heals.load(std::memory_order_relaxed);
+  s.data_waiters = hdr_->data_waiters.load(std::memory_order_relaxed);
+  s.space_waiters = hdr_->space_waiters.load(std::memory_order_relaxed);
+  s.codec = hdr_->codec;
+  s.mode = hdr_->mode;
+  s.created_ns = hdr_->created_ns;
+  s.nonce = hdr_->nonce;
+  s.closed = closed();
+  for (uint32_t i = 0; i < kMaxSlots; ++i) {
+    ProcessSlot& slot = hdr_->slots[i];
+    if (slot.state.load(std::memory_order_acquire) != kSlotActive) continue;
+    SlotInfo info{};
+    info.index = i;
+    info.pid = slot.pid.load(std::memory_order_relaxed);
+    info.role = slot.role.load(std::memory_order_relaxed);
+    info.attached_ns = slot.attached_ns.load(std::memory_order_relaxed);
+    info.data_waiters = slot.data_waiters.load(std::memory_order_relaxed);
+    info.space_waiters = slot.space_waiters.load(std::memory_order_relaxed);
+    if (i == slot_) {
+      info.alive = true;
+    } else {
+      // Probe without reaping, so a dead process stays visible (e.g. to `sage-queue ls`) until
+      // the data path or `gc` cleans it up.
+      int rc = pthread_mutex_trylock(&slot.alive);
+      if (rc == EBUSY) {
+        info.alive = true;
+      } else {
+        if (rc == EOWNERDEAD) pthread_mutex_consistent(&slot.alive);
+        if (rc == 0 || rc == EOWNERDEAD) pthread_mutex_unlock(&slot.alive);
+        info.alive = false;
+      }
+    }
+    s.slots.push_back(info);
+  }
+  return s;
+}
+
+}  // namespace sage

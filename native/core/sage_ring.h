@@ -1,0 +1,172 @@
+#pragma once
+// sage::Queue: a crash-safe multi-producer multi-consumer queue of variable-size messages in a
+// named shared-memory segment. No Node dependency; errors are Status codes, never exceptions.
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "layout.h"
+
+namespace sage {
+
+enum class Status : int {
+  Ok = 0,
+  Empty,             // nothing to get (or the head record is not committed yet)
+  Full,              // no space (or maxsize reached)
+  Closed,            // closed: puts fail; gets fail once drained
+  TooLarge,          // message over max_message_size: nothing written
+  BufferTooSmall,    // the destination cannot hold the next message; `needed` says how much
+  TimedOut,
+  Cancelled,
+  InvalidName,
+  InvalidArgument,
+  Exists,
+  NotFound,
+  NotOurs,           // the segment is not a SAGE queue
+  VersionMismatch,   // a SAGE queue of another layout version or build
+  NotInitialised,    // its creator has not finished (or died while creating it)
+  NoSpace,           // /dev/shm cannot hold the segment
+  NoSlots,           // too many handles attached
+  PermissionDenied,
+  Corrupt,           // a record or cursor failed a bounds check
+  SystemError,
+};
+
+const char* status_code(Status s);     // stable code, e.g. "ERR_QUEUE_EMPTY"
+const char* status_message(Status s);  // human sentence
+
+struct CreateOptions {
+  uint64_t capacity = 1 << 20;     // data bytes; rounded up to a power of two
+  uint64_t max_message_size = 0;   // 0 = capacity / 4 - header
+  uint64_t maxsize = 0;            // messages; 0 = unbounded
+  uint32_t mode = 0600;
+  uint32_t codec = 0;
+};
+
+struct SlotInfo {
+  uint32_t index;
+  int32_t pid;
+  uint32_t role;
+  bool alive;
+  uint64_t attached_ns;
+  uint32_t data_waiters;
+  uint32_t space_waiters;
+};
+
+struct Stats {
+  uint64_t capacity, max_message_size, maxsize, depth_msgs, depth_bytes, used_bytes;
+  uint64_t enqueued, dequeued, abandoned_claims, lost_in_read;
+  uint64_t wake_calls, waits, lock_recoveries, slots_reaped, waiter_heals;
+  uint32_t data_waiters, space_waiters, codec, mode;
+  uint64_t created_ns, nonce;
+  bool closed;
+  std::vector<SlotInfo> slots;
+};
+
+// Where a message's bytes are, for batched puts.
+struct Slice {
+  const uint8_t* data;
+  uint32_t length;
+};
+
+// Test-only stop points: when armed, the process writes "SAGE_HOOK <name>\n" to stderr and
+// sleeps forever there, so a test can SIGKILL it at exactly that instant.
+enum class HookPoint : int { None = 0, AfterClaim, MidCopy, BeforeCommit, AfterTake, MidRead, InProdLock, InConsLock };
+void set_test_hook(HookPoint p);
+bool parse_hook_point(const std::string& name, HookPoint* out);
+
+enum class OpenMode { Create, Open, OpenOrCreate };
+
+bool valid_queue_name(const std::string& name);
+std::string shm_name_for(const std::string& name);   // "/sageq.<name>"
+extern const char* const kShmPrefix;                  // "sageq."
+
+class Queue {
+ public:
+  // Creates and/or attaches. On failure returns the status and sets *sys_errno when relevant.
+  static Status open(const std::string& name, OpenMode mode, const CreateOptions& opts,
+                     std::unique_ptr<Queue>* out, int* sys_errno, uint64_t init_wait_ms = 1000);
+  static Status unlink(const std::string& name, int* sys_errno);
+  // Names (without prefix) of every sage-queue segment in /dev/shm.
+  static std::vector<std::string> list();
+
+  ~Queue();
+  Queue(const Queue&) = delete;
+  Queue& operator=(const Queue&) = delete;
+
+  // Detaches: stops using the segment and frees this handle's slot. Idempotent.
+  void release();
+  bool released() const { return hdr_ == nullptr; }
+
+  // --- non-blocking operations (also the fast path of the blocking ones) ---
+  // Puts up to n messages in order; *written says how many went in. A batch stops early at the
+  // first message that does not fit (Full) -- earlier ones are committed.
+  Status try_put(const Slice* msgs, size_t n, size_t* written);
+  // Gets up to max messages, copying payloads back to back into dst (16-byte aligned starts are
+  // not guaranteed); lengths[i] receives each length. BufferTooSmall sets *needed when not even
+  // the first message fits.
+  Status try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got,
+                 size_t* needed);
+
+  // --- blocking operations (timeout_ms < 0 = forever) ---
+  Status put(const Slice* msgs, size_t n, size_t* written, int64_t timeout_ms);
+  Status get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got,
+             size_t* needed, int64_t timeout_ms);
+  // Waits until a get could make progress (or the queue closes), without taking anything.
+  Status wait_readable(int64_t timeout_ms, const std::atomic<bool>* cancel);
+  // Waits until `bytes` of payload could be put (or the queue closes).
+  Status wait_writable(uint64_t bytes, int64_t timeout_ms, const std::atomic<bool>* cancel);
+  // Wakes every waiter of this queue in every process (used to cancel a local wait).
+  void wake_all();
+
+  void close();
+  bool closed() const;
+  uint64_t qsize() const;
+  uint64_t used_bytes() const;
+  Stats stats();
+
+  const std::string& name() const { return name_; }
+  uint64_t capacity() const { return cap_; }
+  uint64_t max_message_size() const { return max_msg_; }
+  uint64_t maxsize() const { return maxsize_; }
+  uint32_t codec() const;
+  uint64_t nonce() const;
+  // Spin budget before sleeping in a blocking wait (default 50 us; 0 = sleep at once).
+  void set_spin_ns(uint64_t ns) { spin_ns_ = ns; }
+  uint64_t spin_ns() const { return spin_ns_; }
+
+ private:
+  Queue() = default;
+  Status attach_slot();
+  void release_slot();
+  void lock_prod();
+  void lock_cons();
+  void unlock_prod();
+  void unlock_cons();
+  void recover_prod();
+  void recover_cons();
+  // Is the owner of a record still attached and alive? Reaps its slot if it died.
+  bool owner_alive(uint32_t owner);
+  void reap_slot(uint32_t index);
+  Status reclaim_locked();     // advance `freed` over consumed records (prod lock held)
+  void wake(std::atomic<uint32_t>* seq, std::atomic<uint32_t>* waiters);
+  // Readiness probes used by waiters. `stuck` = blocked behind a record whose owner must be
+  // re-checked periodically (a dead owner is only noticed by polling).
+  bool readable_now(bool* stuck);
+  bool writable_now(uint64_t record_bytes, bool* stuck);
+  Status wait_on(bool for_data, uint64_t record_bytes, int64_t timeout_ms, const std::atomic<bool>* cancel);
+  RecordHeader* record_at(uint64_t pos) const;
+
+  Header* hdr_ = nullptr;
+  uint8_t* data_ = nullptr;
+  size_t map_size_ = 0;
+  uint64_t cap_ = 0, mask_ = 0, max_msg_ = 0, maxsize_ = 0;
+  uint32_t slot_ = 0, owner_ = 0;
+  uint64_t spin_ns_ = 50000;
+  std::string name_;
+};
+
+}  // namespace sage

@@ -1,0 +1,375 @@
+// Segment lifecycle: names, create (O_EXCL, fallocate, initialise, "initialised" last), open
+// (bounded wait for initialisation, header validation), unlink, list; and the slot table that
+// tells survivors which attached handles are dead.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include "futex.h"
+#include "sage_ring.h"
+
+namespace sage {
+
+const char* const kShmPrefix = "sageq.";
+
+bool valid_queue_name(const std::string& name) {
+  if (name.empty() || name.size() > kNameMax) return false;
+  if (name == "." || name == "..") return false;
+  if (name.find("..") != std::string::npos) return false;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string shm_name_for(const std::string& name) { return std::string("/") + kShmPrefix + name; }
+
+namespace {
+
+Status errno_status(int e) {
+  switch (e) {
+    case EEXIST: return Status::Exists;
+    case ENOENT: return Status::NotFound;
+    case EACCES:
+    case EPERM: return Status::PermissionDenied;
+    case ENOSPC:
+    case ENOMEM:
+    case EFBIG: return Status::NoSpace;
+    default: return Status::SystemError;
+  }
+}
+
+uint64_t round_pow2(uint64_t v) {
+  uint64_t p = kMinCapacity;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+uint64_t data_offset() { return align_up(sizeof(Header), 4096); }
+
+uint64_t random_nonce() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^ monotonic_ns();
+}
+
+bool init_robust_mutex(pthread_mutex_t* m) {
+  pthread_mutexattr_t a;
+  if (pthread_mutexattr_init(&a) != 0) return false;
+  bool ok = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED) == 0 &&
+            pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST) == 0 && pthread_mutex_init(m, &a) == 0;
+  pthread_mutexattr_destroy(&a);
+  return ok;
+}
+
+}  // namespace
+
+Status Queue::unlink(const std::string& name, int* sys_errno) {
+  if (!valid_queue_name(name)) return Status::InvalidName;
+  if (shm_unlink(shm_name_for(name).c_str()) != 0) {
+    if (sys_errno) *sys_errno = errno;
+    return errno_status(errno);
+  }
+  return Status::Ok;
+}
+
+std::vector<std::string> Queue::list() {
+  std::vector<std::string> out;
+  DIR* d = opendir("/dev/shm");
+  if (!d) return out;
+  const size_t plen = strlen(kShmPrefix);
+  while (dirent* e = readdir(d)) {
+    if (strncmp(e->d_name, kShmPrefix, plen) == 0 && valid_queue_name(e->d_name + plen)) {
+      out.emplace_back(e->d_name + plen);
+    }
+  }
+  closedir(d);
+  return out;
+}
+
+Status Queue::open(const std::string& name, OpenMode mode, const CreateOptions& opts, std::unique_ptr<Queue>* out,
+                   int* sys_errno, uint64_t init_wait_ms) {
+  if (!valid_queue_name(name)) return Status::InvalidName;
+  const std::string shm = shm_name_for(name);
+  int err = 0;
+  if (sys_errno) *sys_errno = 0;
+
+  uint64_t cap = 0, max_msg = 0;
+  if (mode != OpenMode::Open) {
+    if (opts.capacity == 0 || opts.capacity > kMaxCapacity || opts.mode > 0777 ||
+        (opts.mode & 0600) != 0600 || opts.maxsize > (1ull << 48)) {
+      return Status::InvalidArgument;
+    }
+    cap = round_pow2(opts.capacity);
+    const uint64_t limit = cap / 2 - kRecordHeaderSize;
+    max_msg = opts.max_message_size == 0 ? cap / 4 - kRecordHeaderSize : opts.max_message_size;
+    if (max_msg > limit) return Status::InvalidArgument;
+  }
+
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    if (mode != OpenMode::Open) {
+      int fd = shm_open(shm.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, opts.mode);
+      if (fd >= 0) {
+        // Held until "initialised" is stored: the OS drops it if we die, so openers can tell a
+        // slow creator from a dead one.
+        flock(fd, LOCK_EX);
+        fchmod(fd, opts.mode);  // the umask must not weaken or widen the requested mode
+        const uint64_t size = data_offset() + cap;
+        int rc = posix_fallocate(fd, 0, static_cast<off_t>(size));
+        void* p = rc == 0 ? mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+        if (p == MAP_FAILED) {
+          err = rc != 0 ? rc : errno;
+          shm_unlink(shm.c_str());
+          ::close(fd);
+          if (sys_errno) *sys_errno = err;
+          return err == ENOSPC || err == ENOMEM || err == EFBIG ? Status::NoSpace : errno_status(err);
+        }
+        auto* h = static_cast<Header*>(p);
+        h->magic = kMagic;
+        h->layout_version = SAGE_LAYOUT_VERSION;
+        h->layout_signature = layout_signature();
+        h->segment_size = size;
+        h->capacity = cap;
+        h->max_message_size = max_msg;
+        h->maxsize = opts.maxsize;
+        h->nonce = random_nonce();
+        h->created_ns = realtime_ns();
+        h->codec = opts.codec;
+        h->mode = opts.mode;
+        h->data_offset = static_cast<uint32_t>(data_offset());
+        h->slot_count = kMaxSlots;
+        memcpy(h->name, name.data(), name.size());
+        if (!init_robust_mutex(&h->prod_lock) || !init_robust_mutex(&h->cons_lock)) {
+          munmap(p, size);
+          shm_unlink(shm.c_str());
+          ::close(fd);
+          return Status::SystemError;
+        }
+        std::unique_ptr<Queue> q(new Queue());
+        q->hdr_ = h;
+        q->data_ = static_cast<uint8_t*>(p) + data_offset();
+        q->map_size_ = size;
+        q->cap_ = cap;
+        q->mask_ = cap - 1;
+        q->max_msg_ = max_msg;
+        q->maxsize_ = opts.maxsize;
+        q->name_ = name;
+        Status s = q->attach_slot();
+        if (s != Status::Ok) {
+          q->hdr_ = nullptr;
+          munmap(p, size);
+          shm_unlink(shm.c_str());
+          ::close(fd);
+          return s;
+        }
+        q->hdr_->slots[q->slot_].role.fetch_or(kRoleCreator, std::memory_order_relaxed);
+        h->initialised.store(1, std::memory_order_release);  // last: openers acquire this
+        flock(fd, LOCK_UN);
+        ::close(fd);
+        *out = std::move(q);
+        return Status::Ok;
+      }
+      err = errno;
+      if (err != EEXIST || mode == OpenMode::Create) {
+        if (sys_errno) *sys_errno = err;
+        return errno_status(err);
+      }
+    }
+
+    // --- open an existing segment ---
+    int fd = shm_open(shm.c_str(), O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0) {
+      err = errno;
+      if (err == ENOENT && mode == OpenMode::OpenOrCreate) continue;  // raced with an unlink
+      if (sys_errno) *sys_errno = err;
+      return errno_status(err);
+    }
+    const uint64_t deadline = monotonic_ns() + init_wait_ms * 1000000ull;
+    struct stat st;
+    Status result = Status::NotInitialised;
+    for (;;) {
+      if (fstat(fd, &st) != 0) {
+        err = errno;
+        result = Status::SystemError;
+        break;
+      }
+      uint64_t magic = 0;
+      if (pread(fd, &magic, sizeof magic, 0) == static_cast<ssize_t>(sizeof magic) && magic != 0 && magic != kMagic) {
+        result = Status::NotOurs;  // whatever this file is, it is not one of ours
+        break;
+      }
+      if (static_cast<uint64_t>(st.st_size) >= sizeof(Header)) {
+        void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) {
+          err = errno;
+          result = errno_status(err);
+          break;
+        }
+        auto* h = static_cast<Header*>(p);
+        if (h->initialised.load(std::memory_order_acquire) == 1) {
+          const uint64_t size = static_cast<uint64_t>(st.st_size);
+          if (h->magic != kMagic) {
+            result = Status::NotOurs;
+          } else if (h->layout_version != SAGE_LAYOUT_VERSION || h->layout_signature != layout_signature()) {
+            result = Status::VersionMismatch;
+          } else if (h->segment_size != size || h->capacity < kMinCapacity || h->capacity > kMaxCapacity ||
+                     (h->capacity & (h->capacity - 1)) != 0 || h->data_offset != data_offset() ||
+                     h->data_offset + h->capacity != size || h->max_message_size > h->capacity / 2 - kRecordHeaderSize ||
+                     h->slot_count != kMaxSlots) {
+            result = Status::Corrupt;
+          } else {
+            std::unique_ptr<Queue> q(new Queue());
+            q->hdr_ = h;
+            q->data_ = static_cast<uint8_t*>(p) + h->data_offset;
+            q->map_size_ = size;
+            q->cap_ = h->capacity;
+            q->mask_ = h->capacity - 1;
+            q->max_msg_ = h->max_message_size;
+            q->maxsize_ = h->maxsize;
+            q->name_ = name;
+            result = q->attach_slot();
+            if (result == Status::Ok) {
+              ::close(fd);
+              *out = std::move(q);
+              return Status::Ok;
+            }
+            q->hdr_ = nullptr;
+          }
+          munmap(p, static_cast<size_t>(st.st_size));
+          break;
+        }
+        if (h->magic != 0 && h->magic != kMagic) {
+          munmap(p, static_cast<size_t>(st.st_size));
+          result = Status::NotOurs;
+          break;
+        }
+        munmap(p, static_cast<size_t>(st.st_size));
+      }
+      // Not initialised yet. If the creator's lock is free, it died: waiting longer is pointless.
+      if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+        flock(fd, LOCK_UN);
+        struct stat st2;
+        if (fstat(fd, &st2) == 0 && static_cast<uint64_t>(st2.st_size) >= sizeof(Header)) {
+          void* p = mmap(nullptr, sizeof(Header), PROT_READ, MAP_SHARED, fd, 0);
+          bool init = p != MAP_FAILED && static_cast<Header*>(p)->initialised.load(std::memory_order_acquire) == 1;
+          if (p != MAP_FAILED) munmap(p, sizeof(Header));
+          if (init) continue;  // finished between our two looks
+        }
+        // Its creator died before finishing (or it is a foreign empty file).
+        result = Status::NotInitialised;
+        break;
+      }
+      if (monotonic_ns() > deadline) break;
+      usleep(1000);
+    }
+    ::close(fd);
+    if (sys_errno) *sys_errno = err;
+    return result;
+  }
+  return Status::SystemError;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slots
+
+Status Queue::attach_slot() {
+  for (int pass = 0; pass < 2; ++pass) {
+    for (uint32_t i = 0; i < kMaxSlots; ++i) {
+      ProcessSlot& s = hdr_->slots[i];
+      uint32_t expected = kSlotFree;
+      if (!s.state.compare_exchange_strong(expected, kSlotClaiming, std::memory_order_acq_rel)) continue;
+      s.claiming_ns.store(monotonic_ns(), std::memory_order_relaxed);
+      const uint32_t gen = s.gen.fetch_add(1, std::memory_order_relaxed) + 1;
+      if (!init_robust_mutex(&s.alive) || pthread_mutex_lock(&s.alive) != 0) {
+        s.state.store(kSlotFree, std::memory_order_release);
+        return Status::SystemError;
+      }
+      s.pid.store(getpid(), std::memory_order_relaxed);
+      s.role.store(0, std::memory_order_relaxed);
+      s.attached_ns.store(realtime_ns(), std::memory_order_relaxed);
+      s.data_waiters.store(0, std::memory_order_relaxed);
+      s.space_waiters.store(0, std::memory_order_relaxed);
+      expected = kSlotClaiming;
+      if (!s.state.compare_exchange_strong(expected, kSlotActive, std::memory_order_acq_rel)) {
+        // A survivor decided this claim was abandoned while we were stopped: start over.
+        pthread_mutex_unlock(&s.alive);
+        continue;
+      }
+      slot_ = i;
+      owner_ = make_owner(i, gen);
+      return Status::Ok;
+    }
+    // Full: clean up handles whose processes died, and slots stuck half-claimed, then retry.
+    const uint64_t now = monotonic_ns();
+    for (uint32_t i = 0; i < kMaxSlots; ++i) {
+      ProcessSlot& s = hdr_->slots[i];
+      uint32_t st = s.state.load(std::memory_order_acquire);
+      if (st == kSlotActive) {
+        owner_alive(make_owner(i, s.gen.load(std::memory_order_relaxed)));
+      } else if (st == kSlotClaiming && now - s.claiming_ns.load(std::memory_order_relaxed) > 2000000000ull) {
+        s.state.compare_exchange_strong(st, kSlotFree, std::memory_order_acq_rel);
+      }
+    }
+  }
+  return Status::NoSlots;
+}
+
+void Queue::release_slot() {
+  ProcessSlot& s = hdr_->slots[slot_];
+  s.state.store(kSlotReaping, std::memory_order_release);
+  hdr_->data_waiters.fetch_sub(s.data_waiters.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+  hdr_->space_waiters.fetch_sub(s.space_waiters.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+  pthread_mutex_unlock(&s.alive);
+  s.state.store(kSlotFree, std::memory_order_release);
+}
+
+void Queue::reap_slot(uint32_t index) {
+  // Called holding the dead slot's `alive` mutex (after EOWNERDEAD): we are its only reaper.
+  ProcessSlot& s = hdr_->slots[index];
+  s.state.store(kSlotReaping, std::memory_order_release);
+  uint32_t dw = s.data_waiters.exchange(0, std::memory_order_relaxed);
+  uint32_t sw = s.space_waiters.exchange(0, std::memory_order_relaxed);
+  if (dw) hdr_->data_waiters.fetch_sub(dw, std::memory_order_relaxed);
+  if (sw) hdr_->space_waiters.fetch_sub(sw, std::memory_order_relaxed);
+  if (dw || sw) hdr_->waiter_heals.fetch_add(1, std::memory_order_relaxed);
+  pthread_mutex_consistent(&s.alive);
+  pthread_mutex_unlock(&s.alive);
+  hdr_->slots_reaped.fetch_add(1, std::memory_order_relaxed);
+  s.state.store(kSlotFree, std::memory_order_release);
+}
+
+bool Queue::owner_alive(uint32_t owner) {
+  const uint32_t index = owner_slot(owner);
+  if (index >= kMaxSlots) return false;  // garbage owner: nobody to wait for
+  if (owner == owner_) return true;
+  ProcessSlot& s = hdr_->slots[index];
+  if (s.state.load(std::memory_order_acquire) != kSlotActive) return false;
+  if ((s.gen.load(std::memory_order_relaxed) & 0xFFFFu) != owner_gen(owner)) return false;
+  int rc = pthread_mutex_trylock(&s.alive);
+  if (rc == EBUSY) return true;
+  if (rc == EOWNERDEAD) {
+    reap_slot(index);
+    return false;
+  }
+  if (rc == 0) {
+    // Unlocked while still marked active: its owner was probed dead earlier (stats) but not
+    // reaped, or is mid-release. Reap it if it is still marked active.
+    if (s.state.load(std::memory_order_acquire) == kSlotActive) {
+      reap_slot(index);
+    } else {
+      pthread_mutex_unlock(&s.alive);
+    }
+    return false;
+  }
+  return false;
+}
+
+}  // namespace sage

@@ -1,0 +1,23 @@
+#pragma once
+// Minimal assertion helper for the native tests: report file:line and exit non-zero.
+#include <cstdio>
+#include <cstdlib>
+
+#define CHECK(cond)                                                        \
+  do {                                                                     \
+    if (!(cond)) {                                                         \
+      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+      std::exit(1);                                                        \
+    }                                                                      \
+  } while (0)
+
+#define CHECK_EQ(a, b)                                                     \
+  do {                                                                     \
+    auto va_ = (a);                                                        \
+    auto vb_ = (b);                                                        \
+    if (!(va_ == vb_)) {                                                   \
+      std::fprintf(stderr, "%s:%d: CHECK_EQ failed: %s (%lld) != %s (%lld)\n", __FILE__, __LINE__, #a, \
+                   static_cast<long long>(va_), #b, static_cast<long long>(vb_)); \
+      std::exit(1);                                                        \
+    }                                                                      \
+  } while (0)
