@@ -3,7 +3,11 @@
     {
       "target_name": "sage_queue",
       "sources": [
-        "native/binding/addon.cpp"
+        "native/core/sage_ring.cpp",
+        "native/core/segment.cpp",
+        "native/binding/addon.cpp",
+        "native/binding/native_queue.cpp",
+        "native/binding/notifier.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -47,6 +47,24 @@ export class QueueReleasedError extends SageQueueError {
   }
 }
 
+/**
+ * The shared-memory segment could not be created, opened or used: it exists already, does not
+ * exist, is not a sage-queue segment, has another layout version, was never initialised, does not
+ * fit in /dev/shm, is not accessible, or failed a consistency check. `code` says which
+ * (ERR_QUEUE_EXISTS, ERR_QUEUE_NOT_FOUND, ERR_NOT_A_SAGE_QUEUE, ERR_LAYOUT_MISMATCH,
+ * ERR_QUEUE_NOT_INITIALISED, ERR_NO_SHM_SPACE, ERR_PERMISSION_DENIED, ERR_TOO_MANY_HANDLES,
+ * ERR_QUEUE_CORRUPT, ERR_SYSTEM); `errno` is set when a system call failed.
+ */
+export class SharedMemoryError extends SageQueueError {
+  readonly queueName: string;
+  readonly errno: number | undefined;
+  constructor(code: string, message: string, queueName: string, errno?: number) {
+    super(code, message);
+    this.queueName = queueName;
+    this.errno = errno;
+  }
+}
+
 /** An encoded message is larger than the queue's `maxMessageSize`; nothing was enqueued. */
 export class MessageTooLargeError extends SageQueueError {
   readonly size: number;

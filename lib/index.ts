@@ -1,9 +1,32 @@
 /** Public exports of sage-queue, listed in one place. */
-export * from './errors';
+export {
+  SageQueueError, QueueEmptyError, QueueFullError, QueueClosedError, QueueReleasedError, SharedMemoryError,
+  MessageTooLargeError, SerializationError, UnsupportedQueueTypeError, DescriptorError, WouldDeadlockError,
+  InvalidArgumentTypeError, ArgumentRangeError, InvalidArgumentValueError,
+} from './errors';
 export type { AsyncQueueLike, AsyncWaitOptions, LoadReporting, QueueLike, SyncAndAsyncQueue } from './queue-like';
 export { isAsyncQueueLike } from './queue-like';
-export type { NativeCapabilities } from './native';
 
+export { LocalQueue } from './local-queue';
+export type { LocalQueueOptions } from './local-queue';
+
+export { SageQueue } from './sage-queue';
+export type { SageQueueOptions, SageQueueStats, BatchOptions, IterateOptions } from './sage-queue';
+export { CODEC_NAMES } from './codecs';
+export type { CodecName } from './codecs';
+
+export { QueueDescriptor, MAX_QUEUE_ID_LENGTH, getLocalQueue, attachToShmQueue, getSageQueue } from './descriptor';
+export type {
+  JsonObject, JsonPrimitive, JsonValue, ReadonlyJsonObject, ReadonlyJsonValue, QueueDescriptorDict, QueueDescriptorInit,
+  LocalQueueDescriptorOptions, ShmQueueDescriptorOptions, SageQueueDescriptorOptions, RayActorQueueDescriptorOptions,
+  RayQueueDescriptorOptions, RpcQueueDescriptorOptions,
+} from './descriptor';
+export {
+  registerQueueImplementation, unregisterQueueImplementation, getRegisteredQueueTypes, resolveDescriptor, forgetResolved,
+} from './registry';
+export type { QueueImplementation, RegisterOptions } from './registry';
+
+export type { NativeCapabilities, NativeStats, NativeProcessInfo } from './native';
 import { native } from './native';
 import type { NativeCapabilities } from './native';
 

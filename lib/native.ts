@@ -15,11 +15,159 @@ export interface NativeCapabilities {
   futex: boolean;
   robustLocks: boolean;
   sharedMemory: boolean;
+  /** Handles that can be attached to one queue at once (across all processes). */
+  maxHandlesPerQueue: number;
+  /** Every segment is `/dev/shm/<shmPrefix><name>`. */
+  shmPrefix: string;
+}
+
+/** Numeric statuses returned (negated) by the hot-path methods; mirrors sage::Status. */
+export const enum NativeStatus {
+  Ok = 0,
+  Empty = 1,
+  Full = 2,
+  Closed = 3,
+  TooLarge = 4,
+  BufferTooSmall = 5,
+  TimedOut = 6,
+  Cancelled = 7,
+  InvalidName = 8,
+  InvalidArgument = 9,
+  Exists = 10,
+  NotFound = 11,
+  NotOurs = 12,
+  VersionMismatch = 13,
+  NotInitialised = 14,
+  NoSpace = 15,
+  NoSlots = 16,
+  PermissionDenied = 17,
+  Corrupt = 18,
+  SystemError = 19,
+}
+
+/** Kinds passed to the notify callback. */
+export const enum NotifyKind {
+  Readable = 1,
+  Writable = 2,
+}
+
+export interface NativeCreateOptions {
+  capacity?: number;
+  maxMessageSize?: number;
+  maxsize?: number;
+  mode?: number;
+  codec?: number;
+}
+
+export interface NativeProcessInfo {
+  slot: number;
+  pid: number;
+  roles: Array<'creator' | 'producer' | 'consumer'>;
+  alive: boolean;
+  attachedMs: number;
+  /** Waits this handle has registered right now. */
+  waiting: number;
+}
+
+/** Statistics kept in the segment: the same from every attached process. */
+export interface NativeStats {
+  name: string;
+  capacity: number;
+  maxMessageSize: number;
+  maxsize: number;
+  /** Messages in the queue (claimed by producers and not yet taken by consumers). */
+  depth: number;
+  /** Bytes of records in the queue. */
+  depthBytes: number;
+  /** Bytes not yet reusable (includes records being read). */
+  usedBytes: number;
+  enqueued: number;
+  dequeued: number;
+  /** Claims of producers that died before committing, turned into padding. */
+  abandonedClaims: number;
+  /** Messages that consumers were reading when they died. */
+  lostInRead: number;
+  /** FUTEX_WAKE system calls issued. */
+  wakeCalls: number;
+  /** Futex sleeps entered. */
+  waits: number;
+  lockRecoveries: number;
+  slotsReaped: number;
+  waiterHeals: number;
+  dataWaiters: number;
+  spaceWaiters: number;
+  codec: number;
+  mode: number;
+  createdMs: number;
+  nonce: string;
+  closed: boolean;
+  processes: NativeProcessInfo[];
+}
+
+export interface NativeQueueInfo {
+  name: string;
+  capacity: number;
+  maxMessageSize: number;
+  maxsize: number;
+  codec: number;
+  nonce: string;
+}
+
+/** One attached handle. Methods return a count/length, or a negated NativeStatus. */
+export interface NativeQueue {
+  tryPut(data: Uint8Array): number;
+  tryPutBatch(data: Uint8Array, lengths: Uint32Array, count: number): number;
+  tryGet(slab: Uint8Array, offset: number): number;
+  tryGetBatch(slab: Uint8Array, offset: number, lengths: Uint32Array, max: number): number;
+  /** Blocks the calling thread (sync API only). timeoutMs < 0 = forever. */
+  putBlocking(data: Uint8Array, lengths: Uint32Array, count: number, timeoutMs: number): number;
+  /** Blocks the calling thread (sync API only). timeoutMs < 0 = forever. */
+  getBlocking(slab: Uint8Array, offset: number, lengths: Uint32Array, max: number, timeoutMs: number): number;
+  /** Ask the notifier thread to report (through `notify`) when a get could progress. */
+  armReadable(): void;
+  /** Ask the notifier thread to report when `bytes` could be put. */
+  armWritable(bytes: number): void;
+  /** kind: bit mask of NotifyKind; cancel=false when it already fired (just drops the ref). */
+  disarm(kind: number, cancel?: boolean): void;
+  close(): void;
+  release(): void;
+  qsize(): number;
+  usedBytes(): number;
+  isClosed(): boolean;
+  isReleased(): boolean;
+  stats(): NativeStats | null;
+  info(): NativeQueueInfo | null;
+  setSpinUs(us: number): void;
+  /** Size of the message a BufferTooSmall result could not fit. */
+  needed(): number;
+}
+
+export interface NativeQueueConstructor {
+  new (
+    name: string,
+    mode: 'create' | 'open' | 'openOrCreate',
+    options: NativeCreateOptions,
+    notify: (kind: NotifyKind) => void,
+    initWaitMs?: number,
+  ): NativeQueue;
+}
+
+export interface NativeStatusInfo {
+  status: number;
+  code: string;
+  message: string;
 }
 
 export interface NativeAddon {
   version(): string;
   capabilities(): NativeCapabilities;
+  statuses(): NativeStatusInfo[];
+  validName(name: string): boolean;
+  unlink(name: string): void;
+  list(): string[];
+  /** Test-only: park this process at a named point of the data path. */
+  setTestHook(point: string): void;
+  NativeQueue: NativeQueueConstructor;
 }
 
 let cached: NativeAddon | undefined;

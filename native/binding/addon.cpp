@@ -1,24 +1,63 @@
-// Node-API binding of the sage-queue native core. Per-instance state lives in the Addon object so
-// the addon can be loaded in several worker threads / contexts at once.
+// Node-API entry point. Per-instance state lives in the addon instance (Napi::Addon) so the addon
+// can be loaded by several worker threads at once; an environment cleanup hook releases every
+// handle still attached when a worker thread or the process exits (finalizers cover GC).
 #include <napi.h>
 
+#include <cerrno>
+#include <cstring>
+
+#include "addon_state.h"
+#include "native_queue.h"
+#include "sage_ring.h"
 #include "version.h"
 
-namespace {
+namespace sage_binding {
 
-class SageAddon : public Napi::Addon<SageAddon> {
+const napi_type_tag kQueueTag = {0x5a6e1d3b8c2f4a71ull, 0x9e3779b97f4a7c15ull};
+
+Napi::Error MakeError(Napi::Env env, const char* code, const std::string& message, int sys_errno) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("code", Napi::String::New(env, code));
+  if (sys_errno != 0) e.Set("errno", Napi::Number::New(env, sys_errno));
+  return e;
+}
+
+}  // namespace sage_binding
+
+using sage_binding::AddonState;
+using sage_binding::MakeError;
+using sage_binding::NativeQueue;
+
+// The addon instance is the environment's instance data (Napi::Addon stores it there); it is
+// also the AddonState every NativeQueue of this environment registers with.
+class SageAddon : public Napi::Addon<SageAddon>, public AddonState {
  public:
   SageAddon(Napi::Env env, Napi::Object exports) {
-    DefineAddon(exports, {
-        InstanceMethod("version", &SageAddon::Version),
-        InstanceMethod("capabilities", &SageAddon::Capabilities),
+    Napi::Function ctor = NativeQueue::Define(env);
+    queue_ctor = Napi::Persistent(ctor);
+    env.AddCleanupHook([this]() {
+      // Environment teardown (worker exit, process exit): release everything still attached,
+      // so other processes see this handle go away cleanly instead of as a death.
+      for (NativeQueue* q : live) {
+        q->ForgetAddon();
+        q->Release();
+      }
+      live.clear();
     });
+    DefineAddon(exports, {
+                             InstanceMethod("version", &SageAddon::Version),
+                             InstanceMethod("capabilities", &SageAddon::Capabilities),
+                             InstanceMethod("statuses", &SageAddon::Statuses),
+                             InstanceMethod("validName", &SageAddon::ValidName),
+                             InstanceMethod("unlink", &SageAddon::Unlink),
+                             InstanceMethod("list", &SageAddon::List),
+                             InstanceMethod("setTestHook", &SageAddon::SetTestHook),
+                             InstanceValue("NativeQueue", ctor),
+                         });
   }
 
  private:
-  Napi::Value Version(const Napi::CallbackInfo& info) {
-    return Napi::String::New(info.Env(), SAGE_NATIVE_VERSION);
-  }
+  Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), SAGE_NATIVE_VERSION); }
 
   Napi::Value Capabilities(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -30,10 +69,67 @@ class SageAddon : public Napi::Addon<SageAddon> {
     caps.Set("futex", Napi::Boolean::New(env, true));
     caps.Set("robustLocks", Napi::Boolean::New(env, true));
     caps.Set("sharedMemory", Napi::Boolean::New(env, true));
+    caps.Set("maxHandlesPerQueue", Napi::Number::New(env, sage::kMaxSlots));
+    caps.Set("shmPrefix", sage::kShmPrefix);
     return caps;
   }
+
+  // [{ status, code, message }] indexed by the numeric status the hot-path methods return.
+  Napi::Value Statuses(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array out = Napi::Array::New(env);
+    for (int i = 0; i <= static_cast<int>(sage::Status::SystemError); ++i) {
+      auto s = static_cast<sage::Status>(i);
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("status", Napi::Number::New(env, i));
+      o.Set("code", sage::status_code(s));
+      o.Set("message", sage::status_message(s));
+      out.Set(static_cast<uint32_t>(i), o);
+    }
+    return out;
+  }
+
+  Napi::Value ValidName(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), info[0].IsString() && sage::valid_queue_name(info[0].As<Napi::String>().Utf8Value()));
+  }
+
+  Napi::Value Unlink(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsString()) throw Napi::TypeError::New(env, "unlink(name: string)");
+    const std::string name = info[0].As<Napi::String>().Utf8Value();
+    int err = 0;
+    sage::Status s = sage::Queue::unlink(name, &err);
+    if (s != sage::Status::Ok) {
+      std::string msg = std::string(sage::status_message(s)) + " (queue " + name + ")";
+      if (err != 0) msg += ": " + std::string(strerror(err));
+      throw MakeError(env, sage::status_code(s), msg, err);
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value List(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<std::string> names = sage::Queue::list();
+    Napi::Array out = Napi::Array::New(env, names.size());
+    for (size_t i = 0; i < names.size(); ++i) out.Set(static_cast<uint32_t>(i), names[i]);
+    return out;
+  }
+
+  // Test-only: stop this process at a named point of the data path (see sage::HookPoint).
+  Napi::Value SetTestHook(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    sage::HookPoint p;
+    if (!info[0].IsString() || !sage::parse_hook_point(info[0].As<Napi::String>().Utf8Value(), &p)) {
+      throw Napi::TypeError::New(env, "unknown hook point");
+    }
+    sage::set_test_hook(p);
+    return env.Undefined();
+  }
+
 };
 
-}  // namespace
+sage_binding::AddonState* sage_binding::GetAddonState(Napi::Env env) {
+  return static_cast<AddonState*>(env.GetInstanceData<SageAddon>());
+}
 
 NODE_API_ADDON(SageAddon)

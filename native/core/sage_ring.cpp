@@ -406,6 +406,7 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
                            ? Status::Closed
                            : Status::Empty;
   }
+  if (taken_.size() < max) taken_.resize(max);
   lock_cons();
   const uint64_t head = hdr_->head.load(std::memory_order_relaxed);
   const uint64_t tail = hdr_->tail.load(std::memory_order_acquire);
@@ -445,6 +446,7 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
         break;
       }
       r->state.store(rec_state(kRecReading, owner_), std::memory_order_relaxed);
+      taken_[k] = h;
       lengths[k++] = len;
       bytes += len;
       h += record_size(len);
@@ -485,17 +487,12 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
   ProcessSlot& me = hdr_->slots[slot_];
   if (!(me.role.load(std::memory_order_relaxed) & kRoleConsumer)) me.role.fetch_or(kRoleConsumer, std::memory_order_relaxed);
 
-  // Copy out the records we marked, in order, skipping padding. Everything between head and h
-  // is ours or padding, and was validated above.
-  uint64_t pos = head;
-  size_t i = 0, at = 0;
-  while (i < k) {
-    RecordHeader* r = record_at(pos);
-    const uint32_t kind = rec_kind(r->state.load(std::memory_order_relaxed));
-    if (kind != kRecReading) {
-      pos += r->length;  // padding (validated)
-      continue;
-    }
+  // Copy out the records we marked, by the positions noted under the lock. Never walk the
+  // headers again: padding between them is below `head` now, and producers may already have
+  // reclaimed and reused it.
+  size_t at = 0;
+  for (size_t i = 0; i < k; ++i) {
+    RecordHeader* r = record_at(taken_[i]);
     const uint32_t len = lengths[i];
     const uint8_t* src = reinterpret_cast<uint8_t*>(r) + kRecordHeaderSize;
     if (i == 0 && g_hook.load(std::memory_order_relaxed) == static_cast<int>(HookPoint::MidRead)) {
@@ -505,8 +502,6 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
     if (len) memcpy(dst + at, src, len);
     r->state.store(rec_state(kRecConsumed, owner_), std::memory_order_release);  // space reusable
     at += len;
-    pos += record_size(len);
-    ++i;
   }
   wake(&hdr_->space_seq, &hdr_->space_waiters);
   *got = k;

@@ -84,6 +84,9 @@ bool valid_queue_name(const std::string& name);
 std::string shm_name_for(const std::string& name);   // "/sageq.<name>"
 extern const char* const kShmPrefix;                  // "sageq."
 
+// One attached handle. A handle's put/get calls must come from one thread at a time (give each
+// thread its own handle); wait_readable, wait_writable, wake_all, qsize and stats may be called
+// from any thread.
 class Queue {
  public:
   // Creates and/or attaches. On failure returns the status and sets *sys_errno when relevant.
@@ -167,6 +170,7 @@ class Queue {
   uint32_t slot_ = 0, owner_ = 0;
   uint64_t spin_ns_ = 50000;
   std::string name_;
+  std::vector<uint64_t> taken_;  // positions of the records one try_get took
 };
 
 }  // namespace sage

@@ -1,7 +1,24 @@
 #pragma once
 // Minimal assertion helper for the native tests: report file:line and exit non-zero.
+#include <sys/mman.h>
+
 #include <cstdio>
 #include <cstdlib>
+#include <string>
+#include <vector>
+
+// Segments a test created, unlinked at exit even when a CHECK fails (std::exit runs atexit).
+inline void remove_at_exit(const std::string& queue_name) {
+  static std::vector<std::string> names;
+  static bool registered = false;
+  names.push_back("/sageq." + queue_name);
+  if (!registered) {
+    registered = true;
+    std::atexit([] {
+      for (const auto& n : names) shm_unlink(n.c_str());
+    });
+  }
+}
 
 #define CHECK(cond)                                                        \
   do {                                                                     \

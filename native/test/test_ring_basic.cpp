@@ -12,7 +12,11 @@
 
 using namespace sage;
 
-static std::string uniq(const char* base) { return std::string("ctest-") + base + "-" + std::to_string(getpid()); }
+static std::string uniq(const char* base) {
+  std::string n = std::string("ctest-") + base + "-" + std::to_string(getpid());
+  remove_at_exit(n);
+  return n;
+}
 
 static std::unique_ptr<Queue> make(const std::string& name, uint64_t cap, uint64_t maxsize = 0, uint64_t max_msg = 0) {
   CreateOptions o;

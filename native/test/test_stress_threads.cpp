@@ -29,6 +29,7 @@ static uint32_t checksum(const uint8_t* p, uint32_t n) {
 
 int main() {
   const std::string name = "ctest-stress-" + std::to_string(getpid());
+  remove_at_exit(name);
   CreateOptions o;
   o.capacity = 16384;  // small: constant wrap-around and full/empty transitions
   std::unique_ptr<Queue> creator;

@@ -1,0 +1,430 @@
+// NativeQueue methods. Hot-path methods return numbers (a count or length, or a negative status)
+// instead of throwing: the TypeScript layer turns statuses into typed errors.
+#include "native_queue.h"
+
+#include <cstring>
+#include <vector>
+
+#include "addon_state.h"
+
+namespace sage_binding {
+
+namespace {
+
+int32_t neg(sage::Status s) { return -static_cast<int32_t>(s); }
+
+// Data pointer and length of a Uint8Array (Buffers are Uint8Arrays). False if it is not one.
+bool bytes_of(napi_env env, napi_value v, uint8_t** data, size_t* len) {
+  napi_typedarray_type type;
+  void* p = nullptr;
+  napi_value ab;
+  size_t off;
+  if (napi_get_typedarray_info(env, v, &type, len, &p, &ab, &off) != napi_ok || type != napi_uint8_array) {
+    return false;
+  }
+  *data = static_cast<uint8_t*>(p);
+  return true;
+}
+
+bool u32s_of(napi_env env, napi_value v, uint32_t** data, size_t* count) {
+  napi_typedarray_type type;
+  void* p = nullptr;
+  napi_value ab;
+  size_t off;
+  if (napi_get_typedarray_info(env, v, &type, count, &p, &ab, &off) != napi_ok || type != napi_uint32_array) {
+    return false;
+  }
+  *data = static_cast<uint32_t*>(p);
+  return true;
+}
+
+int64_t timeout_arg(const Napi::Value& v) {
+  if (!v.IsNumber()) return -1;
+  double ms = v.As<Napi::Number>().DoubleValue();
+  if (!(ms >= 0)) return -1;
+  return ms > 9.0e15 ? -1 : static_cast<int64_t>(ms + 0.999);  // round up: never return early
+}
+
+thread_local std::vector<sage::Slice> t_slices;
+
+enum NotifyKind { kReadable = 1, kWritable = 2 };
+
+}  // namespace
+
+Napi::Function NativeQueue::Define(Napi::Env env) {
+  return DefineClass(env, "NativeQueue",
+                     {
+                         InstanceMethod("tryPut", &NativeQueue::TryPut),
+                         InstanceMethod("tryPutBatch", &NativeQueue::TryPutBatch),
+                         InstanceMethod("tryGet", &NativeQueue::TryGet),
+                         InstanceMethod("tryGetBatch", &NativeQueue::TryGetBatch),
+                         InstanceMethod("putBlocking", &NativeQueue::PutBlocking),
+                         InstanceMethod("getBlocking", &NativeQueue::GetBlocking),
+                         InstanceMethod("armReadable", &NativeQueue::ArmReadable),
+                         InstanceMethod("armWritable", &NativeQueue::ArmWritable),
+                         InstanceMethod("disarm", &NativeQueue::Disarm),
+                         InstanceMethod("close", &NativeQueue::Close),
+                         InstanceMethod("release", &NativeQueue::ReleaseJs),
+                         InstanceMethod("qsize", &NativeQueue::Qsize),
+                         InstanceMethod("usedBytes", &NativeQueue::UsedBytes),
+                         InstanceMethod("isClosed", &NativeQueue::IsClosed),
+                         InstanceMethod("isReleased", &NativeQueue::IsReleased),
+                         InstanceMethod("stats", &NativeQueue::Stats),
+                         InstanceMethod("info", &NativeQueue::Info),
+                         InstanceMethod("setSpinUs", &NativeQueue::SetSpinUs),
+                         InstanceMethod("needed", &NativeQueue::Needed),
+                     });
+}
+
+// new NativeQueue(name, mode, { capacity, maxMessageSize, maxsize, mode, codec }, notify, initWaitMs)
+NativeQueue::NativeQueue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeQueue>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsString() || !info[1].IsString() || !info[2].IsObject() || !info[3].IsFunction()) {
+    throw Napi::TypeError::New(env, "NativeQueue(name, mode, options, notify) expects string, string, object, function");
+  }
+  napi_type_tag_object(env, info.This(), &kQueueTag);
+  const std::string name = info[0].As<Napi::String>().Utf8Value();
+  const std::string mode_s = info[1].As<Napi::String>().Utf8Value();
+  Napi::Object o = info[2].As<Napi::Object>();
+  sage::CreateOptions opts;
+  auto num = [&](const char* key, uint64_t fallback) -> uint64_t {
+    Napi::Value v = o.Get(key);
+    return v.IsNumber() ? static_cast<uint64_t>(v.As<Napi::Number>().Int64Value()) : fallback;
+  };
+  opts.capacity = num("capacity", opts.capacity);
+  opts.max_message_size = num("maxMessageSize", 0);
+  opts.maxsize = num("maxsize", 0);
+  opts.mode = static_cast<uint32_t>(num("mode", 0600));
+  opts.codec = static_cast<uint32_t>(num("codec", 0));
+  const uint64_t init_wait = info.Length() > 4 && info[4].IsNumber() ? info[4].As<Napi::Number>().Int64Value() : 1000;
+  sage::OpenMode mode = mode_s == "create" ? sage::OpenMode::Create
+                        : mode_s == "open" ? sage::OpenMode::Open
+                                           : sage::OpenMode::OpenOrCreate;
+  int err = 0;
+  sage::Status s = sage::Queue::open(name, mode, opts, &q_, &err, init_wait);
+  if (s != sage::Status::Ok) {
+    std::string msg = std::string(sage::status_message(s)) + " (queue " + name + ")";
+    if (err != 0) msg += ": " + std::string(strerror(err));
+    throw MakeError(env, sage::status_code(s), msg, err);
+  }
+  notify_ = Napi::Persistent(info[3].As<Napi::Function>());
+  addon_ = GetAddonState(env);
+  if (addon_) addon_->live.insert(this);
+}
+
+NativeQueue::~NativeQueue() {
+  if (addon_) addon_->live.erase(this);
+  Release();
+}
+
+void NativeQueue::Release() {
+  read_notifier_.reset();  // joins the threads before the queue they use goes away
+  write_notifier_.reset();
+  if (has_tsfn_) {
+    tsfn_.Release();
+    has_tsfn_ = false;
+  }
+  if (q_) {
+    q_->release();
+    q_.reset();
+  }
+}
+
+bool NativeQueue::Usable(const Napi::CallbackInfo& info) {
+  bool tagged = false;
+  napi_check_object_type_tag(info.Env(), info.This(), &kQueueTag, &tagged);
+  if (!tagged) throw Napi::TypeError::New(info.Env(), "not a NativeQueue of this addon");
+  return q_ != nullptr;
+}
+
+Napi::Value NativeQueue::TryPut(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  if (!Usable(info)) return Napi::Number::New(env, neg(sage::Status::InvalidArgument));
+  sage::Slice s;
+  size_t len;
+  uint8_t* data;
+  if (!bytes_of(env, info[0], &data, &len)) throw Napi::TypeError::New(env, "tryPut expects a Uint8Array");
+  if (len > UINT32_MAX) return Napi::Number::New(env, neg(sage::Status::TooLarge));
+  s.data = data;
+  s.length = static_cast<uint32_t>(len);
+  size_t w = 0;
+  sage::Status st = q_->try_put(&s, 1, &w);
+  return Napi::Number::New(env, st == sage::Status::Ok ? 0 : neg(st));
+}
+
+// tryPutBatch(data: Uint8Array, lengths: Uint32Array, count) -> written (>= 0) or -status
+Napi::Value NativeQueue::TryPutBatch(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  if (!Usable(info)) return Napi::Number::New(env, neg(sage::Status::InvalidArgument));
+  uint8_t* data;
+  size_t len, nlens;
+  uint32_t* lens;
+  if (!bytes_of(env, info[0], &data, &len) || !u32s_of(env, info[1], &lens, &nlens) || !info[2].IsNumber()) {
+    throw Napi::TypeError::New(env, "tryPutBatch(data: Uint8Array, lengths: Uint32Array, count: number)");
+  }
+  size_t count = static_cast<size_t>(info[2].As<Napi::Number>().Int64Value());
+  if (count > nlens) throw Napi::RangeError::New(env, "count exceeds lengths");
+  t_slices.resize(count);
+  size_t at = 0;
+  for (size_t i = 0; i < count; ++i) {
+    if (lens[i] > len - at) throw Napi::RangeError::New(env, "lengths exceed data");
+    t_slices[i] = sage::Slice{data + at, lens[i]};
+    at += lens[i];
+  }
+  size_t w = 0;
+  sage::Status st = q_->try_put(t_slices.data(), count, &w);
+  if (st == sage::Status::Ok || st == sage::Status::Full) return Napi::Number::New(env, static_cast<double>(w));
+  return Napi::Number::New(env, neg(st));
+}
+
+// tryGet(slab: Uint8Array, offset) -> length (>= 0) or -status; BufferTooSmall sets needed()
+Napi::Value NativeQueue::TryGet(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  if (!Usable(info)) return Napi::Number::New(env, neg(sage::Status::InvalidArgument));
+  uint8_t* data;
+  size_t len;
+  if (!bytes_of(env, info[0], &data, &len)) throw Napi::TypeError::New(env, "tryGet expects a Uint8Array");
+  size_t off = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
+  if (off > len) throw Napi::RangeError::New(env, "offset beyond the slab");
+  uint32_t length = 0;
+  size_t got = 0;
+  sage::Status st = q_->try_get(data + off, len - off, &length, 1, &got, &needed_);
+  if (st != sage::Status::Ok) return Napi::Number::New(env, neg(st));
+  return Napi::Number::New(env, length);
+}
+
+// tryGetBatch(slab, offset, lengths: Uint32Array, max) -> count (>= 0) or -status
+Napi::Value NativeQueue::TryGetBatch(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  if (!Usable(info)) return Napi::Number::New(env, neg(sage::Status::InvalidArgument));
+  uint8_t* data;
+  size_t len, nlens;
+  uint32_t* lens;
+  if (!bytes_of(env, info[0], &data, &len) || !info[1].IsNumber() || !u32s_of(env, info[2], &lens, &nlens) ||
+      !info[3].IsNumber()) {
+    throw Napi::TypeError::New(env, "tryGetBatch(slab: Uint8Array, offset, lengths: Uint32Array, max)");
+  }
+  size_t off = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
+  size_t max = static_cast<size_t>(info[3].As<Napi::Number>().Int64Value());
+  if (off > len || max > nlens) throw Napi::RangeError::New(env, "offset or max out of range");
+  size_t got = 0;
+  sage::Status st = q_->try_get(data + off, len - off, lens, max, &got, &needed_);
+  if (st != sage::Status::Ok) return Napi::Number::New(env, neg(st));
+  return Napi::Number::New(env, static_cast<double>(got));
+}
+
+// putBlocking(data, lengths, count, timeoutMs) -> written or -status (blocks this thread: sync API)
+Napi::Value NativeQueue::PutBlocking(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  if (!Usable(info)) return Napi::Number::New(env, neg(sage::Status::InvalidArgument));
+  uint8_t* data;
+  size_t len, nlens;
+  uint32_t* lens;
+  if (!bytes_of(env, info[0], &data, &len) || !u32s_of(env, info[1], &lens, &nlens) || !info[2].IsNumber()) {
+    throw Napi::TypeError::New(env, "putBlocking(data, lengths, count, timeoutMs)");
+  }
+  size_t count = static_cast<size_t>(info[2].As<Napi::Number>().Int64Value());
+  if (count > nlens) throw Napi::RangeError::New(env, "count exceeds lengths");
+  std::vector<sage::Slice> slices(count);
+  size_t at = 0;
+  for (size_t i = 0; i < count; ++i) {
+    if (lens[i] > len - at) throw Napi::RangeError::New(env, "lengths exceed data");
+    slices[i] = sage::Slice{data + at, lens[i]};
+    at += lens[i];
+  }
+  size_t w = 0;
+  sage::Status st = q_->put(slices.data(), count, &w, timeout_arg(info[3]));
+  if (st == sage::Status::Ok || (st == sage::Status::Full && w > 0)) return Napi::Number::New(env, static_cast<double>(w));
+  return Napi::Number::New(env, neg(st));
+}
+
+// getBlocking(slab, offset, lengths, max, timeoutMs) -> count or -status (blocks: sync API)
+Napi::Value NativeQueue::GetBlocking(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  if (!Usable(info)) return Napi::Number::New(env, neg(sage::Status::InvalidArgument));
+  uint8_t* data;
+  size_t len, nlens;
+  uint32_t* lens;
+  if (!bytes_of(env, info[0], &data, &len) || !info[1].IsNumber() || !u32s_of(env, info[2], &lens, &nlens) ||
+      !info[3].IsNumber()) {
+    throw Napi::TypeError::New(env, "getBlocking(slab, offset, lengths, max, timeoutMs)");
+  }
+  size_t off = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
+  size_t max = static_cast<size_t>(info[3].As<Napi::Number>().Int64Value());
+  if (off > len || max > nlens) throw Napi::RangeError::New(env, "offset or max out of range");
+  size_t got = 0;
+  sage::Status st = q_->get(data + off, len - off, lens, max, &got, &needed_, timeout_arg(info[4]));
+  if (st != sage::Status::Ok) return Napi::Number::New(env, neg(st));
+  return Napi::Number::New(env, static_cast<double>(got));
+}
+
+void NativeQueue::EnsureTsfn(Napi::Env env) {
+  if (has_tsfn_) return;
+  tsfn_ = Napi::ThreadSafeFunction::New(env, notify_.Value(), "sage-queue-notify", 0, 1);
+  tsfn_.Unref(env);
+  has_tsfn_ = true;
+}
+
+void NativeQueue::UpdateRef(Napi::Env env) {
+  if (!has_tsfn_) return;
+  // A pending wait keeps the process alive, like a pending socket read; an idle handle does not.
+  if (read_armed_ || write_armed_) tsfn_.Ref(env);
+  else tsfn_.Unref(env);
+}
+
+Napi::Value NativeQueue::ArmReadable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Usable(info)) return env.Undefined();
+  EnsureTsfn(env);
+  if (!read_notifier_) {
+    Napi::ThreadSafeFunction tsfn = tsfn_;
+    read_notifier_ = std::make_unique<Notifier>(q_.get(), true, [tsfn]() mutable {
+      tsfn.NonBlockingCall([](Napi::Env, Napi::Function cb) { cb.Call({Napi::Number::New(cb.Env(), kReadable)}); });
+    });
+  }
+  read_armed_ = true;
+  UpdateRef(env);
+  read_notifier_->arm(0);
+  return env.Undefined();
+}
+
+Napi::Value NativeQueue::ArmWritable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Usable(info)) return env.Undefined();
+  EnsureTsfn(env);
+  if (!write_notifier_) {
+    Napi::ThreadSafeFunction tsfn = tsfn_;
+    write_notifier_ = std::make_unique<Notifier>(q_.get(), false, [tsfn]() mutable {
+      tsfn.NonBlockingCall([](Napi::Env, Napi::Function cb) { cb.Call({Napi::Number::New(cb.Env(), kWritable)}); });
+    });
+  }
+  write_armed_ = true;
+  UpdateRef(env);
+  uint64_t bytes = info[0].IsNumber() ? static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()) : 0;
+  write_notifier_->arm(bytes);
+  return env.Undefined();
+}
+
+// disarm(kind): 1 readable, 2 writable. Also called by JS after each notification it handled.
+Napi::Value NativeQueue::Disarm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Usable(info)) return env.Undefined();
+  int kind = info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 3;
+  bool cancel = info.Length() < 2 || info[1].ToBoolean();  // false: it already fired
+  if (kind & kReadable) {
+    if (read_notifier_ && cancel) read_notifier_->disarm();
+    read_armed_ = false;
+  }
+  if (kind & kWritable) {
+    if (write_notifier_ && cancel) write_notifier_->disarm();
+    write_armed_ = false;
+  }
+  UpdateRef(env);
+  return env.Undefined();
+}
+
+Napi::Value NativeQueue::Close(const Napi::CallbackInfo& info) {
+  if (Usable(info)) q_->close();
+  return info.Env().Undefined();
+}
+
+Napi::Value NativeQueue::ReleaseJs(const Napi::CallbackInfo& info) {
+  bool tagged = false;
+  napi_check_object_type_tag(info.Env(), info.This(), &kQueueTag, &tagged);
+  if (!tagged) throw Napi::TypeError::New(info.Env(), "not a NativeQueue of this addon");
+  Release();
+  return info.Env().Undefined();
+}
+
+Napi::Value NativeQueue::Qsize(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), Usable(info) ? static_cast<double>(q_->qsize()) : 0);
+}
+
+Napi::Value NativeQueue::UsedBytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), Usable(info) ? static_cast<double>(q_->used_bytes()) : 0);
+}
+
+Napi::Value NativeQueue::IsClosed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), Usable(info) && q_->closed());
+}
+
+Napi::Value NativeQueue::IsReleased(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), !Usable(info));
+}
+
+Napi::Value NativeQueue::Needed(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(needed_));
+}
+
+Napi::Value NativeQueue::SetSpinUs(const Napi::CallbackInfo& info) {
+  if (Usable(info) && info[0].IsNumber()) {
+    double us = info[0].As<Napi::Number>().DoubleValue();
+    q_->set_spin_ns(us > 0 ? static_cast<uint64_t>(us * 1000.0) : 0);
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value NativeQueue::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Usable(info)) return env.Null();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("name", q_->name());
+  o.Set("capacity", Napi::Number::New(env, static_cast<double>(q_->capacity())));
+  o.Set("maxMessageSize", Napi::Number::New(env, static_cast<double>(q_->max_message_size())));
+  o.Set("maxsize", Napi::Number::New(env, static_cast<double>(q_->maxsize())));
+  o.Set("codec", Napi::Number::New(env, q_->codec()));
+  o.Set("nonce", Napi::String::New(env, std::to_string(q_->nonce())));
+  return o;
+}
+
+Napi::Value NativeQueue::Stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Usable(info)) return env.Null();
+  sage::Stats s = q_->stats();
+  auto n = [&](uint64_t v) { return Napi::Number::New(env, static_cast<double>(v)); };
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("name", q_->name());
+  o.Set("capacity", n(s.capacity));
+  o.Set("maxMessageSize", n(s.max_message_size));
+  o.Set("maxsize", n(s.maxsize));
+  o.Set("depth", n(s.depth_msgs));
+  o.Set("depthBytes", n(s.depth_bytes));
+  o.Set("usedBytes", n(s.used_bytes));
+  o.Set("enqueued", n(s.enqueued));
+  o.Set("dequeued", n(s.dequeued));
+  o.Set("abandonedClaims", n(s.abandoned_claims));
+  o.Set("lostInRead", n(s.lost_in_read));
+  o.Set("wakeCalls", n(s.wake_calls));
+  o.Set("waits", n(s.waits));
+  o.Set("lockRecoveries", n(s.lock_recoveries));
+  o.Set("slotsReaped", n(s.slots_reaped));
+  o.Set("waiterHeals", n(s.waiter_heals));
+  o.Set("dataWaiters", n(s.data_waiters));
+  o.Set("spaceWaiters", n(s.space_waiters));
+  o.Set("codec", n(s.codec));
+  o.Set("mode", n(s.mode));
+  o.Set("createdMs", Napi::Number::New(env, static_cast<double>(s.created_ns) / 1e6));
+  o.Set("nonce", Napi::String::New(env, std::to_string(s.nonce)));
+  o.Set("closed", Napi::Boolean::New(env, s.closed));
+  Napi::Array procs = Napi::Array::New(env, s.slots.size());
+  for (size_t i = 0; i < s.slots.size(); ++i) {
+    const sage::SlotInfo& si = s.slots[i];
+    Napi::Object p = Napi::Object::New(env);
+    p.Set("slot", n(si.index));
+    p.Set("pid", Napi::Number::New(env, si.pid));
+    Napi::Array roles = Napi::Array::New(env);
+    uint32_t r = 0;
+    if (si.role & sage::kRoleCreator) roles.Set(r++, "creator");
+    if (si.role & sage::kRoleProducer) roles.Set(r++, "producer");
+    if (si.role & sage::kRoleConsumer) roles.Set(r++, "consumer");
+    p.Set("roles", roles);
+    p.Set("alive", Napi::Boolean::New(env, si.alive));
+    p.Set("attachedMs", Napi::Number::New(env, static_cast<double>(si.attached_ns) / 1e6));
+    p.Set("waiting", n(si.data_waiters + si.space_waiters));
+    procs.Set(static_cast<uint32_t>(i), p);
+  }
+  o.Set("processes", procs);
+  return o;
+}
+
+}  // namespace sage_binding

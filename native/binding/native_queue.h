@@ -1,0 +1,60 @@
+#pragma once
+// NativeQueue: the JS object wrapping one attached sage::Queue handle.
+#include <napi.h>
+
+#include <memory>
+
+#include "notifier.h"
+#include "sage_ring.h"
+
+namespace sage_binding {
+
+class AddonState;
+
+class NativeQueue : public Napi::ObjectWrap<NativeQueue> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit NativeQueue(const Napi::CallbackInfo& info);
+  ~NativeQueue() override;
+
+  // Detach: stop notifier threads, release the thread-safe function, unmap. Idempotent; must run
+  // on the JS thread that opened the queue (it holds the slot's liveness lock).
+  void Release();
+  void ForgetAddon() { addon_ = nullptr; }
+
+ private:
+  bool Usable(const Napi::CallbackInfo& info);
+  Napi::Value TryPut(const Napi::CallbackInfo& info);
+  Napi::Value TryPutBatch(const Napi::CallbackInfo& info);
+  Napi::Value TryGet(const Napi::CallbackInfo& info);
+  Napi::Value TryGetBatch(const Napi::CallbackInfo& info);
+  Napi::Value PutBlocking(const Napi::CallbackInfo& info);
+  Napi::Value GetBlocking(const Napi::CallbackInfo& info);
+  Napi::Value ArmReadable(const Napi::CallbackInfo& info);
+  Napi::Value ArmWritable(const Napi::CallbackInfo& info);
+  Napi::Value Disarm(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value ReleaseJs(const Napi::CallbackInfo& info);
+  Napi::Value Qsize(const Napi::CallbackInfo& info);
+  Napi::Value UsedBytes(const Napi::CallbackInfo& info);
+  Napi::Value IsClosed(const Napi::CallbackInfo& info);
+  Napi::Value IsReleased(const Napi::CallbackInfo& info);
+  Napi::Value Stats(const Napi::CallbackInfo& info);
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value SetSpinUs(const Napi::CallbackInfo& info);
+  Napi::Value Needed(const Napi::CallbackInfo& info);
+
+  void EnsureTsfn(Napi::Env env);
+  void UpdateRef(Napi::Env env);
+
+  std::unique_ptr<sage::Queue> q_;
+  std::unique_ptr<Notifier> read_notifier_, write_notifier_;
+  Napi::FunctionReference notify_;
+  Napi::ThreadSafeFunction tsfn_;
+  bool has_tsfn_ = false;
+  bool read_armed_ = false, write_armed_ = false;  // JS-thread view, for ref/unref
+  size_t needed_ = 0;
+  AddonState* addon_ = nullptr;
+};
+
+}  // namespace sage_binding
