@@ -393,6 +393,7 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     try {
       ({ timeoutMs, signal } = this.#asyncOptions(options));
       const q = this.#handle();
+      if (signal?.aborted) throw signal.reason; // an aborted signal wins, like Node's own APIs
       bytes = this.#encode(item);
       if (this.#putters.size === 0) {
         const rc = q.tryPut(bytes);
@@ -421,6 +422,7 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     try {
       ({ timeoutMs, signal } = this.#asyncOptions(options));
       this.#handle();
+      if (signal?.aborted) throw signal.reason;
       if (this.#getters.size === 0) {
         const raw = this.#takeRaw();
         if (raw !== null) return Promise.resolve(this.#codec.decode(raw) as T);

@@ -11,6 +11,7 @@ import {
 } from '../lib/errors';
 import { LocalQueue } from '../lib/local-queue';
 import { getRegisteredQueueTypes, registerQueueImplementation, unregisterQueueImplementation } from '../lib/registry';
+import { thrown } from './support/expect-errors';
 
 // "shm" and "sage_queue" are registered by the shared-memory module; stand in for it when it is
 // not loaded in this test's module graph, so their descriptors can be built.
@@ -27,17 +28,6 @@ afterAll(() => {
   for (const type of stubbed) unregisterQueueImplementation(type);
 });
 
-function thrown<E extends Error>(fn: () => unknown, cls: new (...args: never[]) => E, code: string): E {
-  let error: unknown;
-  try {
-    fn();
-  } catch (e) {
-    error = e;
-  }
-  expect(error).toBeInstanceOf(cls);
-  expect((error as { code?: string }).code).toBe(code);
-  return error as E;
-}
 
 const descriptorError = (fn: () => unknown): DescriptorError => thrown(fn, DescriptorError, 'ERR_INVALID_DESCRIPTOR');
 

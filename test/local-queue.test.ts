@@ -12,6 +12,7 @@ import {
   WouldDeadlockError,
 } from '../lib/errors';
 import { isAsyncQueueLike } from '../lib/queue-like';
+import { rejected, thrown } from './support/expect-errors';
 
 /** Number of live Node timers (setTimeout handles) in this process. */
 function activeTimers(): number {
@@ -20,29 +21,6 @@ function activeTimers(): number {
 
 /** Lets pending promise callbacks and a macrotask run. */
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
-/** Runs fn, expecting it to throw an instance of cls carrying code; returns the error. */
-function thrown<E extends Error>(fn: () => unknown, cls: new (...args: never[]) => E, code: string): E {
-  let error: unknown;
-  try {
-    fn();
-  } catch (e) {
-    error = e;
-  }
-  expect(error).toBeInstanceOf(cls);
-  expect((error as { code?: string }).code).toBe(code);
-  return error as E;
-}
-
-async function rejected<E extends Error>(p: Promise<unknown>, cls: new (...args: never[]) => E, code: string): Promise<E> {
-  const error = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(cls);
-  expect((error as { code?: string }).code).toBe(code);
-  return error as E;
-}
 
 describe('LocalQueue basics', () => {
   it('returns items in FIFO order', () => {

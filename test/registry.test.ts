@@ -16,18 +16,8 @@ import {
   unregisterQueueImplementation,
 } from '../lib/registry';
 import type { QueueImplementation } from '../lib/registry';
+import { thrown } from './support/expect-errors';
 
-function thrown<E extends Error>(fn: () => unknown, cls: new (...args: never[]) => E, code: string): E {
-  let error: unknown;
-  try {
-    fn();
-  } catch (e) {
-    error = e;
-  }
-  expect(error).toBeInstanceOf(cls);
-  expect((error as { code?: string }).code).toBe(code);
-  return error as E;
-}
 
 const registeredHere: string[] = [];
 function register(type: string, impl: QueueImplementation, replace?: boolean): void {
