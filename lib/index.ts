@@ -39,3 +39,9 @@ export function nativeVersion(): string {
 export function capabilities(): NativeCapabilities {
   return native().capabilities();
 }
+
+export { Packet, Connection, BaseRouter, isStopSignal, HashRing, stableHash, STRATEGIES, systemClock } from './router';
+export type {
+  Hop, PacketOptions, PacketWire, ConnectionInit, ConnectionHealth, ConnectionCounters, HealthState, LoadSample, RouterOptions,
+  RouteReport, DeliveryReport, DeliveryStatus, DeadLetter, SelectionContext, RouterStats, StopSignal, PartitionKey, StrategyName, Clock,
+} from './router';
