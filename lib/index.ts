@@ -45,3 +45,8 @@ export type {
   Hop, PacketOptions, PacketWire, ConnectionInit, ConnectionHealth, ConnectionCounters, HealthState, LoadSample, RouterOptions,
   RouteReport, DeliveryReport, DeliveryStatus, DeadLetter, SelectionContext, RouterStats, StopSignal, PartitionKey, StrategyName, Clock,
 } from './router';
+
+export { WorkerPool } from './cluster/worker-pool';
+export type { WorkerPoolOptions } from './cluster/worker-pool';
+export { joinWorkerPool } from './cluster/join';
+export type { PoolWorker } from './cluster/join';

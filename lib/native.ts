@@ -145,7 +145,8 @@ export interface NativeQueue {
 export interface NativeQueueConstructor {
   new (
     name: string,
-    mode: 'create' | 'open' | 'openOrCreate',
+    /** 'inspect' maps an existing queue without attaching: only stats()/info() may be used. */
+    mode: 'create' | 'open' | 'openOrCreate' | 'inspect',
     options: NativeCreateOptions,
     notify: (kind: NotifyKind) => void,
     initWaitMs?: number,

@@ -175,6 +175,23 @@ export class Connection {
     this.counters.bytes += payloadBytes(packet.payload);
   }
 
+  /**
+   * Takes the target out of rotation until markUp(), e.g. because its consumer process exited.
+   * Keyed traffic moves to the successor meanwhile; nothing probes it automatically.
+   */
+  markDown(reason: string): void {
+    this.health.state = 'ejected';
+    this.health.nextProbeAt = null;
+    this.health.lastError = String(reason);
+  }
+
+  /** Puts a target taken out by markDown() (or ejected) back into rotation. */
+  markUp(): void {
+    this.health.state = 'healthy';
+    this.health.consecutiveFailures = 0;
+    this.health.nextProbeAt = null;
+  }
+
   /** @internal The router's bookkeeping after an attempt. */
   recordSuccess(): void {
     this.health.consecutiveFailures = 0;

@@ -97,9 +97,10 @@ NativeQueue::NativeQueue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Nati
   opts.mode = static_cast<uint32_t>(num("mode", 0600));
   opts.codec = static_cast<uint32_t>(num("codec", 0));
   const uint64_t init_wait = info.Length() > 4 && info[4].IsNumber() ? info[4].As<Napi::Number>().Int64Value() : 1000;
-  sage::OpenMode mode = mode_s == "create" ? sage::OpenMode::Create
-                        : mode_s == "open" ? sage::OpenMode::Open
-                                           : sage::OpenMode::OpenOrCreate;
+  sage::OpenMode mode = mode_s == "create"    ? sage::OpenMode::Create
+                        : mode_s == "open"    ? sage::OpenMode::Open
+                        : mode_s == "inspect" ? sage::OpenMode::Inspect
+                                              : sage::OpenMode::OpenOrCreate;
   int err = 0;
   sage::Status s = sage::Queue::open(name, mode, opts, &q_, &err, init_wait);
   if (s != sage::Status::Ok) {

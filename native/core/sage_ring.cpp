@@ -302,7 +302,7 @@ void Queue::wake(std::atomic<uint32_t>* seq, std::atomic<uint32_t>* waiters) {
 
 Status Queue::try_put(const Slice* msgs, size_t n, size_t* written) {
   *written = 0;
-  if (hdr_ == nullptr) return Status::InvalidArgument;
+  if (hdr_ == nullptr || !attached_) return Status::InvalidArgument;
   if (n == 0) return Status::Ok;
   for (size_t i = 0; i < n; ++i) {
     if (msgs[i].length > max_msg_) return Status::TooLarge;  // before anything is written
@@ -396,7 +396,7 @@ Status Queue::try_put(const Slice* msgs, size_t n, size_t* written) {
 Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got, size_t* needed) {
   *got = 0;
   if (needed) *needed = 0;
-  if (hdr_ == nullptr) return Status::InvalidArgument;
+  if (hdr_ == nullptr || !attached_) return Status::InvalidArgument;
   if (max == 0) return Status::Ok;
   {
     // Lock-free look first: an empty queue costs two loads, no lock.
@@ -550,7 +550,7 @@ bool Queue::writable_now(uint64_t bytes, bool* stuck) {
 }
 
 Status Queue::wait_on(bool for_data, uint64_t bytes, int64_t timeout_ms, const std::atomic<bool>* cancel) {
-  if (hdr_ == nullptr) return Status::InvalidArgument;
+  if (hdr_ == nullptr || !attached_) return Status::InvalidArgument;
   const uint64_t start = monotonic_ns();
   const uint64_t deadline = timeout_ms < 0 ? 0 : start + static_cast<uint64_t>(timeout_ms) * 1000000ull;
   const uint64_t spin_end = start + spin_ns_;
@@ -649,7 +649,7 @@ Status Queue::get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, s
 // Close, size, stats
 
 void Queue::close() {
-  if (hdr_ == nullptr) return;
+  if (hdr_ == nullptr || !attached_) return;
   // Under both locks, so no put is between its closed-check and its claim.
   lock_prod();
   hdr_->closed.store(1, std::memory_order_seq_cst);
@@ -713,7 +713,7 @@ Stats Queue::stats() {
     info.attached_ns = slot.attached_ns.load(std::memory_order_relaxed);
     info.data_waiters = slot.data_waiters.load(std::memory_order_relaxed);
     info.space_waiters = slot.space_waiters.load(std::memory_order_relaxed);
-    if (i == slot_) {
+    if (attached_ && i == slot_) {
       info.alive = true;
     } else {
       // Probe without reaping, so a dead process stays visible (e.g. to `sage-queue ls`) until

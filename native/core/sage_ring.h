@@ -78,7 +78,9 @@ enum class HookPoint : int { None = 0, AfterClaim, MidCopy, BeforeCommit, AfterT
 void set_test_hook(HookPoint p);
 bool parse_hook_point(const std::string& name, HookPoint* out);
 
-enum class OpenMode { Create, Open, OpenOrCreate };
+// Inspect maps an existing queue without attaching (no slot, no liveness lock): for tools that
+// only read stats. An inspecting handle must not put, get or wait.
+enum class OpenMode { Create, Open, OpenOrCreate, Inspect };
 
 bool valid_queue_name(const std::string& name);
 std::string shm_name_for(const std::string& name);   // "/sageq.<name>"
@@ -103,6 +105,7 @@ class Queue {
   // Detaches: stops using the segment and frees this handle's slot. Idempotent.
   void release();
   bool released() const { return hdr_ == nullptr; }
+  bool attached() const { return attached_; }
 
   // --- non-blocking operations (also the fast path of the blocking ones) ---
   // Puts up to n messages in order; *written says how many went in. A batch stops early at the
@@ -168,6 +171,7 @@ class Queue {
   size_t map_size_ = 0;
   uint64_t cap_ = 0, mask_ = 0, max_msg_ = 0, maxsize_ = 0;
   uint32_t slot_ = 0, owner_ = 0;
+  bool attached_ = false;
   uint64_t spin_ns_ = 50000;
   std::string name_;
   std::vector<uint64_t> taken_;  // positions of the records one try_get took

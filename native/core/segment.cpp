@@ -103,7 +103,8 @@ Status Queue::open(const std::string& name, OpenMode mode, const CreateOptions& 
   if (sys_errno) *sys_errno = 0;
 
   uint64_t cap = 0, max_msg = 0;
-  if (mode != OpenMode::Open) {
+  const bool creating = mode == OpenMode::Create || mode == OpenMode::OpenOrCreate;
+  if (creating) {
     if (opts.capacity == 0 || opts.capacity > kMaxCapacity || opts.mode > 0777 ||
         (opts.mode & 0600) != 0600 || opts.maxsize > (1ull << 48)) {
       return Status::InvalidArgument;
@@ -115,7 +116,7 @@ Status Queue::open(const std::string& name, OpenMode mode, const CreateOptions& 
   }
 
   for (int attempt = 0; attempt < 8; ++attempt) {
-    if (mode != OpenMode::Open) {
+    if (creating) {
       int fd = shm_open(shm.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, opts.mode);
       if (fd >= 0) {
         // Held until "initialised" is stored: the OS drops it if we die, so openers can tell a
@@ -235,7 +236,7 @@ Status Queue::open(const std::string& name, OpenMode mode, const CreateOptions& 
             q->max_msg_ = h->max_message_size;
             q->maxsize_ = h->maxsize;
             q->name_ = name;
-            result = q->attach_slot();
+            result = mode == OpenMode::Inspect ? Status::Ok : q->attach_slot();
             if (result == Status::Ok) {
               ::close(fd);
               *out = std::move(q);
@@ -305,6 +306,7 @@ Status Queue::attach_slot() {
       }
       slot_ = i;
       owner_ = make_owner(i, gen);
+      attached_ = true;
       return Status::Ok;
     }
     // Full: clean up handles whose processes died, and slots stuck half-claimed, then retry.
@@ -323,6 +325,8 @@ Status Queue::attach_slot() {
 }
 
 void Queue::release_slot() {
+  if (!attached_) return;
+  attached_ = false;
   ProcessSlot& s = hdr_->slots[slot_];
   s.state.store(kSlotReaping, std::memory_order_release);
   hdr_->data_waiters.fetch_sub(s.data_waiters.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);

@@ -1,0 +1,238 @@
+#!/usr/bin/env node
+/**
+ * The `sage-queue` command: list, inspect and clean up shared-memory queues, and run the demo and
+ * the benchmark. Human tables by default, `--json` everywhere. Exit codes: 0 ok, 1 a queue is
+ * missing or an operation failed, 2 bad usage (unknown command or option, invalid name).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { createInterface } from 'node:readline/promises';
+
+import { Command, CommanderError, Option } from 'commander';
+
+import { native } from '../native';
+import { bytes, duration, table } from './format';
+import { inspectQueue, isGarbage, listQueues } from './inspect';
+import type { QueueView } from './inspect';
+
+const EXIT_FAILED = 1;
+const EXIT_USAGE = 2;
+
+class CliError extends Error {
+  constructor(message: string, readonly exitCode: number) {
+    super(message);
+  }
+}
+
+function checkName(name: string): string {
+  if (!native().validName(name)) {
+    throw new CliError(`invalid queue name ${JSON.stringify(name.length > 60 ? `${name.slice(0, 60)}…` : name)}: use 1-200 letters, digits, '.', '_' or '-', without '..'`, EXIT_USAGE);
+  }
+  return name;
+}
+
+function print(json: boolean, value: unknown, human: () => string): void {
+  process.stdout.write(`${json ? JSON.stringify(value, null, 2) : human()}\n`);
+}
+
+function processesText(v: QueueView): string {
+  if (v.stats === null) return '-';
+  if (v.stats.processes.length === 0) return 'none';
+  return v.stats.processes.map((p) => `${p.pid}(${p.roles.join('+') || 'idle'}${p.alive ? '' : ',DEAD'})`).join(' ');
+}
+
+function stateText(v: QueueView): string {
+  if (v.error !== null) return v.error.code.replace(/^ERR_/, '').toLowerCase();
+  if (v.stats?.closed) return 'closed';
+  if (v.stats !== null && v.stats.processes.length > 0 && v.alive === 0) return 'abandoned';
+  return 'open';
+}
+
+function lsCommand(opts: { json: boolean }): void {
+  const views = listQueues();
+  print(opts.json, views, () => {
+    if (views.length === 0) return 'no sage-queue segments in /dev/shm';
+    return table(
+      ['NAME', 'DEPTH', 'BYTES', 'CAPACITY', 'STATE', 'AGE', 'PROCESSES (pid(roles))'],
+      views.map((v) => [
+        v.name,
+        v.stats ? String(v.stats.depth) : '-',
+        v.stats ? bytes(v.stats.depthBytes) : '-',
+        v.stats ? bytes(v.stats.capacity) : '-',
+        stateText(v),
+        v.ageMs === null ? '-' : duration(v.ageMs),
+        processesText(v),
+      ]),
+    );
+  });
+}
+
+function statText(v: QueueView): string {
+  const s = v.stats;
+  if (s === null) return `${v.name}: ${v.error?.message}`;
+  const rows: Array<[string, string]> = [
+    ['name', s.name],
+    ['state', stateText(v)],
+    ['depth', `${s.depth} messages, ${bytes(s.depthBytes)} (${bytes(s.usedBytes)} not yet reusable)`],
+    ['capacity', `${bytes(s.capacity)}, messages up to ${bytes(s.maxMessageSize)}${s.maxsize ? `, at most ${s.maxsize} messages` : ''}`],
+    ['codec', s.codecName],
+    ['mode', `0${s.mode.toString(8)}`],
+    ['age', duration(v.ageMs ?? 0)],
+    ['enqueued', String(s.enqueued)],
+    ['dequeued', String(s.dequeued)],
+    ['waiting', `${s.dataWaiters} for data, ${s.spaceWaiters} for space`],
+    ['wake syscalls', `${s.wakeCalls} (${s.enqueued ? (s.wakeCalls / s.enqueued).toFixed(4) : '0'} per message), ${s.waits} sleeps`],
+    ['recovered', `${s.abandonedClaims} abandoned claims, ${s.lostInRead} lost in read, ${s.lockRecoveries} lock recoveries, ${s.slotsReaped} dead handles reaped, ${s.waiterHeals} waiter heals`],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  const head = rows.map(([k, val]) => `${k.padEnd(width)}  ${val}`).join('\n');
+  const procs = s.processes.length
+    ? table(['SLOT', 'PID', 'ROLES', 'ALIVE', 'ATTACHED', 'WAITING'], s.processes.map((p) => [String(p.slot), String(p.pid), p.roles.join(',') || '-', p.alive ? 'yes' : 'DEAD', duration(Date.now() - p.attachedMs), String(p.waiting)]))
+    : 'no process attached';
+  return `${head}\n\n${procs}`;
+}
+
+async function statCommand(name: string, opts: { json: boolean; watch: boolean; interval: string }): Promise<void> {
+  checkName(name);
+  const interval = Number(opts.interval);
+  if (!Number.isSafeInteger(interval) || interval < 50) throw new CliError(`--interval must be an integer >= 50 (ms); got ${JSON.stringify(opts.interval)}`, EXIT_USAGE);
+  const once = (): QueueView => {
+    const v = inspectQueue(name);
+    if (v.error?.code === 'ERR_QUEUE_NOT_FOUND') throw new CliError(`no queue named ${JSON.stringify(name)}`, EXIT_FAILED);
+    return v;
+  };
+  const v = once();
+  print(opts.json, v, () => statText(v));
+  if (v.stats === null) process.exitCode = EXIT_FAILED;
+  if (!opts.watch) return;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, interval));
+    const next = once();
+    if (!opts.json && process.stdout.isTTY) process.stdout.write('\x1b[H\x1b[2J');
+    print(opts.json, next, () => statText(next));
+  }
+}
+
+function rmCommand(names: string[], opts: { json: boolean }): void {
+  const results = names.map((n) => {
+    checkName(n);
+    try {
+      native().unlink(n);
+      return { name: n, removed: true };
+    } catch (e) {
+      const err = e as { code?: string; message?: string };
+      return { name: n, removed: false, code: err.code ?? 'ERR_SYSTEM', message: err.code === 'ERR_QUEUE_NOT_FOUND' ? `no queue named ${JSON.stringify(n)}` : (err.message ?? String(e)) };
+    }
+  });
+  print(opts.json, results, () => results.map((r) => (r.removed ? `removed ${r.name}` : `sage-queue: ${r.message}`)).join('\n'));
+  if (results.some((r) => !r.removed)) process.exitCode = EXIT_FAILED;
+}
+
+async function gcCommand(opts: { json: boolean; yes: boolean; dryRun: boolean; includeIdle: boolean }): Promise<void> {
+  const garbage = listQueues().filter((v) => isGarbage(v, opts.includeIdle));
+  const describe = (v: QueueView): string =>
+    v.error ? `${v.name} (${v.error.code})` : `${v.name} (${v.stats?.depth} messages; ${v.stats?.processes.length ? `processes ${processesText(v)}` : 'no process attached'})`;
+  if (garbage.length === 0) {
+    print(opts.json, { removed: [], candidates: [] }, () => 'nothing to collect: every queue has a live process attached');
+    return;
+  }
+  if (opts.dryRun) {
+    print(opts.json, { removed: [], candidates: garbage.map((v) => v.name) }, () => `would remove:\n${garbage.map((v) => `  ${describe(v)}`).join('\n')}`);
+    return;
+  }
+  if (!opts.yes) {
+    if (!process.stdin.isTTY) throw new CliError('gc needs confirmation: run it in a terminal, or pass --yes (see --dry-run)', EXIT_USAGE);
+    process.stdout.write(`remove these queues?\n${garbage.map((v) => `  ${describe(v)}`).join('\n')}\n`);
+    const rl = createInterface({ input: process.stdin, output: process.stdout });
+    const answer = (await rl.question('[y/N] ')).trim().toLowerCase();
+    rl.close();
+    if (answer !== 'y' && answer !== 'yes') {
+      print(opts.json, { removed: [], candidates: garbage.map((v) => v.name) }, () => 'nothing removed');
+      return;
+    }
+  }
+  const removed: string[] = [];
+  const failed: Array<{ name: string; message: string }> = [];
+  for (const v of garbage) {
+    try {
+      native().unlink(v.name);
+      removed.push(v.name);
+    } catch (e) {
+      failed.push({ name: v.name, message: (e as Error).message });
+    }
+  }
+  print(opts.json, { removed, failed }, () => [...removed.map((n) => `removed ${n}`), ...failed.map((f) => `sage-queue: could not remove ${f.name}: ${f.message}`)].join('\n'));
+  if (failed.length > 0) process.exitCode = EXIT_FAILED;
+}
+
+/** Runs a script shipped with the package (the demo, the benchmark), passing the arguments on. */
+function runScript(relative: string, args: string[]): void {
+  const script = path.join(__dirname, '..', '..', relative);
+  if (!existsSync(script)) throw new CliError(`${relative} is not part of this installation`, EXIT_FAILED);
+  const r = spawnSync(process.execPath, [script, ...args], { stdio: 'inherit' });
+  process.exitCode = r.status ?? EXIT_FAILED;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('sage-queue')
+    .description('Inspect and manage sage-queue shared-memory queues (/dev/shm/sageq.*).')
+    .exitOverride()
+    .showHelpAfterError('(see sage-queue --help)')
+    .addHelpText('after', '\nExit codes: 0 ok, 1 a queue is missing or an operation failed, 2 bad usage.');
+  const json = new Option('--json', 'machine-readable output');
+  program.command('ls').description('list every queue: depth, capacity, state, attached processes (alive or DEAD)').addOption(json).action(lsCommand);
+  program
+    .command('stat')
+    .description('full statistics of one queue')
+    .argument('<name>', 'queue name')
+    .addOption(json)
+    .option('-w, --watch', 'refresh until interrupted', false)
+    .option('--interval <ms>', 'refresh interval with --watch', '1000')
+    .action(statCommand);
+  program.command('rm').description('remove queues by name (attached processes keep working until they release)').argument('<names...>', 'queue names').addOption(json).action(rmCommand);
+  program
+    .command('gc')
+    .description('remove queues whose attached processes are all dead (and segments whose creator died while creating them)')
+    .addOption(json)
+    .option('-y, --yes', 'do not ask for confirmation', false)
+    .option('-n, --dry-run', 'only list what would be removed', false)
+    .option('--include-idle', 'also remove queues that no process is attached to', false)
+    .action(gcCommand);
+  program
+    .command('demo')
+    .description('run the demo pipeline (options after --, e.g. sage-queue demo -- --messages 100000)')
+    .allowUnknownOption()
+    .helpOption(false)
+    .argument('[args...]')
+    .action((args: string[]) => runScript('examples/demo.mjs', args));
+  program
+    .command('bench')
+    .description('run the benchmark (options after --, e.g. sage-queue bench -- --quick)')
+    .allowUnknownOption()
+    .helpOption(false)
+    .argument('[args...]')
+    .action((args: string[]) => runScript('bench/run.mjs', args));
+
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help and --version exit 0; every other parse error is a usage error.
+      return e.exitCode === 0 ? 0 : EXIT_USAGE;
+    }
+    if (e instanceof CliError) {
+      process.stderr.write(`sage-queue: ${e.message}\n`);
+      return e.exitCode;
+    }
+    process.stderr.write(`sage-queue: ${(e as Error).message ?? String(e)}\n`);
+    return EXIT_FAILED;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv).then((code) => {
+    process.exitCode = code;
+  });
+}

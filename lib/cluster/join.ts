@@ -1,0 +1,77 @@
+/** The worker side of a WorkerPool: attach to the queues the primary created for this worker. */
+import { QueueDescriptor } from '../descriptor';
+import { SageQueueError } from '../errors';
+import { resolveDescriptor } from '../registry';
+import { isStopSignal } from '../router/base-router';
+import { Packet } from '../router/packet';
+import type { PacketWire } from '../router/packet';
+import type { SageQueue } from '../sage-queue';
+import { POOL_ENV, READY_MESSAGE } from './pool-env';
+import type { PoolAssignment } from './pool-env';
+
+export interface PoolWorker<T = unknown, R = unknown> {
+  /** This worker's index in the pool (0-based; a replacement gets the index it replaces). */
+  readonly index: number;
+  /** The queue the primary's router feeds for this worker. */
+  readonly inbound: SageQueue<PacketWire<T> | Packet<T>>;
+  /** The pool's shared reply queue, if the primary created one. */
+  readonly replies: SageQueue<R> | null;
+  /** Packets until the primary closes the queue or sends a stop signal. */
+  packets(): AsyncGenerator<Packet<T>, void, undefined>;
+  /** Detaches from the queues (they live on for the primary and a replacement). */
+  release(): void;
+}
+
+/**
+ * Attaches to the queues named in the SAGE_QUEUE_POOL environment variable (set by
+ * WorkerPool) and tells the primary it is ready. Throws if this process was not started by a pool.
+ */
+export function joinWorkerPool<T = unknown, R = unknown>(env: NodeJS.ProcessEnv = process.env): PoolWorker<T, R> {
+  const text = env[POOL_ENV];
+  if (text === undefined) {
+    throw new SageQueueError('ERR_NOT_A_POOL_WORKER', `this process was not started by a WorkerPool (${POOL_ENV} is not set)`);
+  }
+  let assignment: PoolAssignment;
+  try {
+    assignment = JSON.parse(text) as PoolAssignment;
+  } catch {
+    throw new SageQueueError('ERR_NOT_A_POOL_WORKER', `${POOL_ENV} is not valid JSON`);
+  }
+  const inbound = resolveDescriptor(QueueDescriptor.fromDict(assignment.inbound)) as unknown as SageQueue<PacketWire<T> | Packet<T>>;
+  const replies = assignment.replies === null ? null : (resolveDescriptor(QueueDescriptor.fromDict(assignment.replies)) as unknown as SageQueue<R>);
+  // When the primary goes away (its IPC channel closes), packets() ends instead of waiting forever.
+  // (A 'disconnect' listener keeps the IPC channel, and so the process, alive: it is removed as
+  // soon as the packets end or the worker releases.)
+  const primaryGone = new AbortController();
+  const onDisconnect = (): void => primaryGone.abort(new SageQueueError('ERR_PRIMARY_GONE', 'the pool primary disconnected'));
+  const stopWatching = (): void => {
+    process.off('disconnect', onDisconnect);
+  };
+  if (typeof process.send === 'function') {
+    process.send({ type: READY_MESSAGE, index: assignment.index, pid: process.pid });
+    process.once('disconnect', onDisconnect);
+  }
+  return {
+    index: assignment.index,
+    inbound,
+    replies,
+    async *packets() {
+      try {
+        for await (const item of inbound.iterate({ signal: primaryGone.signal })) {
+          if (isStopSignal(item)) return;
+          yield Packet.from(item as PacketWire<T>);
+        }
+      } catch (e) {
+        if (primaryGone.signal.aborted && e === primaryGone.signal.reason) return;
+        throw e;
+      } finally {
+        stopWatching();
+      }
+    },
+    release() {
+      stopWatching();
+      inbound.release();
+      replies?.release();
+    },
+  };
+}
