@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The sage-queue demo: a keyed pipeline from this (primary) process to one worker process per
-// core over SageQueues, with replies, end-to-end latency and a verification that every packet
+// The sage-queue demo: a keyed pipeline from this (primary) process through a hash router
+// (BaseRouter, batch dispatch with routeMany) to a WorkerPool of one worker process per core
+// over SageQueues, with replies on a shared reply queue, end-to-end latency and a verification that every packet
 // was delivered exactly once in per-key order. Then the same pipeline over process.send, and the
 // ratio. At most --window packets are in flight (sent, reply not yet back) in both transports, so
 // latency measures the pipeline rather than an unbounded backlog.
@@ -9,7 +10,7 @@ import { fork } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { SageQueue, resolveDescriptor } from 'sage-queue';
+import { Packet, WorkerPool, joinWorkerPool } from 'sage-queue';
 
 const { values: flags } = parseArgs({
   options: {
@@ -122,54 +123,41 @@ async function worker() {
     });
     return;
   }
-  const { inbound, replies } = JSON.parse(process.env.SAGE_DEMO_QUEUES);
-  const inq = resolveDescriptor(inbound);
-  const out = resolveDescriptor(replies);
+  const worker = joinWorkerPool();
   const batch = Number(process.env.SAGE_DEMO_BATCH);
-  for await (const first of inq) {
-    // Take whatever else is already there, handle the lot, reply in one batch.
-    const items = [first, ...inq.getMany(batch, { block: false })];
-    const answers = items.map((m) => ({ k: m.k, s: m.s, t: m.t, c: work(m.p) }));
-    await out.putAsync(answers);
+  for await (const first of worker.inbound) {
+    // Take whatever else is already there, handle the lot, reply in one batch. Items are packets
+    // in wire form (plain objects): no need to revive them to read key and payload.
+    const items = [first, ...worker.inbound.getMany(batch, { block: false })];
+    const answers = items.map(({ partitionKey, payload }) => ({ k: partitionKey, s: payload.s, t: payload.t, c: work(payload.p) }));
+    await worker.replies.putAsync(answers);
   }
-  out.release();
-  inq.release();
+  worker.release();
 }
 
 // -------------------------------------------------------------------------------------------
 // Primary side
 
 async function runSage() {
-  const tag = `demo-${process.pid}`;
-  const queues = [];
-  const replies = SageQueue.create(`${tag}.replies`, { capacity: 16 << 20, codec: config.codec });
-  queues.push(replies);
-  const inbound = [];
-  for (let w = 0; w < config.workers; w++) {
-    const q = SageQueue.create(`${tag}.w${w}`, { capacity: 8 << 20, codec: config.codec });
-    queues.push(q);
-    inbound.push(q);
-  }
-  const children = inbound.map((q) =>
-    fork(fileURLToPath(import.meta.url), [], {
-      env: { ...process.env, SAGE_DEMO_ROLE: 'worker', SAGE_DEMO_BATCH: String(config.batch), SAGE_DEMO_QUEUES: JSON.stringify({ inbound: q.descriptor, replies: replies.descriptor }) },
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    }),
-  );
-  const cleanup = () => {
-    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-    for (const q of queues) q.destroy();
-  };
+  const pool = new WorkerPool({
+    script: fileURLToPath(import.meta.url),
+    workers: config.workers,
+    name: `demo-${process.pid}`,
+    queue: { capacity: 8 << 20, codec: config.codec },
+    replies: { capacity: 16 << 20, codec: config.codec },
+    router: { strategy: 'hash', sendTimeoutMs: 10_000, trace: false },
+    env: { ...process.env, SAGE_DEMO_ROLE: 'worker', SAGE_DEMO_BATCH: String(config.batch) },
+  });
   try {
+    await pool.ready();
     const payload = Buffer.alloc(config.payload, 7);
     const verifier = makeVerifier();
-    const perWorker = new Array(config.workers).fill(0);
     const seqOfKey = new Array(config.keys).fill(0);
     const latencies = new Float64Array(config.messages);
     let received = 0;
     const started = now();
     const drain = (block) => {
-      const replyBatches = replies.getMany(64, { block, timeoutMs: block ? 5000 : undefined });
+      const replyBatches = pool.replies.getMany(64, { block, timeoutMs: block ? 10_000 : undefined });
       const t = now();
       for (const answers of replyBatches) {
         for (const a of answers) {
@@ -178,60 +166,44 @@ async function runSage() {
         }
       }
     };
-    const pending = inbound.map(() => []);
-    const flush = async (w) => {
-      const batch = pending[w];
-      pending[w] = [];
-      perWorker[w] += batch.length;
-      while (batch.length > 0) {
-        const n = inbound[w].putMany(batch, { block: false });
-        batch.splice(0, n);
-        if (batch.length > 0) {
-          drain(false);
-          await new Promise((r) => setImmediate(r));
-        }
-      }
-    };
     let lastProgress = 0;
-    for (let i = 0; i < config.messages; i++) {
-      if (i - received >= config.window) {
-        for (let w = 0; w < config.workers; w++) if (pending[w].length > 0) await flush(w);
-        while (i - received >= config.window) drain(true);
+    for (let i = 0; i < config.messages; ) {
+      while (i - received >= config.window) drain(true);
+      const n = Math.min(config.batch, config.messages - i, config.window - (i - received));
+      const packets = new Array(n);
+      for (let j = 0; j < n; j++, i++) {
+        const key = i % config.keys;
+        packets[j] = new Packet({ s: seqOfKey[key]++, t: now(), p: payload }, { partitionKey: key });
       }
-      const key = i % config.keys;
-      const w = partition(key, config.workers);
-      pending[w].push({ k: key, s: seqOfKey[key]++, t: now(), p: payload });
-      if (pending[w].length >= config.batch) {
-        await flush(w);
-        drain(false);
-      }
+      const report = await pool.router.routeMany(packets);
+      if (!report.ok) throw new Error(`routing failed: ${JSON.stringify(report.problems.slice(0, 3))}`);
+      drain(false);
       if (i - lastProgress >= 20000) {
         lastProgress = i;
         progress('sage-queue  ', received, config.messages, started);
       }
     }
-    for (let w = 0; w < config.workers; w++) await flush(w);
     while (received < config.messages) {
       drain(true);
       progress('sage-queue  ', received, config.messages, started);
     }
     const elapsed = (now() - started) / 1000;
     progress('sage-queue  ', received, config.messages, started);
-    const stats = inbound.map((q) => q.stats());
-    for (const q of inbound) q.close();
-    await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r() : c.once('exit', r)))));
+    const stats = pool.queues.map((q) => q.stats());
+    const routerStats = pool.router.stats();
     const sorted = Array.from(latencies.subarray(0, received)).sort((a, b) => a - b);
     return {
       transport: 'sage-queue',
       seconds: elapsed,
       packetsPerSecond: config.messages / elapsed,
       latencyMs: { p50: percentile(sorted, 50), p99: percentile(sorted, 99) },
-      perWorker,
+      perWorker: routerStats.connections.map((c) => c.counters.delivered),
+      router: { strategy: routerStats.strategy, routed: routerStats.routed, delivered: routerStats.delivered, deadLettered: routerStats.deadLettered, failed: routerStats.failed },
       queues: stats.map((s) => ({ name: s.name, enqueued: s.enqueued, dequeued: s.dequeued, wakeCalls: s.wakeCalls, waits: s.waits })),
       verification: verifier.result(config.messages),
     };
   } finally {
-    cleanup();
+    await pool.close();
   }
 }
 
@@ -298,7 +270,8 @@ async function primary() {
     log(fmt(sage));
     if (ipc) log(`${fmt(ipc)}   (${baselineCount.toLocaleString()} packets)`);
     if (result.ratio) log(`\nsage-queue moved packets ${result.ratio.toFixed(1)}x faster than process.send`);
-    log(`\nper worker: ${sage.perWorker.map((n, i) => `w${i}=${n}`).join('  ')}`);
+    log(`\nrouter (${sage.router.strategy}): routed ${sage.router.routed}, delivered ${sage.router.delivered}, dead-lettered ${sage.router.deadLettered}, failed ${sage.router.failed}`);
+    log(`per worker: ${sage.perWorker.map((n, i) => `w${i}=${n}`).join('  ')}`);
     for (const q of sage.queues) log(`queue ${q.name}: enqueued ${q.enqueued}, dequeued ${q.dequeued}, wake syscalls ${q.wakeCalls}, sleeps ${q.waits}`);
     const v = sage.verification;
     log(`\nverification: ${v.ok ? 'OK' : 'FAILED'} — sent ${v.sent}, delivered ${v.delivered} exactly once, ${v.dupes} duplicates, ${v.outOfOrder} out of per-key order`);

@@ -43,7 +43,7 @@ export function capabilities(): NativeCapabilities {
 export { Packet, Connection, BaseRouter, isStopSignal, HashRing, stableHash, STRATEGIES, systemClock } from './router';
 export type {
   Hop, PacketOptions, PacketWire, ConnectionInit, ConnectionHealth, ConnectionCounters, HealthState, LoadSample, RouterOptions,
-  RouteReport, DeliveryReport, DeliveryStatus, DeadLetter, SelectionContext, RouterStats, StopSignal, PartitionKey, StrategyName, Clock,
+  RouteReport, RouteManyReport, DeliveryReport, DeliveryStatus, DeadLetter, SelectionContext, RouterStats, StopSignal, PartitionKey, StrategyName, Clock,
 } from './router';
 
 export { WorkerPool } from './cluster/worker-pool';

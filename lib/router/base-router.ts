@@ -101,6 +101,17 @@ export interface SelectionContext {
   now: number;
 }
 
+/** What routeMany() reports: totals, and the report of every copy that was not delivered at once. */
+export interface RouteManyReport {
+  packets: number;
+  delivered: number;
+  deadLettered: number;
+  failed: number;
+  /** Copies that took the per-packet path (retries, failover) and did not end delivered first time. */
+  problems: DeliveryReport[];
+  ok: boolean;
+}
+
 export interface RouterStats {
   name: string;
   strategy: StrategyName;
@@ -260,14 +271,7 @@ export class BaseRouter {
     if (!(packet instanceof Packet)) throw new InvalidArgumentTypeError('packet', 'a Packet', packet);
     const clock = this.#opts.clock;
     const started = clock.now();
-    const requested = packet.partitionStrategy ?? this.strategy;
-    let strategy = requested;
-    if (KEYED_STRATEGIES.has(requested) && !packet.isKeyed()) {
-      strategy = 'round_robin'; // documented: unkeyed packets under a keyed strategy rotate
-      this.#totals.unkeyedFallbacks++;
-    }
-    this.#totals.routed++;
-    this.#decisions[strategy]++;
+    const strategy = this.#strategyFor(packet);
     const indexes = [...this.#groups.keys()].sort((a, b) => a - b);
     let deliveries: DeliveryReport[];
     if (indexes.length === 0) {
@@ -290,6 +294,113 @@ export class BaseRouter {
     report.ok = report.delivered === deliveries.length;
     this.#latencies[this.#latencyCount++ % LATENCY_SAMPLES] = clock.now() - started;
     return report;
+  }
+
+  /**
+   * Routes many packets at once: each copy's target is chosen as route() would, then each
+   * target's packets are put with one batch call when its queue has `putMany` (SageQueue), in
+   * order. Copies that do not fit, and every copy of a key that still has a delivery in flight,
+   * take route()'s per-packet path (timeouts, retries, failover, dead letters), so per-key order
+   * holds across route() and routeMany() calls.
+   */
+  async routeMany(packets: readonly Packet[]): Promise<RouteManyReport> {
+    if (!Array.isArray(packets)) throw new InvalidArgumentTypeError('packets', 'an array of Packets', packets);
+    for (const p of packets) if (!(p instanceof Packet)) throw new InvalidArgumentTypeError('packets[i]', 'a Packet', p);
+    const report: RouteManyReport = { packets: packets.length, delivered: 0, deadLettered: 0, failed: 0, problems: [], ok: false };
+    const slow: Array<Promise<DeliveryReport[]>> = [];
+    const now = this.#opts.clock.now();
+    const strategies = packets.map((p) => this.#strategyFor(p));
+    for (const [b, group] of [...this.#ordered.entries()].sort((x, y) => x[0] - y[0])) {
+      const batches = new Map<Connection, Packet[]>();
+      const origin = new Map<Packet, { packet: Packet; strategy: StrategyName }>(); // batched copy → what to retry
+      packets.forEach((packet, i) => {
+        const strategy = strategies[i] as StrategyName;
+        if (strategy === 'broadcast') {
+          for (const c of group) this.#addToBatch(batches, origin, c, packet, strategy);
+          return;
+        }
+        if (KEYED_STRATEGIES.has(strategy) && this.#keyChains.has(this.#keyId(packet, b))) {
+          slow.push(this.#inKeyOrder(packet, b, () => this.#deliver(packet, b, strategy)).then((d) => [d]));
+          return;
+        }
+        const target = this.selectTarget(packet, group, strategy, { broadcastIndex: b, attempt: 1, exclude: new Set(), now });
+        if (target === undefined) slow.push(this.#deliver(packet, b, strategy).then((d) => [d]));
+        else this.#addToBatch(batches, origin, target, packet, strategy);
+      });
+      for (const [target, batch] of batches) {
+        const q = target.queue as Partial<{ putMany(items: readonly unknown[], o: { block: boolean }): number }>;
+        let put = 0;
+        if (typeof q.putMany === 'function') {
+          const copies = batch.map((p) => p.withInputIndex(target.targetInputIndex));
+          try {
+            put = q.putMany(copies, { block: false });
+          } catch (e) {
+            target.recordFailure(e);
+            this.#maybeEject(b, target);
+          }
+          if (put > 0) {
+            target.counters.sent += put;
+            target.counters.delivered += put;
+            target.recordSuccess();
+            this.#totals.sent += put;
+            this.#totals.delivered += put;
+            report.delivered += put;
+          }
+        }
+        // The rest (in order) goes the per-packet way, chained per key behind each other.
+        for (const copy of batch.slice(put)) {
+          const { packet, strategy } = origin.get(copy) as { packet: Packet; strategy: StrategyName };
+          const run = (): Promise<DeliveryReport> => this.#deliver(packet, b, strategy, strategy === 'broadcast' ? target : undefined);
+          slow.push((KEYED_STRATEGIES.has(strategy) ? this.#inKeyOrder(packet, b, run) : run()).then((d) => [d]));
+        }
+      }
+    }
+    if (this.#ordered.size === 0) {
+      for (const packet of packets) slow.push(this.#giveUp(packet, -1, null, 0, 'no downstream connections').then((d) => [d]));
+    }
+    for (const d of (await Promise.all(slow)).flat()) {
+      if (d.status === 'delivered') report.delivered++;
+      else if (d.status === 'dead_lettered') report.deadLettered++;
+      else report.failed++;
+      if (d.status !== 'delivered' || d.attempts > 1) report.problems.push(d);
+    }
+    report.ok = report.deadLettered === 0 && report.failed === 0;
+    return report;
+  }
+
+  #addToBatch(
+    batches: Map<Connection, Packet[]>,
+    origin: Map<Packet, { packet: Packet; strategy: StrategyName }>,
+    target: Connection,
+    packet: Packet,
+    strategy: StrategyName,
+  ): void {
+    const copy = this.#opts.trace ? packet.withHop(this.name, target.targetName) : packet;
+    let batch = batches.get(target);
+    if (batch === undefined) {
+      batch = [];
+      batches.set(target, batch);
+    }
+    batch.push(copy);
+    origin.set(copy, { packet, strategy });
+  }
+
+  /** The strategy a packet is routed by (counted once per packet). */
+  #strategyFor(packet: Packet): StrategyName {
+    const requested = packet.partitionStrategy ?? this.strategy;
+    let strategy = requested;
+    if (KEYED_STRATEGIES.has(requested) && !packet.isKeyed()) {
+      strategy = 'round_robin'; // documented: unkeyed packets under a keyed strategy rotate
+      this.#totals.unkeyedFallbacks++;
+    }
+    this.#totals.routed++;
+    this.#decisions[strategy]++;
+    return strategy;
+  }
+
+  #keyId(packet: Packet, broadcastIndex: number): string {
+    const key = packet.partitionKey as NonNullable<Packet['partitionKey']>;
+    return `${broadcastIndex}:${typeof key}:${key instanceof Uint8Array ? Buffer.from(key).toString('hex') : String(key)}`;
   }
 
   /**
@@ -365,8 +476,7 @@ export class BaseRouter {
   /** Runs deliveries of one key (per broadcast group) one after another: per-key order holds
    * under retries and failover even when route() is called without awaiting. */
   #inKeyOrder<T>(packet: Packet, broadcastIndex: number, run: () => Promise<T>): Promise<T> {
-    const key = packet.partitionKey as NonNullable<Packet['partitionKey']>;
-    const id = `${broadcastIndex}:${typeof key}:${key instanceof Uint8Array ? Buffer.from(key).toString('hex') : String(key)}`;
+    const id = this.#keyId(packet, broadcastIndex);
     const previous = this.#keyChains.get(id);
     const mine = (previous === undefined ? run() : previous.then(run, run)) as Promise<T>;
     this.#keyChains.set(id, mine);

@@ -4,7 +4,7 @@ export type { Hop, PacketOptions, PacketWire } from './packet';
 export { Connection } from './connection';
 export type { ConnectionInit, ConnectionHealth, ConnectionCounters, HealthState, LoadSample } from './connection';
 export { BaseRouter, isStopSignal } from './base-router';
-export type { RouterOptions, RouteReport, DeliveryReport, DeliveryStatus, DeadLetter, SelectionContext, RouterStats, StopSignal } from './base-router';
+export type { RouterOptions, RouteReport, RouteManyReport, DeliveryReport, DeliveryStatus, DeadLetter, SelectionContext, RouterStats, StopSignal } from './base-router';
 export { HashRing, stableHash } from './hashing';
 export type { PartitionKey } from './hashing';
 export { STRATEGIES } from './strategy-names';
