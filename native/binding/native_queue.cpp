@@ -108,7 +108,9 @@ NativeQueue::NativeQueue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Nati
     if (err != 0) msg += ": " + std::string(strerror(err));
     throw MakeError(env, sage::status_code(s), msg, err);
   }
-  notify_ = Napi::Persistent(info[3].As<Napi::Function>());
+  target_ = new NotifyTarget();
+  target_->fn = Napi::Weak(info[3].As<Napi::Function>());
+  info.This().As<Napi::Object>().Set("_notify", info[3]);  // the strong reference, from JS
   addon_ = GetAddonState(env);
   if (addon_) addon_->live.insert(this);
 }
@@ -121,9 +123,17 @@ NativeQueue::~NativeQueue() {
 void NativeQueue::Release() {
   read_notifier_.reset();  // joins the threads before the queue they use goes away
   write_notifier_.reset();
-  if (has_tsfn_) {
-    tsfn_.Release();
-    has_tsfn_ = false;
+  if (target_ != nullptr) {
+    target_->released = true;  // calls still queued are dropped
+    if (strong_) target_->fn.Unref();
+    strong_ = false;
+    if (tsfn_ != nullptr) {
+      napi_release_threadsafe_function(tsfn_, napi_tsfn_release);  // its finalizer frees target_
+      tsfn_ = nullptr;
+    } else {
+      delete target_;
+    }
+    target_ = nullptr;
   }
   if (q_) {
     q_->release();
@@ -259,30 +269,59 @@ Napi::Value NativeQueue::GetBlocking(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(got));
 }
 
+namespace {
+
+// Runs on the JS thread for each notification. env is null while the function is torn down.
+void CallNotify(napi_env env, napi_value, void* context, void* data) {
+  auto* target = static_cast<NativeQueue::NotifyTarget*>(context);
+  if (env == nullptr || target == nullptr || target->released) return;
+  Napi::Env e(env);
+  Napi::HandleScope scope(e);
+  Napi::Function fn = target->fn.Value();
+  if (fn.IsEmpty()) return;
+  napi_value arg = Napi::Number::New(e, static_cast<double>(reinterpret_cast<intptr_t>(data)));
+  napi_value result;
+  // An exception thrown by the callback stays pending and surfaces as an uncaught exception;
+  // napi_cannot_run_js (a terminating worker) is ignored.
+  napi_call_function(env, e.Undefined(), fn, 1, &arg, &result);
+}
+
+void FinalizeNotify(napi_env, void* data, void*) { delete static_cast<NativeQueue::NotifyTarget*>(data); }
+
+}  // namespace
+
 void NativeQueue::EnsureTsfn(Napi::Env env) {
-  if (has_tsfn_) return;
-  tsfn_ = Napi::ThreadSafeFunction::New(env, notify_.Value(), "sage-queue-notify", 0, 1);
-  tsfn_.Unref(env);
-  has_tsfn_ = true;
+  if (tsfn_ != nullptr) return;
+  napi_value name = Napi::String::New(env, "sage-queue-notify");
+  NAPI_THROW_IF_FAILED_VOID(env, napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, target_, FinalizeNotify, target_, CallNotify, &tsfn_));
+  napi_unref_threadsafe_function(env, tsfn_);
 }
 
 void NativeQueue::UpdateRef(Napi::Env env) {
-  if (!has_tsfn_) return;
-  // A pending wait keeps the process alive, like a pending socket read; an idle handle does not.
-  if (read_armed_ || write_armed_) tsfn_.Ref(env);
-  else tsfn_.Unref(env);
+  if (tsfn_ == nullptr || target_ == nullptr) return;
+  // A pending wait keeps the process (and this queue object) alive, like a pending socket read;
+  // an idle handle keeps neither.
+  const bool armed = read_armed_ || write_armed_;
+  if (armed) napi_ref_threadsafe_function(env, tsfn_);
+  else napi_unref_threadsafe_function(env, tsfn_);
+  if (armed && !strong_) target_->fn.Ref();
+  if (!armed && strong_) target_->fn.Unref();
+  strong_ = armed;
+}
+
+void NativeQueue::StartNotifier(std::unique_ptr<Notifier>* slot, bool for_data, int kind) {
+  if (*slot) return;
+  napi_threadsafe_function tsfn = tsfn_;
+  *slot = std::make_unique<Notifier>(q_.get(), for_data, [tsfn, kind]() {
+    napi_call_threadsafe_function(tsfn, reinterpret_cast<void*>(static_cast<intptr_t>(kind)), napi_tsfn_nonblocking);
+  });
 }
 
 Napi::Value NativeQueue::ArmReadable(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Usable(info)) return env.Undefined();
   EnsureTsfn(env);
-  if (!read_notifier_) {
-    Napi::ThreadSafeFunction tsfn = tsfn_;
-    read_notifier_ = std::make_unique<Notifier>(q_.get(), true, [tsfn]() mutable {
-      tsfn.NonBlockingCall([](Napi::Env, Napi::Function cb) { cb.Call({Napi::Number::New(cb.Env(), kReadable)}); });
-    });
-  }
+  StartNotifier(&read_notifier_, true, kReadable);
   read_armed_ = true;
   UpdateRef(env);
   read_notifier_->arm(0);
@@ -293,12 +332,7 @@ Napi::Value NativeQueue::ArmWritable(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Usable(info)) return env.Undefined();
   EnsureTsfn(env);
-  if (!write_notifier_) {
-    Napi::ThreadSafeFunction tsfn = tsfn_;
-    write_notifier_ = std::make_unique<Notifier>(q_.get(), false, [tsfn]() mutable {
-      tsfn.NonBlockingCall([](Napi::Env, Napi::Function cb) { cb.Call({Napi::Number::New(cb.Env(), kWritable)}); });
-    });
-  }
+  StartNotifier(&write_notifier_, false, kWritable);
   write_armed_ = true;
   UpdateRef(env);
   uint64_t bytes = info[0].IsNumber() ? static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()) : 0;

@@ -22,6 +22,15 @@ class NativeQueue : public Napi::ObjectWrap<NativeQueue> {
   void Release();
   void ForgetAddon() { addon_ = nullptr; }
 
+  // The JS notify callback, held WEAKLY (the wrapper object keeps it alive from JS) except while
+  // a wait is armed: a dropped queue can then be collected and its finalizer release the handle.
+  // The thread-safe function has no JS function of its own for the same reason: it reaches the
+  // callback through `target_`, which its finalizer frees.
+  struct NotifyTarget {
+    Napi::FunctionReference fn;
+    bool released = false;
+  };
+
  private:
   bool Usable(const Napi::CallbackInfo& info);
   Napi::Value TryPut(const Napi::CallbackInfo& info);
@@ -46,12 +55,13 @@ class NativeQueue : public Napi::ObjectWrap<NativeQueue> {
 
   void EnsureTsfn(Napi::Env env);
   void UpdateRef(Napi::Env env);
+  void StartNotifier(std::unique_ptr<Notifier>* slot, bool for_data, int kind);
 
   std::unique_ptr<sage::Queue> q_;
   std::unique_ptr<Notifier> read_notifier_, write_notifier_;
-  Napi::FunctionReference notify_;
-  Napi::ThreadSafeFunction tsfn_;
-  bool has_tsfn_ = false;
+  NotifyTarget* target_ = nullptr;
+  napi_threadsafe_function tsfn_ = nullptr;
+  bool strong_ = false;
   bool read_armed_ = false, write_armed_ = false;  // JS-thread view, for ref/unref
   size_t needed_ = 0;
   AddonState* addon_ = nullptr;
