@@ -104,6 +104,28 @@ function nativeError(e: unknown, name: string): Error {
   return e instanceof Error ? e : new Error(String(e));
 }
 
+/**
+ * Handles still attached in this thread. `process.exit()` does not run the addon's environment
+ * cleanup hook on the main thread, so without this an exiting process would look dead (not
+ * released) to the others. Weak: a dropped queue is still collected (its finalizer releases it).
+ */
+const live = new Set<WeakRef<SageQueue<unknown>>>();
+const forgetOnCollect = new FinalizationRegistry<WeakRef<SageQueue<unknown>>>((ref) => live.delete(ref));
+let exitHookInstalled = false;
+
+function trackLive(q: SageQueue<unknown>): WeakRef<SageQueue<unknown>> {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const ref of live) ref.deref()?.release();
+    });
+  }
+  const ref = new WeakRef(q);
+  live.add(ref);
+  forgetOnCollect.register(q, ref, ref);
+  return ref;
+}
+
 export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporting, Disposable {
   #q: NativeQueue | null;
   readonly #name: string;
@@ -121,6 +143,7 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
   #readArmed = false;
   #writeArmed = false;
   #descriptor: QueueDescriptor | undefined;
+  #liveRef: WeakRef<SageQueue<unknown>> | undefined;
 
   /**
    * Opens the queue `name`, creating it if it does not exist (like the SAGE original).
@@ -170,6 +193,7 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     this.#capacity = info.capacity;
     this.#maxMessageSize = info.maxMessageSize;
     this.#maxsize = info.maxsize;
+    this.#liveRef = trackLive(this as SageQueue<unknown>);
   }
 
   /** Creates the queue; throws SharedMemoryError ERR_QUEUE_EXISTS if the name is taken. */
@@ -505,6 +529,10 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     this.#q = null;
     this.#readArmed = this.#writeArmed = false;
     q.release();
+    if (this.#liveRef !== undefined) {
+      live.delete(this.#liveRef);
+      forgetOnCollect.unregister(this.#liveRef);
+    }
     this.#getters.rejectAll(() => new QueueReleasedError());
     this.#putters.rejectAll(() => new QueueReleasedError());
     forgetResolved(this.#name, this);

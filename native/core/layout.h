@@ -76,14 +76,20 @@ struct alignas(kHotAlign) ProcessSlot {
   std::atomic<uint32_t> space_waiters;  // this handle's share of Header::space_waiters
 };
 
-// Redo journal for a lock's critical section: if the holder dies after `valid` is set, the next
-// holder re-applies the stores; if before, nothing the others can see has changed.
+// Journal of a lock's critical section, for the next holder when this one dies inside it.
+// Producer lock: a REDO record (the new tail and message count, re-applied if valid).
+// Consumer lock: an UNDO record (the old head and message count, restored if valid, and the
+// records the dead holder had marked are given back).
 struct LockJournal {
   std::atomic<uint32_t> valid;
   uint32_t pad_;
   uint64_t cursor;
   uint64_t msgs;
 };
+
+// Owner stamped on a dead producer's claim turned into padding: passing it counts as a message
+// taken (never a real owner: slot indexes are below 128).
+constexpr uint32_t kAbandonedOwner = 0xFFFFFFu;
 
 struct alignas(kHotAlign) Header {
   // --- identity: written once by the creator, `initialised` last (release) ---
@@ -116,6 +122,9 @@ struct alignas(kHotAlign) Header {
   LockJournal cons_journal;
   alignas(kHotAlign) std::atomic<uint64_t> head;       // bytes taken by consumers
   std::atomic<uint64_t> head_msgs;                     // messages taken (or abandoned)
+  // How far producers may reclaim: `head` as of the last consumer critical section that
+  // completed. A take whose holder died inside the lock is rolled back, so it must stay above it.
+  std::atomic<uint64_t> reclaim_limit;
 
   // --- futex words and waiter counts: consumers wait for data, producers for space ---
   alignas(kHotAlign) std::atomic<uint32_t> data_seq;
@@ -156,6 +165,7 @@ constexpr uint32_t layout_signature() {
   h = fnv_mix(h, offsetof(Header, freed));
   h = fnv_mix(h, offsetof(Header, cons_lock));
   h = fnv_mix(h, offsetof(Header, head));
+  h = fnv_mix(h, offsetof(Header, reclaim_limit));
   h = fnv_mix(h, offsetof(Header, data_seq));
   h = fnv_mix(h, offsetof(Header, space_seq));
   h = fnv_mix(h, offsetof(Header, wake_calls));

@@ -180,41 +180,41 @@ void Queue::recover_prod() {
 }
 
 void Queue::recover_cons() {
+  // The previous holder died inside get's critical section, before its take was committed (the
+  // journal is valid until then): roll the take back. Every record it had marked READING goes
+  // back to COMMITTED, and head to where it was, so no message is lost. Producers cannot have
+  // reclaimed anything above the old head: reclaim_limit only moves once a take is committed.
   LockJournal& j = hdr_->cons_journal;
-  const uint64_t head = hdr_->head.load(std::memory_order_relaxed);
   const uint64_t tail = hdr_->tail.load(std::memory_order_acquire);
   if (j.valid.load(std::memory_order_acquire)) {
-    // Died after deciding what to take: finish advancing. The records it marked READING are
-    // reclaimed by producers as lost-in-read (their owner is dead).
-    if (j.cursor >= head && j.cursor <= tail) {
+    const uint64_t old_head = j.cursor;
+    if (old_head >= hdr_->reclaim_limit.load(std::memory_order_relaxed) && old_head <= tail) {
+      uint64_t pos = old_head;
+      while (pos < tail) {
+        RecordHeader* r = record_at(pos);
+        if (r == nullptr || r->position != pos) break;
+        const uint32_t st = r->state.load(std::memory_order_acquire);
+        const uint32_t kind = rec_kind(st);
+        uint64_t size;
+        if (kind == kRecPadding) {
+          size = r->length;
+          if (size < kRecordHeaderSize || size % kRecordAlign != 0 || (pos & mask_) + size > cap_) break;
+        } else if (kind == kRecReading) {
+          if (r->length > max_msg_) break;
+          size = record_size(r->length);
+          r->state.store(rec_state(kRecCommitted, rec_owner(st)), std::memory_order_release);
+        } else {
+          break;  // marking proceeds in order: nothing past the first unmarked record
+        }
+        pos += size;
+      }
       hdr_->head_msgs.store(j.msgs, std::memory_order_relaxed);
-      hdr_->head.store(j.cursor, std::memory_order_release);
+      hdr_->head.store(old_head, std::memory_order_release);
     }
     j.valid.store(0, std::memory_order_release);
-  } else {
-    // Died while marking records: `head` did not move, so nobody else could have seen them as
-    // taken. Give them back: nothing is lost.
-    uint64_t pos = head;
-    while (pos < tail) {
-      RecordHeader* r = record_at(pos);
-      if (r == nullptr || r->position != pos) break;
-      uint32_t st = r->state.load(std::memory_order_acquire);
-      uint32_t kind = rec_kind(st);
-      uint64_t size;
-      if (kind == kRecPadding) {
-        size = r->length;
-        if (size < kRecordHeaderSize || size % kRecordAlign != 0 || (pos & mask_) + size > cap_) break;
-      } else if (kind == kRecReading || kind == kRecCommitted || kind == kRecClaimed) {
-        if (r->length > max_msg_) break;
-        size = record_size(r->length);
-        if (kind == kRecReading) r->state.store(rec_state(kRecCommitted, rec_owner(st)), std::memory_order_release);
-        else break;  // marking proceeds in order: nothing past the first unmarked record
-      } else {
-        break;
-      }
-      pos += size;
-    }
   }
+  // Covers a holder that died after committing its take but before publishing the limit.
+  hdr_->reclaim_limit.store(hdr_->head.load(std::memory_order_relaxed), std::memory_order_release);
   hdr_->lock_recoveries.fetch_add(1, std::memory_order_relaxed);
   pthread_mutex_consistent(&hdr_->cons_lock);
 }
@@ -231,7 +231,7 @@ RecordHeader* Queue::record_at(uint64_t pos) const {
 Status Queue::reclaim_locked() {
   uint64_t f = hdr_->freed.load(std::memory_order_relaxed);
   const uint64_t start = f;
-  const uint64_t h = hdr_->head.load(std::memory_order_acquire);
+  const uint64_t h = hdr_->reclaim_limit.load(std::memory_order_acquire);
   Status result = Status::Ok;
   while (f < h) {
     RecordHeader* r = record_at(f);
@@ -410,11 +410,23 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
   lock_cons();
   const uint64_t head = hdr_->head.load(std::memory_order_relaxed);
   const uint64_t tail = hdr_->tail.load(std::memory_order_acquire);
-  uint64_t hm = hdr_->head_msgs.load(std::memory_order_relaxed);
+  const uint64_t hm0 = hdr_->head_msgs.load(std::memory_order_relaxed);
+  uint64_t hm = hm0;
   uint64_t h = head;
   size_t k = 0;
   size_t bytes = 0;
   Status st = Status::Ok;
+  LockJournal& j = hdr_->cons_journal;
+  bool journaled = false;
+  // Before the first record is marked: what to restore if we die before the take is committed.
+  auto journal = [&]() {
+    if (journaled) return;
+    j.cursor = head;
+    j.msgs = hm0;
+    j.valid.store(1, std::memory_order_release);
+    journaled = true;
+    hook(HookPoint::InConsLock);
+  };
   while (h < tail && k < max) {
     RecordHeader* r = record_at(h);
     if (r == nullptr || r->position != h) {
@@ -429,6 +441,7 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
         st = Status::Corrupt;
         break;
       }
+      if (rec_owner(s) == kAbandonedOwner) ++hm;  // a dead producer's claim: counted as taken
       h += size;
       continue;
     }
@@ -445,6 +458,7 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
         }
         break;
       }
+      journal();
       r->state.store(rec_state(kRecReading, owner_), std::memory_order_relaxed);
       taken_[k] = h;
       lengths[k++] = len;
@@ -453,9 +467,10 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
       ++hm;
     } else if (kind == kRecClaimed) {
       if (owner_alive(rec_owner(s))) break;  // FIFO: wait for it to commit
-      // Its producer died before committing: the record becomes padding, never delivered.
+      // Its producer died before committing: the record becomes padding, never delivered. (Kept
+      // even if this take is rolled back: passing it again counts it again, from the old count.)
       r->length = static_cast<uint32_t>(record_size(len));
-      r->state.store(rec_state(kRecPadding, 0), std::memory_order_release);
+      r->state.store(rec_state(kRecPadding, kAbandonedOwner), std::memory_order_release);
       hdr_->abandoned_claims.fetch_add(1, std::memory_order_relaxed);
       ++hm;
       h += r->length;
@@ -465,14 +480,11 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
     }
   }
   if (h != head) {
-    LockJournal& j = hdr_->cons_journal;
-    j.cursor = h;
-    j.msgs = hm;
-    j.valid.store(1, std::memory_order_release);
-    hook(HookPoint::InConsLock);
+    journal();
     hdr_->head_msgs.store(hm, std::memory_order_relaxed);
     hdr_->head.store(h, std::memory_order_release);
-    j.valid.store(0, std::memory_order_release);
+    j.valid.store(0, std::memory_order_release);  // the take is committed
+    hdr_->reclaim_limit.store(h, std::memory_order_release);
   }
   unlock_cons();
   if (k == 0) {
@@ -538,14 +550,14 @@ bool Queue::writable_now(uint64_t bytes, bool* stuck) {
     const uint64_t off = tail & mask_;
     const uint64_t pad = off + rec > cap_ ? cap_ - off : 0;
     if (tail + pad + rec - hdr_->freed.load(std::memory_order_acquire) <= cap_) return true;
-    if (pass == 1 || tail + pad + rec - hdr_->head.load(std::memory_order_acquire) > cap_) break;
+    if (pass == 1 || tail + pad + rec - hdr_->reclaim_limit.load(std::memory_order_acquire) > cap_) break;
     // Consumers have moved on but nobody reclaimed their space yet: do it now.
     lock_prod();
     reclaim_locked();
     unlock_prod();
   }
   // Blocked behind records still being read: if a reader died, only polling notices.
-  *stuck = hdr_->head.load(std::memory_order_acquire) != hdr_->freed.load(std::memory_order_acquire);
+  *stuck = hdr_->reclaim_limit.load(std::memory_order_acquire) != hdr_->freed.load(std::memory_order_acquire);
   return false;
 }
 
