@@ -52,7 +52,8 @@ export class QueueReleasedError extends SageQueueError {
  * exist, is not a sage-queue segment, has another layout version, was never initialised, does not
  * fit in /dev/shm, is not accessible, or failed a consistency check. `code` says which
  * (ERR_QUEUE_EXISTS, ERR_QUEUE_NOT_FOUND, ERR_NOT_A_SAGE_QUEUE, ERR_LAYOUT_MISMATCH,
- * ERR_QUEUE_NOT_INITIALISED, ERR_NO_SHM_SPACE, ERR_PERMISSION_DENIED, ERR_TOO_MANY_HANDLES,
+ * ERR_QUEUE_NOT_INITIALISED (its creator died while creating it), ERR_QUEUE_INITIALISING (its creator is
+ * still creating it: try again), ERR_NO_SHM_SPACE, ERR_PERMISSION_DENIED, ERR_TOO_MANY_HANDLES,
  * ERR_QUEUE_CORRUPT, ERR_SYSTEM); `errno` is set when a system call failed.
  */
 export class SharedMemoryError extends SageQueueError {

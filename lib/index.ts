@@ -50,3 +50,11 @@ export { WorkerPool } from './cluster/worker-pool';
 export type { WorkerPoolOptions } from './cluster/worker-pool';
 export { joinWorkerPool } from './cluster/join';
 export type { PoolWorker } from './cluster/join';
+
+export {
+  RedisQueue, RedisBackendError, createRedisQueueDescriptor, StatefulRouteStore, POD_SERVICE_STATES, StatefulRouter, userKeyOf,
+} from './redis';
+export type {
+  RedisQueueOptions, RedisMessage, RedisAckMode, RedisBatchOptions, RedisQueueStats, DeadLetterEntry, RedisQueueDescriptorOptions,
+  StatefulRouteStoreOptions, LinkOptions, Link, PodState, PodServiceState, RouteStoreStats, StatefulRouterOptions, StatefulRouterStats,
+} from './redis';

@@ -43,6 +43,7 @@ export const enum NativeStatus {
   PermissionDenied = 17,
   Corrupt = 18,
   SystemError = 19,
+  Initialising = 20,
 }
 
 /** Kinds passed to the notify callback. */

@@ -42,7 +42,10 @@ export function listQueues(): QueueView[] {
   return native().list().sort().map(inspectQueue);
 }
 
-/** Segments `gc` may remove: every attached process is dead, or the creator died mid-creation. */
+/**
+ * Segments `gc` may remove: every attached process is dead, or the creator died mid-creation
+ * (ERR_QUEUE_NOT_INITIALISED; a live creator still at work reports ERR_QUEUE_INITIALISING).
+ */
 export function isGarbage(v: QueueView, includeIdle: boolean): boolean {
   if (v.error !== null) return v.error.code === 'ERR_QUEUE_NOT_INITIALISED';
   if (v.stats === null) return false;

@@ -125,16 +125,26 @@ function rmCommand(names: string[], opts: { json: boolean }): void {
       return { name: n, removed: false, code: err.code ?? 'ERR_SYSTEM', message: err.code === 'ERR_QUEUE_NOT_FOUND' ? `no queue named ${JSON.stringify(n)}` : (err.message ?? String(e)) };
     }
   });
-  print(opts.json, results, () => results.map((r) => (r.removed ? `removed ${r.name}` : `sage-queue: ${r.message}`)).join('\n'));
+  if (opts.json) {
+    print(true, results, () => '');
+  } else {
+    for (const r of results) {
+      if (r.removed) process.stdout.write(`removed ${r.name}\n`);
+      else process.stderr.write(`sage-queue: ${r.message}\n`);
+    }
+  }
   if (results.some((r) => !r.removed)) process.exitCode = EXIT_FAILED;
 }
 
 async function gcCommand(opts: { json: boolean; yes: boolean; dryRun: boolean; includeIdle: boolean }): Promise<void> {
+  if (!opts.yes && !opts.dryRun && !process.stdin.isTTY) {
+    throw new CliError('gc needs confirmation: run it in a terminal, or pass --yes (see --dry-run)', EXIT_USAGE);
+  }
   const garbage = listQueues().filter((v) => isGarbage(v, opts.includeIdle));
   const describe = (v: QueueView): string =>
     v.error ? `${v.name} (${v.error.code})` : `${v.name} (${v.stats?.depth} messages; ${v.stats?.processes.length ? `processes ${processesText(v)}` : 'no process attached'})`;
   if (garbage.length === 0) {
-    print(opts.json, { removed: [], candidates: [] }, () => 'nothing to collect: every queue has a live process attached');
+    print(opts.json, { removed: [], candidates: [] }, () => `nothing to collect: no queue whose attached processes are all dead${opts.includeIdle ? ', and none idle' : ''}`);
     return;
   }
   if (opts.dryRun) {
@@ -142,7 +152,6 @@ async function gcCommand(opts: { json: boolean; yes: boolean; dryRun: boolean; i
     return;
   }
   if (!opts.yes) {
-    if (!process.stdin.isTTY) throw new CliError('gc needs confirmation: run it in a terminal, or pass --yes (see --dry-run)', EXIT_USAGE);
     process.stdout.write(`remove these queues?\n${garbage.map((v) => `  ${describe(v)}`).join('\n')}\n`);
     const rl = createInterface({ input: process.stdin, output: process.stdout });
     const answer = (await rl.question('[y/N] ')).trim().toLowerCase();

@@ -16,8 +16,13 @@ export interface PoolWorker<T = unknown, R = unknown> {
   readonly inbound: SageQueue<PacketWire<T> | Packet<T>>;
   /** The pool's shared reply queue, if the primary created one. */
   readonly replies: SageQueue<R> | null;
-  /** Packets until the primary closes the queue or sends a stop signal. */
+  /** Packets until the primary closes the queue, sends a stop signal, or goes away. */
   packets(): AsyncGenerator<Packet<T>, void, undefined>;
+  /**
+   * Aborted when the primary goes away (its IPC channel closes). The queues are released then,
+   * so pending calls on them reject with QueueReleasedError and the worker can exit.
+   */
+  readonly signal: AbortSignal;
   /** Detaches from the queues (they live on for the primary and a replacement). */
   release(): void;
 }
@@ -43,7 +48,12 @@ export function joinWorkerPool<T = unknown, R = unknown>(env: NodeJS.ProcessEnv 
   // (A 'disconnect' listener keeps the IPC channel, and so the process, alive: it is removed as
   // soon as the packets end or the worker releases.)
   const primaryGone = new AbortController();
-  const onDisconnect = (): void => primaryGone.abort(new SageQueueError('ERR_PRIMARY_GONE', 'the pool primary disconnected'));
+  const onDisconnect = (): void => {
+    primaryGone.abort(new SageQueueError('ERR_PRIMARY_GONE', 'the pool primary disconnected'));
+    // Unblock whatever the worker awaits (a put on a full reply queue, say): nobody will answer.
+    inbound.release();
+    replies?.release();
+  };
   const stopWatching = (): void => {
     process.off('disconnect', onDisconnect);
   };
@@ -55,6 +65,7 @@ export function joinWorkerPool<T = unknown, R = unknown>(env: NodeJS.ProcessEnv 
     index: assignment.index,
     inbound,
     replies,
+    signal: primaryGone.signal,
     async *packets() {
       try {
         for await (const item of inbound.iterate({ signal: primaryGone.signal })) {
@@ -62,7 +73,7 @@ export function joinWorkerPool<T = unknown, R = unknown>(env: NodeJS.ProcessEnv 
           yield Packet.from(item as PacketWire<T>);
         }
       } catch (e) {
-        if (primaryGone.signal.aborted && e === primaryGone.signal.reason) return;
+        if (primaryGone.signal.aborted) return; // the primary is gone: the stream simply ends
         throw e;
       } finally {
         stopWatching();

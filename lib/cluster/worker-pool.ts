@@ -64,6 +64,7 @@ export class WorkerPool extends EventEmitter {
   readonly #slots: Slot[] = [];
   readonly #opts: WorkerPoolOptions;
   #closing = false;
+  #closed: Promise<void> | undefined;
 
   constructor(options: WorkerPoolOptions) {
     super();
@@ -126,7 +127,12 @@ export class WorkerPool extends EventEmitter {
    * workers to exit (SIGKILL after timeoutMs), and removes every queue of the pool.
    */
   async close(options?: { timeoutMs?: number }): Promise<void> {
-    const timeoutMs = options?.timeoutMs ?? 10_000;
+    if (this.#closed !== undefined) return this.#closed; // idempotent
+    this.#closed = this.#close(options?.timeoutMs ?? 10_000);
+    return this.#closed;
+  }
+
+  async #close(timeoutMs: number): Promise<void> {
     this.#closing = true;
     for (const s of this.#slots) s.queue.close();
     await Promise.all(

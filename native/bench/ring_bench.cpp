@@ -198,7 +198,9 @@ int run_stream(const Args& a) {
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the producer
     if (a.pin) pin_to(1);
-    q.reset();  // the inherited mapping belongs to the parent's handle: attach our own
+    // The inherited handle is the parent's: destroying it here would release the parent's slot
+    // in the segment. Drop it without running its destructor, and attach our own.
+    (void)q.release();
     auto cq = open_queue(a.name, sage::OpenMode::Open, a.capacity, a.spin_us);
     StreamResult r = consume_stream(*cq, a, ready[1]);
     bool ok = write_all(result[1], &r, sizeof r);
@@ -258,8 +260,8 @@ int run_pingpong(const Args& a) {
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (a.pin) pin_to(1);
-    qa.reset();
-    qb.reset();
+    (void)qa.release();  // the parent's handles (see run_stream)
+    (void)qb.release();
     auto in = open_queue(na, sage::OpenMode::Open, a.capacity, a.spin_us);
     auto out = open_queue(nb, sage::OpenMode::Open, a.capacity, a.spin_us);
     std::vector<uint8_t> buf(kDstBytes);

@@ -78,7 +78,7 @@ class SageAddon : public Napi::Addon<SageAddon>, public AddonState {
   Napi::Value Statuses(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Array out = Napi::Array::New(env);
-    for (int i = 0; i <= static_cast<int>(sage::Status::SystemError); ++i) {
+    for (int i = 0; i <= static_cast<int>(sage::kLastStatus); ++i) {
       auto s = static_cast<sage::Status>(i);
       Napi::Object o = Napi::Object::New(env);
       o.Set("status", Napi::Number::New(env, i));

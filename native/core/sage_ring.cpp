@@ -46,6 +46,7 @@ const char* status_code(Status s) {
     case Status::PermissionDenied: return "ERR_PERMISSION_DENIED";
     case Status::Corrupt: return "ERR_QUEUE_CORRUPT";
     case Status::SystemError: return "ERR_SYSTEM";
+    case Status::Initialising: return "ERR_QUEUE_INITIALISING";
   }
   return "ERR_UNKNOWN";
 }
@@ -75,6 +76,7 @@ const char* status_message(Status s) {
     case Status::PermissionDenied: return "permission denied on the queue's shared-memory segment";
     case Status::Corrupt: return "the queue's shared memory failed a consistency check";
     case Status::SystemError: return "a system call failed";
+    case Status::Initialising: return "the segment is still being initialised by its (live) creator; try again";
   }
   return "unknown status";
 }
@@ -318,6 +320,12 @@ Status Queue::try_put(const Slice* msgs, size_t n, size_t* written) {
   const uint64_t tmsgs = hdr_->tail_msgs.load(std::memory_order_relaxed);
   const uint64_t hmsgs = hdr_->head_msgs.load(std::memory_order_acquire);
   uint64_t freed = hdr_->freed.load(std::memory_order_relaxed);
+  // The cursors come from shared memory: a tail that is misaligned, behind `freed` or more than
+  // the ring ahead of it would place the headers written below out of bounds.
+  if ((tail & (kRecordAlign - 1)) != 0 || freed > tail || tail - freed > cap_) {
+    unlock_prod();
+    return Status::Corrupt;
+  }
   uint64_t pos = tail;
   size_t k = 0;
   bool reclaimed = false;
@@ -415,7 +423,9 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
   uint64_t h = head;
   size_t k = 0;
   size_t bytes = 0;
-  Status st = Status::Ok;
+  // A head past the tail can only be corruption: say so (an Empty here would make a blocking get
+  // spin until its deadline, since readable_now() sees head != tail).
+  Status st = head > tail ? Status::Corrupt : Status::Ok;
   LockJournal& j = hdr_->cons_journal;
   bool journaled = false;
   // Before the first record is marked: what to restore if we die before the take is committed.
@@ -437,7 +447,8 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
     const uint32_t kind = rec_kind(s);
     if (kind == kRecPadding) {
       const uint64_t size = r->length;
-      if (size < kRecordHeaderSize || size % kRecordAlign != 0 || (h & mask_) + size > cap_) {
+      // (Records never straddle `tail`: one that does is corrupt, and would move head past it.)
+      if (size < kRecordHeaderSize || size % kRecordAlign != 0 || (h & mask_) + size > cap_ || size > tail - h) {
         st = Status::Corrupt;
         break;
       }
@@ -446,7 +457,7 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
       continue;
     }
     const uint32_t len = r->length;
-    if (len > max_msg_ || (h & mask_) + record_size(len) > cap_) {
+    if (len > max_msg_ || (h & mask_) + record_size(len) > cap_ || record_size(len) > tail - h) {
       st = Status::Corrupt;
       break;
     }

@@ -33,7 +33,9 @@ enum class Status : int {
   PermissionDenied,
   Corrupt,           // a record or cursor failed a bounds check
   SystemError,
+  Initialising,      // its creator is alive and still initialising it (try again)
 };
+constexpr Status kLastStatus = Status::Initialising;
 
 const char* status_code(Status s);     // stable code, e.g. "ERR_QUEUE_EMPTY"
 const char* status_message(Status s);  // human sentence

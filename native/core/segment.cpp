@@ -268,7 +268,10 @@ Status Queue::open(const std::string& name, OpenMode mode, const CreateOptions& 
         result = Status::NotInitialised;
         break;
       }
-      if (monotonic_ns() > deadline) break;
+      if (monotonic_ns() > deadline) {
+        result = Status::Initialising;  // the creator still holds its lock: alive, not finished
+        break;
+      }
       usleep(1000);
     }
     ::close(fd);

@@ -1,0 +1,589 @@
+// Fuzz target over the native core: hostile segment headers (open/attach) and hostile records and
+// cursors in an attached segment (put/get/wait/stats). Oracles: the sanitizers (ASan/UBSan: no
+// out-of-bounds access, no undefined behaviour), libFuzzer's -timeout (no hang), and the checks
+// below (only documented statuses come back; what a get returns fits the caller's buffer and the
+// queue's limits; the data path never writes the identity part of the header).
+//
+// Input layout: the first byte picks a mode, the rest is read by `Reader` (short inputs read as
+// zeros, so every prefix is a valid input):
+//   0  raw file      the bytes become the whole segment file; open it as Open/Inspect/OpenOrCreate
+//   1  header patch  a valid empty segment image with patches applied (raw bytes, named fields,
+//                    slot fields), then written to the file and opened; on success, data-path ops
+//   2  records       a real queue is created and used, then its data area, cursors, journals and
+//                    lock states are overwritten through a second mapping; then data-path ops
+//
+// Lock words. A process that can write arbitrary bytes into a pthread mutex can make any
+// lock-based shared structure block forever (a "held" lock whose owner thread never existed is
+// waited on forever by FUTEX_WAIT). The core therefore trusts lock words, like LMDB trusts its
+// lock file, and this target keeps them valid: after every patch each mutex is re-initialised as
+// a robust process-shared mutex in one of the states a real process can leave it in -- unlocked,
+// owner died (the kernel's FUTEX_OWNER_DIED bit: the next locker gets EOWNERDEAD and runs the
+// recovery code against the fuzzed journal), or (slot liveness mutexes only) held by a live
+// thread. Everything else in the segment is fuzzed freely.
+#include "fuzz_queue.h"
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "layout.h"
+#include "sage_ring.h"
+
+namespace sage_fuzz {
+namespace {
+
+using sage::Header;
+using sage::OpenMode;
+using sage::Queue;
+using sage::Slice;
+using sage::Status;
+
+constexpr size_t kMaxOps = 48;
+constexpr size_t kMaxPatches = 32;
+constexpr uint64_t kMaxFileSize = 1 << 20;
+
+[[noreturn]] void fail(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  std::fprintf(stderr, "sage-fuzz: invariant violated: ");
+  std::vfprintf(stderr, fmt, ap);
+  std::fprintf(stderr, "\n");
+  va_end(ap);
+  cleanup();
+  std::abort();
+}
+
+// Reads the input front to back; past the end it yields zeros.
+class Reader {
+ public:
+  Reader(const uint8_t* d, size_t n) : d_(d), n_(n) {}
+  bool empty() const { return i_ >= n_; }
+  size_t remaining() const { return i_ < n_ ? n_ - i_ : 0; }
+  uint8_t u8() { return i_ < n_ ? d_[i_++] : 0; }
+  uint16_t u16() {
+    uint16_t lo = u8();
+    return static_cast<uint16_t>(lo | (static_cast<uint16_t>(u8()) << 8));
+  }
+  uint32_t u32() {
+    uint32_t lo = u16();
+    return lo | (static_cast<uint32_t>(u16()) << 16);
+  }
+  uint64_t u64() {
+    uint64_t lo = u32();
+    return lo | (static_cast<uint64_t>(u32()) << 32);
+  }
+  // Copies up to n bytes into out; returns how many were available.
+  size_t bytes(uint8_t* out, size_t n) {
+    const size_t k = n < remaining() ? n : remaining();
+    if (k) std::memcpy(out, d_ + i_, k);
+    i_ += k;
+    return k;
+  }
+  const uint8_t* rest(size_t* n) {
+    *n = remaining();
+    const uint8_t* p = d_ + (i_ < n_ ? i_ : n_);
+    i_ = n_;
+    return p;
+  }
+
+ private:
+  const uint8_t* d_;
+  size_t n_;
+  size_t i_ = 0;
+};
+
+// --- names and files -----------------------------------------------------------------------------
+
+std::vector<std::string>& created() {
+  // Never destroyed: cleanup() runs from atexit, after function-local statics may be gone.
+  static auto* names = new std::vector<std::string>();
+  return *names;
+}
+
+std::string name_for(const char* tag) {
+  std::string n = std::string("fuzz-") + std::to_string(getpid()) + "-" + tag;
+  bool known = false;
+  for (const auto& c : created()) known = known || c == n;
+  if (!known) created().push_back(n);
+  return n;
+}
+
+std::string path_for(const std::string& name) { return std::string("/dev/shm/") + sage::kShmPrefix + name; }
+
+void write_file(const std::string& name, const uint8_t* data, size_t n, uint64_t size) {
+  int fd = ::open(path_for(name).c_str(), O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) fail("cannot create %s: %s", path_for(name).c_str(), strerror(errno));
+  size_t at = 0;
+  while (at < n) {
+    ssize_t w = ::write(fd, data + at, n - at);
+    if (w <= 0) fail("cannot write %s: %s", path_for(name).c_str(), strerror(errno));
+    at += static_cast<size_t>(w);
+  }
+  if (size != n && ftruncate(fd, static_cast<off_t>(size)) != 0) fail("ftruncate: %s", strerror(errno));
+  ::close(fd);
+}
+
+// --- lock words ----------------------------------------------------------------------------------
+
+enum LockState { kUnlocked = 0, kOwnerDied = 1, kHeldLive = 2 };
+
+void set_lock(pthread_mutex_t* m, int state) {
+  std::memset(static_cast<void*>(m), 0, sizeof *m);
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+  pthread_mutex_init(m, &a);
+  pthread_mutexattr_destroy(&a);
+  // glibc keeps the futex word in __data.__lock: owner TID, FUTEX_WAITERS, FUTEX_OWNER_DIED.
+  if (state == kOwnerDied) {
+    m->__data.__lock = FUTEX_OWNER_DIED;  // what the kernel leaves when the holder dies
+  } else if (state == kHeldLive) {
+    const int tid = static_cast<int>(syscall(SYS_gettid));
+    m->__data.__lock = tid;  // trylock says EBUSY: a live holder
+    m->__data.__owner = tid;
+  }
+}
+
+// Re-initialises every mutex inside [base, base+size) (size may cut the header short).
+// slot_states: how to choose each slot's liveness mutex state; first_slot: leave lower slots
+// alone (handles this process holds).
+void fix_locks(uint8_t* base, size_t size, uint8_t lockbits, uint32_t first_slot) {
+  auto inside = [&](size_t off, size_t len) { return off + len <= size; };
+  auto* h = reinterpret_cast<Header*>(base);
+  if (inside(offsetof(Header, prod_lock), sizeof(pthread_mutex_t))) set_lock(&h->prod_lock, lockbits & 1);
+  if (inside(offsetof(Header, cons_lock), sizeof(pthread_mutex_t))) set_lock(&h->cons_lock, (lockbits >> 1) & 1);
+  const int slot_mode = (lockbits >> 2) & 3;
+  for (uint32_t i = first_slot; i < sage::kMaxSlots; ++i) {
+    const size_t off = offsetof(Header, slots) + i * sizeof(sage::ProcessSlot);
+    if (!inside(off, sizeof(sage::ProcessSlot))) break;
+    int state = kUnlocked;
+    if (slot_mode == 1) state = static_cast<int>(h->slots[i].pid.load(std::memory_order_relaxed) & 3) % 3;
+    if (slot_mode == 2) state = kOwnerDied;
+    if (slot_mode == 3) state = kHeldLive;
+    set_lock(&h->slots[i].alive, state);
+  }
+}
+
+// --- patches -------------------------------------------------------------------------------------
+
+struct Field {
+  size_t off;
+  size_t size;
+  bool cursor;  // deltas move it by whole records (16 bytes)
+};
+
+const std::vector<Field>& fields() {
+  static const std::vector<Field> f = {
+      {offsetof(Header, magic), 8, false},
+      {offsetof(Header, layout_version), 4, false},
+      {offsetof(Header, layout_signature), 4, false},
+      {offsetof(Header, segment_size), 8, false},
+      {offsetof(Header, capacity), 8, false},
+      {offsetof(Header, max_message_size), 8, false},
+      {offsetof(Header, maxsize), 8, false},
+      {offsetof(Header, data_offset), 4, false},
+      {offsetof(Header, slot_count), 4, false},
+      {offsetof(Header, initialised), 4, false},
+      {offsetof(Header, closed), 4, false},
+      {offsetof(Header, tail), 8, true},
+      {offsetof(Header, tail_msgs), 8, false},
+      {offsetof(Header, freed), 8, true},
+      {offsetof(Header, head), 8, true},
+      {offsetof(Header, head_msgs), 8, false},
+      {offsetof(Header, reclaim_limit), 8, true},
+      {offsetof(Header, prod_journal) + offsetof(sage::LockJournal, valid), 4, false},
+      {offsetof(Header, prod_journal) + offsetof(sage::LockJournal, cursor), 8, true},
+      {offsetof(Header, prod_journal) + offsetof(sage::LockJournal, msgs), 8, false},
+      {offsetof(Header, cons_journal) + offsetof(sage::LockJournal, valid), 4, false},
+      {offsetof(Header, cons_journal) + offsetof(sage::LockJournal, cursor), 8, true},
+      {offsetof(Header, cons_journal) + offsetof(sage::LockJournal, msgs), 8, false},
+      {offsetof(Header, data_seq), 4, false},
+      {offsetof(Header, data_waiters), 4, false},
+      {offsetof(Header, space_seq), 4, false},
+      {offsetof(Header, space_waiters), 4, false},
+  };
+  return f;
+}
+
+const size_t kSlotFieldOffsets[] = {
+    offsetof(sage::ProcessSlot, state),         offsetof(sage::ProcessSlot, gen),
+    offsetof(sage::ProcessSlot, pid),           offsetof(sage::ProcessSlot, role),
+    offsetof(sage::ProcessSlot, data_waiters),  offsetof(sage::ProcessSlot, space_waiters),
+    offsetof(sage::ProcessSlot, claiming_ns),
+};
+
+void store(uint8_t* p, size_t size, uint64_t v) { std::memcpy(p, &v, size); }  // little-endian
+uint64_t load(const uint8_t* p, size_t size) {
+  uint64_t v = 0;
+  std::memcpy(&v, p, size);
+  return v;
+}
+
+// Applies one patch from the input to [base, base+size). Raw byte patches land in
+// [raw_lo, raw_hi); slot patches only touch slots >= first_slot.
+void apply_patch(Reader& r, uint8_t* base, size_t size, size_t raw_lo, size_t raw_hi, uint32_t first_slot) {
+  const uint8_t kind = r.u8();
+  switch (kind & 3) {
+    case 0: {  // raw bytes
+      if (raw_hi <= raw_lo) return;
+      const size_t off = raw_lo + r.u16() % (raw_hi - raw_lo);
+      uint8_t buf[16];
+      size_t n = r.bytes(buf, (kind >> 2) % 17);
+      if (off + n > raw_hi) n = raw_hi - off;
+      std::memcpy(base + off, buf, n);
+      return;
+    }
+    case 1: {  // a named field, absolute value
+      const Field& f = fields()[r.u8() % fields().size()];
+      const uint64_t v = r.u64();
+      if (f.off + f.size <= size) store(base + f.off, f.size, v);
+      return;
+    }
+    case 2: {  // a named field moved by a small signed delta (records, for cursors)
+      const Field& f = fields()[r.u8() % fields().size()];
+      const int64_t delta = static_cast<int8_t>(r.u8());
+      if (f.off + f.size > size) return;
+      const uint64_t cur = load(base + f.off, f.size);
+      store(base + f.off, f.size, cur + static_cast<uint64_t>(delta * (f.cursor ? 16 : 1)));
+      return;
+    }
+    default: {  // a slot field
+      const uint32_t slot = first_slot + r.u8() % (sage::kMaxSlots - first_slot);
+      const size_t which = kSlotFieldOffsets[r.u8() % (sizeof kSlotFieldOffsets / sizeof kSlotFieldOffsets[0])];
+      const uint32_t v = r.u32();
+      const size_t off = offsetof(Header, slots) + slot * sizeof(sage::ProcessSlot) + which;
+      if (off + 4 <= size) store(base + off, 4, v);
+      return;
+    }
+  }
+}
+
+// --- checked operations --------------------------------------------------------------------------
+
+bool one_of(Status s, std::initializer_list<Status> allowed) {
+  for (Status a : allowed) {
+    if (s == a) return true;
+  }
+  return false;
+}
+
+void expect(Status s, std::initializer_list<Status> allowed, const char* op) {
+  if (!one_of(s, allowed)) fail("%s returned %s", op, sage::status_code(s));
+}
+
+// The identity part of the header: the data path must never write it.
+struct Identity {
+  uint8_t bytes[offsetof(Header, initialised)];
+};
+
+// SAGE_FUZZ_TRACE=1 prints each operation and the cursors (for triaging a kept input).
+bool trace() {
+  static const bool on = std::getenv("SAGE_FUZZ_TRACE") != nullptr;
+  return on;
+}
+
+// Mode 2's own mapping of the segment (null otherwise): lets the checks read the cursors.
+const Header* g_view = nullptr;
+
+struct Handles {
+  std::unique_ptr<Queue> a, b;
+};
+
+void checked_get(Queue* q, Reader& r, bool blocking) {
+  uint8_t dst[4096 + 64];
+  uint32_t lengths[8];
+  const size_t max = 1 + r.u8() % 8;
+  const size_t cap = r.u16() % (sizeof dst);
+  size_t got = 0, needed = 0;
+  const Status s = blocking ? q->get(dst, cap, lengths, max, &got, &needed, 0) : q->try_get(dst, cap, lengths, max, &got, &needed);
+  expect(s, {Status::Ok, Status::Empty, Status::Closed, Status::BufferTooSmall, Status::Corrupt}, blocking ? "get" : "try_get");
+  if (s == Status::Ok) {
+    if (got == 0 || got > max) fail("get returned %zu messages for max %zu", got, max);
+    uint64_t total = 0;
+    for (size_t i = 0; i < got; ++i) {
+      if (lengths[i] > q->max_message_size()) fail("get returned a %u-byte message over the limit %llu", lengths[i], static_cast<unsigned long long>(q->max_message_size()));
+      total += lengths[i];
+    }
+    if (total > cap) fail("get returned %llu bytes into a %zu-byte buffer", static_cast<unsigned long long>(total), cap);
+  } else {
+    if (got != 0) fail("get returned %s with %zu messages", sage::status_code(s), got);
+    // A corrupted cursor pair must be reported, not taken for an empty queue (a blocking get
+    // would spin on it until its deadline).
+    if (s == Status::Empty && g_view != nullptr &&
+        g_view->head.load(std::memory_order_relaxed) > g_view->tail.load(std::memory_order_relaxed)) {
+      fail("get returned Empty while head > tail");
+    }
+    if (s == Status::BufferTooSmall && (needed <= cap || needed > q->max_message_size())) {
+      fail("BufferTooSmall with needed=%zu for a %zu-byte buffer", needed, cap);
+    }
+  }
+}
+
+void checked_put(Queue* q, Reader& r, bool blocking) {
+  static uint8_t payload[8192];
+  Slice msgs[4];
+  const size_t n = 1 + r.u8() % 4;
+  size_t at = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t len = r.u16() % (q->max_message_size() + 40);
+    if (at + len > sizeof payload) len = 0;
+    for (uint32_t k = 0; k < len; ++k) payload[at + k] = static_cast<uint8_t>(k * 7 + i);
+    msgs[i] = Slice{payload + at, len};
+    at += len;
+  }
+  size_t written = 0;
+  const Status s = blocking ? q->put(msgs, n, &written, 0) : q->try_put(msgs, n, &written);
+  expect(s, {Status::Ok, Status::Full, Status::Closed, Status::TooLarge, Status::Corrupt}, blocking ? "put" : "try_put");
+  if (written > n) fail("put wrote %zu of %zu", written, n);
+  if (s == Status::Ok && written != n) fail("put returned Ok with %zu of %zu written", written, n);
+}
+
+void check_stats(Queue* q) {
+  sage::Stats st = q->stats();
+  if (st.capacity != q->capacity()) fail("stats capacity changed");
+  if (st.slots.size() > sage::kMaxSlots) fail("stats listed %zu slots", st.slots.size());
+  (void)q->qsize();
+  (void)q->used_bytes();
+  (void)q->closed();
+}
+
+// Runs data-path operations read from the input against one or two handles. `mapping` (when not
+// null) is a second mapping of the segment, through which "patch" operations corrupt it further.
+void run_ops(Reader& r, Handles& hs, const std::string& name, uint8_t* mapping, size_t map_size, size_t data_off) {
+  Identity before;
+  if (mapping) std::memcpy(before.bytes, mapping, sizeof before.bytes);
+  for (size_t n = 0; n < kMaxOps && !r.empty(); ++n) {
+    const uint8_t op = r.u8();
+    Queue* q = (op & 0x80) && hs.b ? hs.b.get() : hs.a.get();
+    if (q == nullptr) return;
+    if (trace() && g_view) {
+      std::fprintf(stderr, "op %u on %s: head=%llu tail=%llu freed=%llu limit=%llu\n", op % 12, q == hs.a.get() ? "a" : "b",
+                   static_cast<unsigned long long>(g_view->head.load()), static_cast<unsigned long long>(g_view->tail.load()),
+                   static_cast<unsigned long long>(g_view->freed.load()), static_cast<unsigned long long>(g_view->reclaim_limit.load()));
+    }
+    switch (op % 12) {
+      case 0: checked_put(q, r, false); break;
+      case 1: checked_get(q, r, false); break;
+      case 2: checked_put(q, r, true); break;
+      case 3: checked_get(q, r, true); break;
+      case 4: expect(q->wait_readable(0, nullptr), {Status::Ok, Status::TimedOut}, "wait_readable"); break;
+      case 5: expect(q->wait_writable(r.u16(), 0, nullptr), {Status::Ok, Status::TimedOut, Status::TooLarge}, "wait_writable"); break;
+      case 6: check_stats(q); break;
+      case 7:
+        if ((r.u8() & 7) == 0) q->close();
+        break;
+      case 8: q->wake_all(); break;
+      case 9: {  // attach a second handle (validates the header as it is now)
+        if (hs.b) {
+          hs.b->release();
+          hs.b.reset();
+          break;
+        }
+        int err = 0;
+        const OpenMode mode = (r.u8() & 1) ? OpenMode::Open : OpenMode::Inspect;
+        Status s = Queue::open(name, mode, sage::CreateOptions{}, &hs.b, &err, 0);
+        expect(s, {Status::Ok, Status::Corrupt, Status::VersionMismatch, Status::NotOurs, Status::NotInitialised, Status::NoSlots},
+               "open (second handle)");
+        if (s == Status::Ok && mode == OpenMode::Inspect) {
+          check_stats(hs.b.get());
+          hs.b->release();
+          hs.b.reset();
+        }
+        break;
+      }
+      case 10:  // corrupt more while attached
+        if (mapping) {
+          apply_patch(r, mapping, map_size, data_off, map_size, 4);
+          std::memcpy(before.bytes, mapping, sizeof before.bytes);  // identity patches are the fuzzer's, not the core's
+        }
+        break;
+      default: {  // a get whose buffer is exactly the next message's size (the edge of BufferTooSmall)
+        uint8_t dst[4096];
+        uint32_t len = 0;
+        size_t got = 0, needed = 0;
+        Status s = q->try_get(dst, 0, &len, 1, &got, &needed);
+        expect(s, {Status::Ok, Status::Empty, Status::Closed, Status::BufferTooSmall, Status::Corrupt}, "try_get(0)");
+        if (s == Status::BufferTooSmall && needed <= sizeof dst) {
+          s = q->try_get(dst, needed, &len, 1, &got, &needed);
+          expect(s, {Status::Ok, Status::Empty, Status::Closed, Status::BufferTooSmall, Status::Corrupt}, "try_get(needed)");
+        }
+        break;
+      }
+    }
+    if (mapping && std::memcmp(before.bytes, mapping, sizeof before.bytes) != 0) fail("the data path wrote the header's identity fields");
+  }
+}
+
+// --- modes ---------------------------------------------------------------------------------------
+
+const std::vector<uint8_t>& template_image() {
+  static std::vector<uint8_t> img;
+  if (!img.empty()) return img;
+  const std::string name = name_for("tpl");
+  Queue::unlink(name, nullptr);
+  std::unique_ptr<Queue> q;
+  sage::CreateOptions o;
+  o.capacity = 4096;
+  int err = 0;
+  if (Queue::open(name, OpenMode::Create, o, &q, &err) != Status::Ok) fail("cannot create the template queue");
+  q->release();
+  int fd = ::open(path_for(name).c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) fail("cannot read the template");
+  img.resize(static_cast<size_t>(st.st_size));
+  if (pread(fd, img.data(), img.size(), 0) != static_cast<ssize_t>(img.size())) fail("short template read");
+  ::close(fd);
+  Queue::unlink(name, nullptr);
+  return img;
+}
+
+void mode_raw(Reader& r) {
+  const std::string name = name_for("raw");
+  const uint8_t flags = r.u8();
+  uint64_t size = 0;
+  if (flags & 1) size = r.u32() % kMaxFileSize;
+  size_t n = 0;
+  const uint8_t* bytes = r.rest(&n);
+  if (n > kMaxFileSize) n = kMaxFileSize;
+  if (!(flags & 1)) size = n;
+  write_file(name, bytes, n < size ? n : static_cast<size_t>(size), size);
+  const OpenMode modes[] = {OpenMode::Open, OpenMode::Inspect, OpenMode::OpenOrCreate};
+  const OpenMode mode = modes[(flags >> 1) % 3];
+  std::unique_ptr<Queue> q;
+  int err = 0;
+  sage::CreateOptions o;
+  o.capacity = 4096;
+  Status s = Queue::open(name, mode, o, &q, &err, 0);
+  expect(s, {Status::Ok, Status::Corrupt, Status::VersionMismatch, Status::NotOurs, Status::NotInitialised, Status::NoSlots},
+         "open (raw)");
+  if (s == Status::Ok) {
+    check_stats(q.get());
+    q->release();
+  }
+  Queue::unlink(name, nullptr);
+}
+
+void mode_header(Reader& r) {
+  const std::string name = name_for("hdr");
+  std::vector<uint8_t> img = template_image();
+  const uint8_t lockbits = r.u8();
+  const uint8_t sizeop = r.u8();
+  const size_t npatch = r.u8() % (kMaxPatches + 1);
+  for (size_t i = 0; i < npatch; ++i) apply_patch(r, img.data(), img.size(), 0, img.size(), 0);
+  fix_locks(img.data(), img.size(), lockbits, 0);
+  uint64_t size = img.size();
+  switch (sizeop % 6) {
+    case 1: size = r.u16() % img.size(); break;                     // truncated
+    case 2: size = img.size() + 16 * static_cast<uint64_t>(r.u16()); break;  // longer than it says
+    case 3: size = sizeof(Header); break;
+    case 4: size = img.size() - 4096 + 16 * (r.u8() % 255); break;  // data area cut
+    default: break;
+  }
+  write_file(name, img.data(), size < img.size() ? static_cast<size_t>(size) : img.size(), size);
+  Handles hs;
+  int err = 0;
+  const OpenMode mode = (sizeop & 0x80) ? OpenMode::Inspect : OpenMode::Open;
+  Status s = Queue::open(name, mode, sage::CreateOptions{}, &hs.a, &err, 0);
+  expect(s, {Status::Ok, Status::Corrupt, Status::VersionMismatch, Status::NotOurs, Status::NotInitialised, Status::NoSlots},
+         "open (header)");
+  if (s == Status::Ok) {
+    if (mode == OpenMode::Inspect) {
+      check_stats(hs.a.get());
+    } else {
+      run_ops(r, hs, name, nullptr, 0, 0);
+    }
+  }
+  hs.b.reset();
+  hs.a.reset();
+  Queue::unlink(name, nullptr);
+}
+
+void mode_records(Reader& r) {
+  const std::string name = name_for("rec");
+  Queue::unlink(name, nullptr);
+  const uint8_t cfg = r.u8();
+  sage::CreateOptions o;
+  o.capacity = 4096u << (cfg & 1);
+  o.maxsize = (cfg & 2) ? 1 + r.u8() % 8 : 0;
+  o.max_message_size = (cfg & 4) ? 1 + r.u16() % (o.capacity / 2 - 16) : 0;
+  Handles hs;
+  int err = 0;
+  if (Queue::open(name, OpenMode::Create, o, &hs.a, &err) != Status::Ok) fail("cannot create %s", name.c_str());
+  if (cfg & 8) {  // a second attached handle from the start (slot 1)
+    if (Queue::open(name, OpenMode::Open, o, &hs.b, &err) != Status::Ok) fail("cannot open %s", name.c_str());
+  }
+  // Some honest traffic first, so records, padding and wrap-arounds exist.
+  const size_t nput = r.u8() % 12;
+  for (size_t i = 0; i < nput; ++i) {
+    uint8_t payload[2048];
+    uint32_t len = r.u16() % (hs.a->max_message_size() + 1);
+    if (len > sizeof payload) len = sizeof payload;
+    std::memset(payload, static_cast<int>(i), len);
+    Slice s{payload, len};
+    size_t w = 0;
+    hs.a->try_put(&s, 1, &w);
+    if (r.u8() & 1) {
+      uint8_t dst[2048];
+      uint32_t l;
+      size_t got, needed;
+      hs.a->try_get(dst, sizeof dst, &l, 1, &got, &needed);
+    }
+  }
+  // Corrupt it through a second mapping of the same segment.
+  int fd = ::open(path_for(name).c_str(), O_RDWR | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) fail("cannot reopen %s", name.c_str());
+  const size_t map_size = static_cast<size_t>(st.st_size);
+  auto* map = static_cast<uint8_t*>(mmap(nullptr, map_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  ::close(fd);
+  if (map == MAP_FAILED) fail("mmap: %s", strerror(errno));
+  const size_t data_off = reinterpret_cast<Header*>(map)->data_offset;
+  const uint8_t lockbits = r.u8();
+  const size_t npatch = r.u8() % (kMaxPatches + 1);
+  for (size_t i = 0; i < npatch; ++i) apply_patch(r, map, map_size, data_off, map_size, 4);
+  // Slots 0 and 1 are this process's handles: their liveness mutexes are held and stay as they are.
+  fix_locks(map, map_size, lockbits, 4);
+  g_view = reinterpret_cast<const Header*>(map);
+  run_ops(r, hs, name, map, map_size, data_off);
+  g_view = nullptr;
+  hs.b.reset();
+  hs.a.reset();
+  munmap(map, map_size);
+  Queue::unlink(name, nullptr);
+}
+
+}  // namespace
+
+void cleanup() {
+  for (const auto& n : created()) Queue::unlink(n, nullptr);
+}
+
+int run_one(const uint8_t* data, size_t size) {
+  static bool registered = false;
+  if (!registered) {
+    registered = true;
+    std::atexit(cleanup);
+  }
+  Reader r(data, size);
+  switch (r.u8() % 3) {
+    case 0: mode_raw(r); break;
+    case 1: mode_header(r); break;
+    default: mode_records(r); break;
+  }
+  return 0;
+}
+
+}  // namespace sage_fuzz
