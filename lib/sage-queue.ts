@@ -333,9 +333,11 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
   // Batches
 
   /**
-   * Puts many items with one native call per batch. Encodes (and size-checks) every item first,
-   * so an item that cannot be encoded or is too large fails the call with nothing enqueued.
-   * Returns how many were put: all of them when blocking; possibly fewer with `block: false`.
+   * Puts many items with one native call per batch of up to 4096. Each batch is encoded (and
+   * size-checked) before any of it is written, so an item that cannot be encoded or is too large
+   * fails the call with nothing of its batch enqueued; the error's `written` says how many items
+   * (of earlier batches) went in. Returns how many were put: all of them when blocking; possibly
+   * fewer with `block: false`.
    */
   putMany(items: readonly T[], options?: BatchOptions): number {
     if (!Array.isArray(items)) throw new InvalidArgumentTypeError('items', 'an array', items);
@@ -350,11 +352,16 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
       const count = Math.min(items.length - done, BATCH_MAX);
       const encoded = new Array<Uint8Array>(count);
       let total = 0;
-      for (let i = 0; i < count; i++) {
-        const bytes = this.#encode(items[done + i] as T);
-        encoded[i] = bytes;
-        this.#lengths[i] = bytes.length;
-        total += bytes.length;
+      try {
+        for (let i = 0; i < count; i++) {
+          const bytes = this.#encode(items[done + i] as T);
+          encoded[i] = bytes;
+          this.#lengths[i] = bytes.length;
+          total += bytes.length;
+        }
+      } catch (e) {
+        // Earlier batches are in the queue already: say how many, so nobody sends them twice.
+        throw Object.assign(e as Error, { written: done });
       }
       if (this.#staging.length < total) this.#staging = Buffer.allocUnsafeSlow(Math.max(total, this.#staging.length * 2));
       let at = 0;

@@ -116,7 +116,11 @@ export interface RouterStats {
   name: string;
   strategy: StrategyName;
   routed: number;
+  /** Copies routed (one per packet and broadcast group, or per target for broadcast):
+   * sent = delivered + deadLettered + failed. */
   sent: number;
+  /** Put attempts, retries included. */
+  attempts: number;
   delivered: number;
   deadLettered: number;
   failed: number;
@@ -173,7 +177,7 @@ export class BaseRouter {
   readonly #keyChains = new Map<string, Promise<unknown>>();
   readonly #latencies = new Float64Array(LATENCY_SAMPLES);
   #latencyCount = 0;
-  readonly #totals = { routed: 0, sent: 0, delivered: 0, deadLettered: 0, failed: 0, retried: 0, unkeyedFallbacks: 0 };
+  readonly #totals = { routed: 0, sent: 0, attempts: 0, delivered: 0, deadLettered: 0, failed: 0, retried: 0, unkeyedFallbacks: 0 };
   readonly #decisions = Object.fromEntries(STRATEGIES.map((s) => [s, 0])) as Record<StrategyName, number>;
 
   constructor(options?: RouterOptions) {
@@ -275,6 +279,7 @@ export class BaseRouter {
     const indexes = [...this.#groups.keys()].sort((a, b) => a - b);
     let deliveries: DeliveryReport[];
     if (indexes.length === 0) {
+      this.#totals.sent++;
       deliveries = [await this.#giveUp(packet, -1, null, 0, 'no downstream connections')];
     } else {
       const perGroup = indexes.map((b) => {
@@ -335,6 +340,8 @@ export class BaseRouter {
           try {
             put = q.putMany(copies, { block: false });
           } catch (e) {
+            const written = (e as { written?: unknown }).written;
+            put = typeof written === 'number' ? written : 0; // those are in: never send them twice
             target.recordFailure(e);
             this.#maybeEject(b, target);
           }
@@ -343,6 +350,7 @@ export class BaseRouter {
             target.counters.delivered += put;
             target.recordSuccess();
             this.#totals.sent += put;
+            this.#totals.attempts += put;
             this.#totals.delivered += put;
             report.delivered += put;
           }
@@ -356,7 +364,10 @@ export class BaseRouter {
       }
     }
     if (this.#ordered.size === 0) {
-      for (const packet of packets) slow.push(this.#giveUp(packet, -1, null, 0, 'no downstream connections').then((d) => [d]));
+      for (const packet of packets) {
+        this.#totals.sent++;
+        slow.push(this.#giveUp(packet, -1, null, 0, 'no downstream connections').then((d) => [d]));
+      }
     }
     for (const d of (await Promise.all(slow)).flat()) {
       if (d.status === 'delivered') report.delivered++;
@@ -445,12 +456,27 @@ export class BaseRouter {
     return fresh.length > 0 ? fresh : available;
   }
 
+  /** The next available target after the last one picked, in the group's stable order (an
+   * ejected target is skipped without shifting the others' turns). */
   #roundRobin(group: readonly Connection[], context: SelectionContext): Connection | undefined {
-    const candidates = this.#available(group, context);
-    if (candidates.length === 0) return undefined;
-    const n = this.#rr.get(context.broadcastIndex) ?? 0;
-    this.#rr.set(context.broadcastIndex, n + 1);
-    return candidates[n % candidates.length];
+    const n = group.length;
+    if (n === 0) return undefined;
+    const start = (this.#rr.get(context.broadcastIndex) ?? 0) % n;
+    let fallback = -1;
+    for (let k = 0; k < n; k++) {
+      const i = (start + k) % n;
+      const c = group[i] as Connection;
+      if (!c.isAvailable(context.now)) continue;
+      if (context.exclude.has(c)) {
+        if (fallback < 0) fallback = i;
+        continue;
+      }
+      this.#rr.set(context.broadcastIndex, i + 1);
+      return c;
+    }
+    if (fallback < 0) return undefined;
+    this.#rr.set(context.broadcastIndex, fallback + 1);
+    return group[fallback];
   }
 
   /** Power of two choices on fresh load projected along its trend; unknown load counts as 0.5. */
@@ -493,6 +519,7 @@ export class BaseRouter {
     let attempts = 0;
     let last: Connection | null = null;
     let reason = '';
+    this.#totals.sent++; // one copy, however many attempts it takes
     while (attempts <= o.maxRetries) {
       const group = this.#ordered.get(broadcastIndex) ?? [];
       const context: SelectionContext = { broadcastIndex, attempt: attempts + 1, exclude, now: o.clock.now() };
@@ -503,7 +530,7 @@ export class BaseRouter {
       }
       attempts++;
       last = target;
-      this.#totals.sent++;
+      this.#totals.attempts++;
       try {
         const copy = o.trace ? packet.withHop(this.name, target.targetName) : packet;
         await target.send(copy, { timeoutMs: o.sendTimeoutMs });

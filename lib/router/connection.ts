@@ -2,7 +2,7 @@
  * Connection: one downstream target of a router — a queue (or a descriptor resolved on first
  * use), its position in the router's groups, its load, its health and its counters.
  */
-import { InvalidArgumentTypeError } from '../errors';
+import { ArgumentRangeError, InvalidArgumentTypeError } from '../errors';
 import { QueueDescriptor } from '../descriptor';
 import { isAsyncQueueLike } from '../queue-like';
 import type { AsyncQueueLike } from '../queue-like';
@@ -54,8 +54,9 @@ export interface LoadSample {
 }
 
 const HISTORY = 32;
-/** EWMA smoothing of the load slope: each new sample weighs this much. */
-const TREND_ALPHA = 0.3;
+/** Time constant of the load-slope EWMA: a sample weighs by how much time it covers, so
+ * readings microseconds apart (one per routing decision) cannot blow the trend up. */
+const TREND_TAU_MS = 250;
 
 function payloadBytes(payload: unknown): number {
   if (payload instanceof Uint8Array) return payload.byteLength;
@@ -126,7 +127,9 @@ export class Connection {
 
   /** For targets that cannot be read directly: a load measured elsewhere, and when. */
   reportLoad(load: number, at = this.#clock.now()): void {
-    if (typeof load !== 'number' || !(load >= 0 && load <= 1)) throw new InvalidArgumentTypeError('load', 'a number in [0, 1]', load);
+    if (typeof load !== 'number') throw new InvalidArgumentTypeError('load', 'a number in [0, 1]', load);
+    if (!(load >= 0 && load <= 1)) throw new ArgumentRangeError('load', 'a number in [0, 1]', load);
+    if (typeof at !== 'number' || !Number.isFinite(at)) throw new InvalidArgumentTypeError('at', 'a finite time in clock ms', at);
     this.#reported = { at, load };
     this.#record(this.#reported);
   }
@@ -195,8 +198,11 @@ export class Connection {
   /** @internal The router's bookkeeping after an attempt. */
   recordSuccess(): void {
     this.health.consecutiveFailures = 0;
-    if (this.health.state === 'probing') this.health.state = 'healthy';
-    this.health.nextProbeAt = null;
+    // A send that was in flight when the target got ejected must not cancel its probe time.
+    if (this.health.state === 'probing') {
+      this.health.state = 'healthy';
+      this.health.nextProbeAt = null;
+    }
   }
 
   /** @internal */
@@ -215,8 +221,9 @@ export class Connection {
   #record(sample: LoadSample): void {
     const prev = this.#history[this.#history.length - 1];
     if (prev !== undefined && sample.at > prev.at) {
-      const slope = ((sample.load - prev.load) * 1000) / (sample.at - prev.at);
-      this.#trend = this.#trend + TREND_ALPHA * (slope - this.#trend);
+      const dt = sample.at - prev.at;
+      const slope = ((sample.load - prev.load) * 1000) / dt;
+      this.#trend += (1 - Math.exp(-dt / TREND_TAU_MS)) * (slope - this.#trend);
     }
     if (prev !== undefined && sample.at === prev.at) this.#history[this.#history.length - 1] = sample;
     else this.#history.push(sample);

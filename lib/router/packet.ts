@@ -49,6 +49,15 @@ function checkKey(key: unknown): PartitionKey | null {
   throw new InvalidArgumentTypeError('partitionKey', 'a string, finite number, bigint, Uint8Array or null', key);
 }
 
+function checkHop(hop: unknown, name: string): Hop {
+  const h = hop as Partial<Hop> | null;
+  if (h === null || typeof h !== 'object') throw new InvalidArgumentTypeError(name, 'a hop { router, target, at }', hop);
+  if (typeof h.router !== 'string') throw new InvalidArgumentTypeError(`${name}.router`, 'a string', h.router);
+  if (typeof h.target !== 'string') throw new InvalidArgumentTypeError(`${name}.target`, 'a string', h.target);
+  if (typeof h.at !== 'number' || !Number.isFinite(h.at)) throw new InvalidArgumentTypeError(`${name}.at`, 'a finite time (ms since the epoch)', h.at);
+  return { router: h.router, target: h.target, at: h.at };
+}
+
 export class Packet<P = unknown> {
   readonly payload: P;
   readonly inputIndex: number;
@@ -74,7 +83,7 @@ export class Packet<P = unknown> {
     }
     this.createdAt = o.createdAt ?? Date.now();
     if (o.trace !== undefined && !Array.isArray(o.trace)) throw new InvalidArgumentTypeError('trace', 'an array of hops', o.trace);
-    this.trace = Object.freeze((o.trace ?? []).map((h) => Object.freeze({ router: String(h.router), target: String(h.target), at: Number(h.at) })));
+    this.trace = Object.freeze((o.trace ?? []).map((h, i) => Object.freeze(checkHop(h, `trace[${i}]`))));
     Object.freeze(this);
   }
 
