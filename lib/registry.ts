@@ -182,8 +182,8 @@ function openLocal(desc: QueueDescriptor): LocalQueue<unknown> {
 
 const RAY_HINT =
   'There is no Node.js Ray client, so Ray queues cannot be opened from Node.js. Register a bridge with ' +
-  'registerQueueImplementation(type, impl, { replace: true }), or use a cross-machine queue type instead ' +
-  '(a Redis Streams queue type is planned)';
+  'registerQueueImplementation(type, impl, { replace: true }), or use the cross-machine "redis" queue type ' +
+  '(RedisQueue, a Redis Streams queue: see createRedisQueueDescriptor)';
 
 registerQueueImplementation('local', openLocal);
 registerQueueImplementation('ray_actor', unsupported('ray_actor', RAY_HINT));

@@ -81,6 +81,9 @@ export function splitRedisUrl(url: unknown, name = 'options.url'): { url: string
     throw new InvalidArgumentValueError(`${name} must use redis:// or rediss://; received ${JSON.stringify(parsed.protocol)}`, parsed.protocol);
   }
   if (parsed.hostname === '') throw new InvalidArgumentValueError(`${name} must name a host`, redactUrlText(url));
+  if (!/^\/?(\d+)?$/.test(parsed.pathname)) {
+    throw new InvalidArgumentValueError(`${name} may only have a database number as its path (redis://host:port/0); received ${JSON.stringify(parsed.pathname)}`, parsed.pathname);
+  }
   let password = parsed.password === '' ? undefined : decodeURIComponent(parsed.password);
   parsed.password = '';
   const fromQuery = parsed.searchParams.get('password');
@@ -154,8 +157,17 @@ export class RedisConn {
       connectionName: options.connectionName,
       enableAutoPipelining: options.autoPipelining,
     };
+    // The URL is parsed here rather than by ioredis, which lets a URL without a password
+    // override the `password` option with an empty one.
+    const u = new URL(options.url);
+    redisOptions.host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+    redisOptions.port = u.port === '' ? 6379 : Number(u.port);
+    const db = u.pathname.replace(/^\//, '');
+    if (db !== '') redisOptions.db = Number(db);
+    if (u.username !== '') redisOptions.username = decodeURIComponent(u.username);
+    if (u.protocol === 'rediss:') redisOptions.tls = {};
     if (options.password !== undefined) redisOptions.password = options.password;
-    this.client = new Redis(options.url, redisOptions);
+    this.client = new Redis(redisOptions);
     for (const s of options.scripts) this.client.defineCommand(s.name, { numberOfKeys: s.numberOfKeys, lua: s.lua });
     this.client.on('error', (e: Error) => {
       this.lastError = e;
@@ -272,6 +284,11 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
       },
     );
   });
+}
+
+/** CLIENT subcommands ioredis's typings do not list with these arguments. */
+interface ClientCommand<R> {
+  client(...args: string[]): Promise<R>;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -560,12 +577,25 @@ interface RawEntry {
   field: string;
   value: Buffer;
   readAt: number;
+  /** Auto mode: already acknowledged for this consumer (hand out, never drop). */
+  acked?: boolean;
 }
 
 interface GetRequest {
   max: number;
   deadline: number | undefined;
   signal: AbortSignal | undefined;
+}
+
+type PutWait = { timeoutMs: number | undefined; signal: AbortSignal | undefined };
+
+interface DirectPut {
+  payloads: Uint8Array[];
+  wait: PutWait;
+  deadline: number | undefined;
+  what: string;
+  resolve(n: number): void;
+  reject(e: unknown): void;
 }
 
 interface PutJob {
@@ -656,8 +686,13 @@ export class RedisQueue<T = unknown, Out = T> {
   #claimCursor = '0-0';
   #nextClaimAt = 0;
   #blockingRead = false;
+  #closedCheckedAt = 0;
+  #unconfirmed: { seq: number; entries: RawEntry[] } | undefined;
+  #confirming: Promise<void> | undefined;
   // producer side
   readonly #lane: PutJob[] = [];
+  readonly #direct: DirectPut[] = [];
+  #directScheduled = false;
   #laneRunning = false;
   // lifetime
   #closedLocal = false;
@@ -874,22 +909,68 @@ export class RedisQueue<T = unknown, Out = T> {
     return { added, closed: false };
   }
 
-  async #put(payloads: Uint8Array[], wait: { timeoutMs: number | undefined; signal: AbortSignal | undefined }, what: string): Promise<number> {
-    if (payloads.length === 0) return 0;
-    let done = 0;
-    if (this.#lane.length === 0) {
-      const r = await this.#append(payloads, 0, false);
-      done = r.added;
-      if (r.closed) {
-        this.#closedSeen = true;
-        throw Object.assign(new QueueClosedError('the queue is closed: puts are refused'), { written: done });
+  /**
+   * Puts issued in the same tick while no put waits for room go out together: one script call
+   * (per CHUNK entries) for all of them, in call order.
+   */
+  #put(payloads: Uint8Array[], wait: PutWait, what: string): Promise<number> {
+    if (payloads.length === 0) return Promise.resolve(0);
+    const deadline = wait.timeoutMs === undefined ? undefined : Date.now() + wait.timeoutMs;
+    if (this.#lane.length > 0) return this.#enterLane(payloads, 0, wait, deadline, what);
+    return new Promise<number>((resolve, reject) => {
+      this.#direct.push({ payloads, wait, deadline, what, resolve, reject });
+      if (!this.#directScheduled) {
+        this.#directScheduled = true;
+        queueMicrotask(() => void this.#flushDirect());
       }
-      if (done === payloads.length) return done;
-      if (wait.timeoutMs === 0) {
-        throw Object.assign(new QueueFullError(`${what} timed out after 0 ms: the queue is full (maxsize ${this.maxsize})`, true), { written: done });
-      }
-      this.#checkWritable();
+    });
+  }
+
+  async #flushDirect(): Promise<void> {
+    this.#directScheduled = false;
+    const jobs = this.#direct.splice(0);
+    if (jobs.length === 0) return;
+    if (this.#lane.length > 0 || this.#closedLocal || this.#closedSeen || this.#released) {
+      for (const j of jobs) this.#enterLane(j.payloads, 0, j.wait, j.deadline, j.what).then(j.resolve, j.reject);
+      return;
     }
+    const all = jobs.length === 1 ? (jobs[0] as DirectPut).payloads : jobs.flatMap((j) => j.payloads);
+    let added: number;
+    let closed = false;
+    let failure: unknown;
+    try {
+      const r = await this.#append(all, 0, false);
+      added = r.added;
+      closed = r.closed;
+    } catch (e) {
+      failure = e;
+      added = typeof (e as { written?: unknown }).written === 'number' ? (e as { written: number }).written : 0;
+    }
+    if (closed) this.#closedSeen = true;
+    let left = added;
+    for (const j of jobs) {
+      const n = j.payloads.length;
+      if (left >= n) {
+        left -= n;
+        j.resolve(n);
+        continue;
+      }
+      const done = left;
+      left = 0;
+      if (failure !== undefined) {
+        j.reject(Object.assign(failure as object, { written: done }));
+      } else if (closed) {
+        j.reject(Object.assign(new QueueClosedError('the queue is closed: puts are refused'), { written: done }));
+      } else if (j.wait.timeoutMs === 0) {
+        j.reject(Object.assign(new QueueFullError(`${j.what} timed out after 0 ms: the queue is full (maxsize ${this.maxsize})`, true), { written: done }));
+      } else {
+        this.#enterLane(j.payloads, done, j.wait, j.deadline, j.what).then(j.resolve, j.reject);
+      }
+    }
+  }
+
+  /** Queues a put behind the others that wait for room (FIFO per handle). */
+  #enterLane(payloads: Uint8Array[], done: number, wait: PutWait, deadline: number | undefined, what: string): Promise<number> {
     return new Promise<number>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const onAbort = (): void => fail(wait.signal?.reason);
@@ -922,14 +1003,19 @@ export class RedisQueue<T = unknown, Out = T> {
         if (job.inFlight) job.failure ??= e;
         else job.reject(e);
       };
-      if (wait.timeoutMs !== undefined) {
-        timer = setTimeout(() => {
-          fail(Object.assign(new QueueFullError(`${what} timed out after ${wait.timeoutMs} ms: the queue is still full (maxsize ${this.maxsize})`, true), { written: job.done }));
-        }, wait.timeoutMs);
+      if (this.#released || this.#closedLocal || this.#closedSeen) {
+        const err = this.#released ? new QueueReleasedError() : new QueueClosedError('the queue is closed: puts are refused');
+        job.reject(Object.assign(err, { written: done }));
+        return;
       }
       if (wait.signal?.aborted) {
         job.reject(wait.signal.reason);
         return;
+      }
+      if (deadline !== undefined) {
+        timer = setTimeout(() => {
+          fail(Object.assign(new QueueFullError(`${what} timed out after ${wait.timeoutMs} ms: the queue is still full (maxsize ${this.maxsize})`, true), { written: job.done }));
+        }, Math.max(0, deadline - Date.now()));
       }
       wait.signal?.addEventListener('abort', onAbort, { once: true });
       this.#lane.push(job);
@@ -1041,6 +1127,7 @@ export class RedisQueue<T = unknown, Out = T> {
 
   /** timeoutMs 0: one non-blocking attempt (buffer, reclaim when due, read). */
   async #getNow(max: number, what: string): Promise<Out[]> {
+    await this.#confirmAck();
     if (this.#buffer.length === 0) {
       if (Date.now() >= this.#nextClaimAt || this.closed) await this.#reclaim(max);
       if (this.#buffer.length === 0) {
@@ -1064,6 +1151,7 @@ export class RedisQueue<T = unknown, Out = T> {
     this.#pumping = true;
     try {
       while (this.#getters.size > 0 && !this.#released) {
+        await this.#confirmAck();
         this.#dropStale();
         if (this.#buffer.length > 0) {
           await this.#serve();
@@ -1074,14 +1162,18 @@ export class RedisQueue<T = unknown, Out = T> {
         if (closing || Date.now() >= this.#nextClaimAt) {
           if ((await this.#reclaim(want)) > 0) continue;
         }
-        const closed = await this.#readNow(want);
-        if (this.#buffer.length > 0) continue;
-        if (closed || this.#closedLocal) {
-          this.#getters.rejectAll(() => new QueueClosedError('the queue is closed and drained'));
-          break;
+        // A non-blocking read also checks the close marker: done when closing, and otherwise at
+        // most once per block slice (a blocking read returns at once when entries are there).
+        if (closing || Date.now() - this.#closedCheckedAt >= this.#sliceMs) {
+          const closed = await this.#readNow(want);
+          if (this.#buffer.length > 0) continue;
+          if (closed || this.#closedLocal) {
+            this.#getters.rejectAll(() => new QueueClosedError('the queue is closed and drained'));
+            break;
+          }
         }
         const slice = Math.max(1, Math.min(this.#sliceMs, this.#nextClaimAt - Date.now()));
-        await this.#readBlocking(want, slice);
+        if (!(await this.#readBlocking(want, slice))) this.#closedCheckedAt = 0; // empty: check the marker next
       }
     } catch (e) {
       if (!this.#released) this.#getters.rejectAll(() => e);
@@ -1091,12 +1183,33 @@ export class RedisQueue<T = unknown, Out = T> {
     }
   }
 
-  /** Buffered entries read long ago may have been reclaimed by another consumer: drop them. */
+  /**
+   * Repeats an auto-mode ack whose outcome was not known (same sequence number); the entries it
+   * acknowledged for this consumer go to the front of the buffer, marked acked.
+   */
+  #confirmAck(): Promise<void> {
+    const u = this.#unconfirmed;
+    if (u === undefined) return Promise.resolve();
+    this.#confirming ??= (async () => {
+      try {
+        const flags = await this.#settle('ack', u.entries.map((e) => e.id), '', u.seq);
+        this.#unconfirmed = undefined;
+        const mine = u.entries.filter((_, i) => flags[i] === '1');
+        for (const e of mine) e.acked = true;
+        this.#buffer = [...mine, ...this.#buffer];
+      } finally {
+        this.#confirming = undefined;
+      }
+    })();
+    return this.#confirming;
+  }
+
+  /** Buffered entries read long ago may have been reclaimed by another consumer: drop them (never acked ones). */
   #dropStale(): void {
     if (this.#buffer.length === 0) return;
     const limit = Date.now() - this.claimIdleMs / 2;
     if ((this.#buffer[0] as RawEntry).readAt >= limit) return;
-    this.#buffer = this.#buffer.filter((e) => e.readAt >= limit);
+    this.#buffer = this.#buffer.filter((e) => e.acked === true || e.readAt >= limit);
   }
 
   #addToBuffer(entries: RawEntry[]): void {
@@ -1115,6 +1228,7 @@ export class RedisQueue<T = unknown, Out = T> {
     if (!Array.isArray(reply) || reply.length % 3 !== 1) throw new RedisBackendError('ERR_REDIS_REPLY', `sageqRead replied ${describe(reply)}`, true);
     const closed = Number(reply[0]) === 1;
     if (closed) this.#closedSeen = true;
+    this.#closedCheckedAt = Date.now();
     const now = Date.now();
     const entries: RawEntry[] = [];
     for (let i = 1; i < reply.length; i += 3) {
@@ -1126,7 +1240,7 @@ export class RedisQueue<T = unknown, Out = T> {
   }
 
   /** XREADGROUP BLOCK on the blocking connection (never abandoned: a late reply still lands in the buffer). */
-  async #readBlocking(count: number, blockMs: number): Promise<void> {
+  async #readBlocking(count: number, blockMs: number): Promise<boolean> {
     await this.#ensureGroup();
     this.#blockingRead = true;
     let reply: unknown;
@@ -1140,18 +1254,18 @@ export class RedisQueue<T = unknown, Out = T> {
     } catch (e) {
       if (e instanceof RedisBackendError && /NOGROUP/.test(e.message)) {
         this.#groupReady = false;
-        return;
+        return false;
       }
       if (e instanceof RedisBackendError && e.code === 'ERR_REDIS_TIMEOUT') {
         // A read that outlived its BLOCK by commandTimeoutMs: the connection is likely dead.
         this.#blk?.client.disconnect(true);
-        return;
+        return false;
       }
       throw e;
     } finally {
       this.#blockingRead = false;
     }
-    if (reply === null || reply === undefined) return;
+    if (reply === null || reply === undefined) return false;
     const streams = reply as Array<[Buffer, Array<[Buffer, Buffer[] | null]>]>;
     const now = Date.now();
     const entries: RawEntry[] = [];
@@ -1162,6 +1276,7 @@ export class RedisQueue<T = unknown, Out = T> {
       }
     }
     this.#addToBuffer(entries);
+    return entries.length > 0;
   }
 
   /** Reclaims idle entries into the buffer; returns how many. */
@@ -1252,15 +1367,27 @@ export class RedisQueue<T = unknown, Out = T> {
       return { items: [], failure, owners: sizes.map(() => 0) };
     }
     let kept = decoded;
-    if (this.ackMode === 'auto' && decoded.length > 0) {
+    const toAck = decoded.filter((d) => !d.entry.acked);
+    if (this.ackMode === 'auto' && toAck.length > 0) {
+      const seq = ++this.#seq;
       let flags: string;
       try {
-        flags = await this.#settle('ack', decoded.map((d) => d.entry.id), '');
+        flags = await this.#settle('ack', toAck.map((d) => d.entry.id), '', seq);
       } catch (e) {
-        this.#buffer = [...decoded.map((d) => d.entry), ...this.#buffer];
+        if (e instanceof RedisBackendError && e.maybeApplied) {
+          // The ack may have been applied: these entries may be ours alone now. The same call
+          // (same sequence number, so Redis answers what it answered then) is repeated before
+          // anything else is handed out; an entry acked at Redis is never dropped here.
+          this.#unconfirmed = { seq, entries: toAck.map((d) => d.entry) };
+          const waiting = new Set(toAck);
+          this.#buffer = [...decoded.filter((d) => !waiting.has(d)).map((d) => d.entry), ...this.#buffer];
+        } else {
+          this.#buffer = [...decoded.map((d) => d.entry), ...this.#buffer];
+        }
         throw e;
       }
-      kept = decoded.filter((_, i) => flags[i] === '1');
+      const mine = new Set(toAck.filter((_, i) => flags[i] === '1'));
+      kept = decoded.filter((d) => d.entry.acked || mine.has(d));
     }
     const owners = sizes.map(() => 0);
     for (const d of kept) owners[d.group] = (owners[d.group] as number) + 1;
@@ -1277,7 +1404,20 @@ export class RedisQueue<T = unknown, Out = T> {
   }
 
   #message(entry: RawEntry, value: unknown): RedisMessage<unknown> {
-    const settle = (op: 'ack' | 'nack' | 'dead', reason = ''): Promise<boolean> => this.#settle(op, [entry.id], reason).then((f) => f === '1');
+    // A call repeated after one that failed with an unknown outcome reuses its sequence number,
+    // so it answers what the first one did (true if that ack went through).
+    let unknown: { op: string; seq: number } | undefined;
+    const settle = async (op: 'ack' | 'nack' | 'dead', reason = ''): Promise<boolean> => {
+      const seq = unknown?.op === op ? unknown.seq : ++this.#seq;
+      try {
+        const flags = await this.#settle(op, [entry.id], reason, seq);
+        unknown = undefined;
+        return flags === '1';
+      } catch (e) {
+        if (e instanceof RedisBackendError && e.maybeApplied) unknown = { op, seq };
+        throw e;
+      }
+    };
     return Object.freeze({
       value,
       id: entry.id,
@@ -1308,11 +1448,11 @@ export class RedisQueue<T = unknown, Out = T> {
     return out;
   }
 
-  async #settle(op: 'ack' | 'nack' | 'dead', ids: string[], reason: string): Promise<string> {
+  async #settle(op: 'ack' | 'nack' | 'dead', ids: string[], reason: string, fixedSeq?: number): Promise<string> {
     if (ids.length === 0) return '';
-    const flags = await this.#withSeq((seq) =>
+    const flags = await this.#withSeq((next) =>
       this.#script<Buffer | string>('sageqSettle', [this.stream, this.#sessionKey, this.deadLetterStream], [
-        seq, SESSION_WINDOW, SESSION_TTL_MS, op, this.group, this.consumer, this.claimIdleMs, this.#deadMaxLen, reason, Date.now(), ...ids,
+        fixedSeq ?? next, SESSION_WINDOW, SESSION_TTL_MS, op, this.group, this.consumer, this.claimIdleMs, this.#deadMaxLen, reason, Date.now(), ...ids,
       ]),
     );
     const s = flags.toString();
@@ -1361,7 +1501,7 @@ export class RedisQueue<T = unknown, Out = T> {
     const o = checkOptions<{ count?: number }>(options);
     checkKnownKeys(o, ['count']);
     const count = o.count === undefined ? 100 : checkInteger(o.count, 'options.count', 1, 100_000);
-    const rows = (await this.#call('cmd', 'XRANGE', (c) => c.callBuffer('XRANGE', this.deadLetterStream, '-', '+', 'COUNT', count))) as Array<[Buffer, Buffer[]]>;
+    const rows = (await this.#call('cmd', 'XRANGE', (c) => c.xrangeBuffer(this.deadLetterStream, '-', '+', 'COUNT', count))) as Array<[Buffer, Buffer[]]>;
     return rows.map(([id, fields]) => {
       const f = new Map<string, Buffer>();
       for (let i = 0; i + 1 < fields.length; i += 2) f.set((fields[i] as Buffer).toString(), fields[i + 1] as Buffer);
@@ -1414,14 +1554,14 @@ export class RedisQueue<T = unknown, Out = T> {
   /** Wakes blocked XREADGROUP calls of this stream's readers (ours and other processes'), best effort. */
   async #unblockReaders(prefix: string): Promise<void> {
     try {
-      const list = String(await this.#call('cmd', 'CLIENT LIST', (c) => c.call('CLIENT', 'LIST', 'TYPE', 'normal') as Promise<string>));
+      const list = String(await this.#call('cmd', 'CLIENT LIST', (c) => (c as unknown as ClientCommand<string>).client('LIST', 'TYPE', 'normal')));
       const ids: string[] = [];
       for (const line of list.split('\n')) {
         const name = / name=(\S*)/.exec(line)?.[1];
         const id = /^id=(\d+)/.exec(line)?.[1];
         if (id !== undefined && name !== undefined && name.startsWith(prefix)) ids.push(id);
       }
-      await Promise.all(ids.map((id) => this.#call('cmd', 'CLIENT UNBLOCK', (c) => c.call('CLIENT', 'UNBLOCK', id))));
+      await Promise.all(ids.map((id) => this.#call('cmd', 'CLIENT UNBLOCK', (c) => (c as unknown as ClientCommand<number>).client('UNBLOCK', id))));
     } catch {
       /* no permission for CLIENT LIST/UNBLOCK: blocked readers see the marker within blockSliceMs */
     }

@@ -141,7 +141,8 @@ export class StatefulRouteStore {
   readonly #url: string;
   readonly #password: string | undefined;
   readonly #cacheTtlMs: number;
-  readonly #podMaxAgeMs: number;
+  /** Pod states older than this are read again before a pod is chosen. */
+  readonly podStateMaxAgeMs: number;
   readonly #timeoutMs: number;
   readonly #unavailableMs: number;
   readonly #subscribe: boolean;
@@ -174,7 +175,7 @@ export class StatefulRouteStore {
     const cacheMax = o.cacheMax === undefined ? 10_000 : checkInteger(o.cacheMax, 'options.cacheMax', 1);
     this.#cacheTtlMs = o.cacheTtlMs === undefined ? 5000 : checkInteger(o.cacheTtlMs, 'options.cacheTtlMs', 1);
     this.loadStaleMs = o.loadStaleMs === undefined ? 10_000 : checkInteger(o.loadStaleMs, 'options.loadStaleMs', 0);
-    this.#podMaxAgeMs = o.podStateMaxAgeMs === undefined ? 1000 : checkInteger(o.podStateMaxAgeMs, 'options.podStateMaxAgeMs', 0);
+    this.podStateMaxAgeMs = o.podStateMaxAgeMs === undefined ? 1000 : checkInteger(o.podStateMaxAgeMs, 'options.podStateMaxAgeMs', 0);
     this.defaultLinkTtlMs = o.defaultLinkTtlMs === undefined ? 30 * 60 * 1000 : checkInteger(o.defaultLinkTtlMs, 'options.defaultLinkTtlMs', 1);
     this.#timeoutMs = o.commandTimeoutMs === undefined ? 5000 : checkInteger(o.commandTimeoutMs, 'options.commandTimeoutMs', 1);
     this.#unavailableMs = o.unavailableTimeoutMs === undefined ? 5000 : checkInteger(o.unavailableTimeoutMs, 'options.unavailableTimeoutMs', 0);
@@ -426,7 +427,7 @@ export class StatefulRouteStore {
       if (!Array.isArray(o.candidates)) throw new InvalidArgumentTypeError('options.candidates', 'an array of pod ids', o.candidates);
       only = new Set(o.candidates.map((p, i) => checkPod(p, `options.candidates[${i}]`)));
     }
-    const pods = await this.podStates({ maxAgeMs: this.#podMaxAgeMs });
+    const pods = await this.podStates({ maxAgeMs: this.podStateMaxAgeMs });
     const args: Array<string | number> = [uid, link.persistent, link.ttlMs, this.loadStaleMs];
     for (const p of pods) {
       if (!p.ready || (only !== undefined && !only.has(p.pod))) continue;

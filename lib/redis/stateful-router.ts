@@ -120,7 +120,7 @@ export class StatefulRouter extends BaseRouter {
 
   async #ensureLink(uid: string): Promise<void> {
     const store = this.store;
-    await store.podStates({ maxAgeMs: 1000 });
+    await store.podStates({ maxAgeMs: store.podStateMaxAgeMs });
     const reachable = new Set(this.connections().filter((c) => c.isAvailable()).map((c) => c.targetName));
     let link = await store.getLink(uid);
     if (link !== null) {
