@@ -163,38 +163,13 @@ Napi::Value NativeQueue::TryPut(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, st == sage::Status::Ok ? 0 : neg(st));
 }
 
-// tryPutBatch(data: Uint8Array, lengths: Uint32Array, count) -> written (>= 0) or -status
-Napi::Value NativeQueue::TryPutBatch(const Napi::CallbackInfo& info) {
-  napi_env env = info.Env();
-  if (!Usable(info)) return Napi::Number::New(env, neg(sage::Status::InvalidArgument));
-  uint8_t* data;
-  size_t len, nlens;
-  uint32_t* lens;
-  if (!bytes_of(env, info[0], &data, &len) || !u32s_of(env, info[1], &lens, &nlens) || !info[2].IsNumber()) {
-    throw Napi::TypeError::New(env, "tryPutBatch(data: Uint8Array, lengths: Uint32Array, count: number)");
-  }
-  size_t count = static_cast<size_t>(info[2].As<Napi::Number>().Int64Value());
-  if (count > nlens) throw Napi::RangeError::New(env, "count exceeds lengths");
-  t_slices.resize(count);
-  size_t at = 0;
-  for (size_t i = 0; i < count; ++i) {
-    if (lens[i] > len - at) throw Napi::RangeError::New(env, "lengths exceed data");
-    t_slices[i] = sage::Slice{data + at, lens[i]};
-    at += lens[i];
-  }
-  size_t w = 0;
-  sage::Status st = q_->try_put(t_slices.data(), count, &w);
-  if (st == sage::Status::Ok || st == sage::Status::Full) return Napi::Number::New(env, static_cast<double>(w));
-  return Napi::Number::New(env, neg(st));
-}
-
 // tryGet(slab: Uint8Array, offset) -> length (>= 0) or -status; BufferTooSmall sets needed()
 Napi::Value NativeQueue::TryGet(const Napi::CallbackInfo& info) {
   napi_env env = info.Env();
   if (!Usable(info)) return Napi::Number::New(env, neg(sage::Status::InvalidArgument));
   uint8_t* data;
   size_t len;
-  if (!bytes_of(env, info[0], &data, &len)) throw Napi::TypeError::New(env, "tryGet expects a Uint8Array");
+  if (!bytes_of(env, info[0], &data, &len) || !info[1].IsNumber()) throw Napi::TypeError::New(env, "tryGet(slab: Uint8Array, offset)");
   size_t off = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
   if (off > len) throw Napi::RangeError::New(env, "offset beyond the slab");
   uint32_t length = 0;
@@ -204,67 +179,66 @@ Napi::Value NativeQueue::TryGet(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, length);
 }
 
-// tryGetBatch(slab, offset, lengths: Uint32Array, max) -> count (>= 0) or -status
-Napi::Value NativeQueue::TryGetBatch(const Napi::CallbackInfo& info) {
+// (data: Uint8Array, lengths: Uint32Array, count) → slices into t_slices; throws on bad arguments.
+size_t NativeQueue::ParsePutArgs(const Napi::CallbackInfo& info, const char* usage) {
   napi_env env = info.Env();
-  if (!Usable(info)) return Napi::Number::New(env, neg(sage::Status::InvalidArgument));
-  uint8_t* data;
-  size_t len, nlens;
-  uint32_t* lens;
-  if (!bytes_of(env, info[0], &data, &len) || !info[1].IsNumber() || !u32s_of(env, info[2], &lens, &nlens) ||
-      !info[3].IsNumber()) {
-    throw Napi::TypeError::New(env, "tryGetBatch(slab: Uint8Array, offset, lengths: Uint32Array, max)");
-  }
-  size_t off = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
-  size_t max = static_cast<size_t>(info[3].As<Napi::Number>().Int64Value());
-  if (off > len || max > nlens) throw Napi::RangeError::New(env, "offset or max out of range");
-  size_t got = 0;
-  sage::Status st = q_->try_get(data + off, len - off, lens, max, &got, &needed_);
-  if (st != sage::Status::Ok) return Napi::Number::New(env, neg(st));
-  return Napi::Number::New(env, static_cast<double>(got));
-}
-
-// putBlocking(data, lengths, count, timeoutMs) -> written or -status (blocks this thread: sync API)
-Napi::Value NativeQueue::PutBlocking(const Napi::CallbackInfo& info) {
-  napi_env env = info.Env();
-  if (!Usable(info)) return Napi::Number::New(env, neg(sage::Status::InvalidArgument));
   uint8_t* data;
   size_t len, nlens;
   uint32_t* lens;
   if (!bytes_of(env, info[0], &data, &len) || !u32s_of(env, info[1], &lens, &nlens) || !info[2].IsNumber()) {
-    throw Napi::TypeError::New(env, "putBlocking(data, lengths, count, timeoutMs)");
+    throw Napi::TypeError::New(env, usage);
   }
-  size_t count = static_cast<size_t>(info[2].As<Napi::Number>().Int64Value());
+  const size_t count = static_cast<size_t>(info[2].As<Napi::Number>().Int64Value());
   if (count > nlens) throw Napi::RangeError::New(env, "count exceeds lengths");
-  std::vector<sage::Slice> slices(count);
+  t_slices.resize(count);
   size_t at = 0;
   for (size_t i = 0; i < count; ++i) {
     if (lens[i] > len - at) throw Napi::RangeError::New(env, "lengths exceed data");
-    slices[i] = sage::Slice{data + at, lens[i]};
+    t_slices[i] = sage::Slice{data + at, lens[i]};
     at += lens[i];
   }
-  size_t w = 0;
-  sage::Status st = q_->put(slices.data(), count, &w, timeout_arg(info[3]));
-  if (st == sage::Status::Ok || (st == sage::Status::Full && w > 0)) return Napi::Number::New(env, static_cast<double>(w));
-  return Napi::Number::New(env, neg(st));
+  return count;
 }
 
-// getBlocking(slab, offset, lengths, max, timeoutMs) -> count or -status (blocks: sync API)
-Napi::Value NativeQueue::GetBlocking(const Napi::CallbackInfo& info) {
+// (slab: Uint8Array, offset, lengths: Uint32Array, max) → where a batch get writes.
+NativeQueue::GetArgs NativeQueue::ParseGetArgs(const Napi::CallbackInfo& info, const char* usage) {
   napi_env env = info.Env();
-  if (!Usable(info)) return Napi::Number::New(env, neg(sage::Status::InvalidArgument));
   uint8_t* data;
   size_t len, nlens;
   uint32_t* lens;
   if (!bytes_of(env, info[0], &data, &len) || !info[1].IsNumber() || !u32s_of(env, info[2], &lens, &nlens) ||
       !info[3].IsNumber()) {
-    throw Napi::TypeError::New(env, "getBlocking(slab, offset, lengths, max, timeoutMs)");
+    throw Napi::TypeError::New(env, usage);
   }
-  size_t off = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
-  size_t max = static_cast<size_t>(info[3].As<Napi::Number>().Int64Value());
+  const size_t off = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
+  const size_t max = static_cast<size_t>(info[3].As<Napi::Number>().Int64Value());
   if (off > len || max > nlens) throw Napi::RangeError::New(env, "offset or max out of range");
+  return GetArgs{data + off, len - off, lens, max};
+}
+
+// tryPutBatch(data, lengths, count) / putBlocking(data, lengths, count, timeoutMs)
+// -> written (>= 0) or -status. putBlocking blocks this thread (sync API only).
+Napi::Value NativeQueue::PutBatch(const Napi::CallbackInfo& info, bool blocking) {
+  napi_env env = info.Env();
+  if (!Usable(info)) return Napi::Number::New(env, neg(sage::Status::InvalidArgument));
+  const size_t count = ParsePutArgs(info, blocking ? "putBlocking(data: Uint8Array, lengths: Uint32Array, count, timeoutMs)"
+                                                   : "tryPutBatch(data: Uint8Array, lengths: Uint32Array, count)");
+  size_t w = 0;
+  const sage::Status st = blocking ? q_->put(t_slices.data(), count, &w, timeout_arg(info[3])) : q_->try_put(t_slices.data(), count, &w);
+  if (st == sage::Status::Ok || (st == sage::Status::Full && (w > 0 || !blocking))) return Napi::Number::New(env, static_cast<double>(w));
+  return Napi::Number::New(env, neg(st));
+}
+
+// tryGetBatch(slab, offset, lengths, max) / getBlocking(slab, offset, lengths, max, timeoutMs)
+// -> count (>= 0) or -status. getBlocking blocks this thread (sync API only).
+Napi::Value NativeQueue::GetBatch(const Napi::CallbackInfo& info, bool blocking) {
+  napi_env env = info.Env();
+  if (!Usable(info)) return Napi::Number::New(env, neg(sage::Status::InvalidArgument));
+  const GetArgs a = ParseGetArgs(info, blocking ? "getBlocking(slab: Uint8Array, offset, lengths: Uint32Array, max, timeoutMs)"
+                                                : "tryGetBatch(slab: Uint8Array, offset, lengths: Uint32Array, max)");
   size_t got = 0;
-  sage::Status st = q_->get(data + off, len - off, lens, max, &got, &needed_, timeout_arg(info[4]));
+  const sage::Status st = blocking ? q_->get(a.dst, a.cap, a.lengths, a.max, &got, &needed_, timeout_arg(info[4]))
+                                   : q_->try_get(a.dst, a.cap, a.lengths, a.max, &got, &needed_);
   if (st != sage::Status::Ok) return Napi::Number::New(env, neg(st));
   return Napi::Number::New(env, static_cast<double>(got));
 }

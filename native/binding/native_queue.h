@@ -34,11 +34,21 @@ class NativeQueue : public Napi::ObjectWrap<NativeQueue> {
  private:
   bool Usable(const Napi::CallbackInfo& info);
   Napi::Value TryPut(const Napi::CallbackInfo& info);
-  Napi::Value TryPutBatch(const Napi::CallbackInfo& info);
+  Napi::Value TryPutBatch(const Napi::CallbackInfo& info) { return PutBatch(info, false); }
   Napi::Value TryGet(const Napi::CallbackInfo& info);
-  Napi::Value TryGetBatch(const Napi::CallbackInfo& info);
-  Napi::Value PutBlocking(const Napi::CallbackInfo& info);
-  Napi::Value GetBlocking(const Napi::CallbackInfo& info);
+  Napi::Value TryGetBatch(const Napi::CallbackInfo& info) { return GetBatch(info, false); }
+  Napi::Value PutBlocking(const Napi::CallbackInfo& info) { return PutBatch(info, true); }
+  Napi::Value GetBlocking(const Napi::CallbackInfo& info) { return GetBatch(info, true); }
+  Napi::Value PutBatch(const Napi::CallbackInfo& info, bool blocking);
+  Napi::Value GetBatch(const Napi::CallbackInfo& info, bool blocking);
+  struct GetArgs {
+    uint8_t* dst;
+    size_t cap;
+    uint32_t* lengths;
+    size_t max;
+  };
+  size_t ParsePutArgs(const Napi::CallbackInfo& info, const char* usage);
+  GetArgs ParseGetArgs(const Napi::CallbackInfo& info, const char* usage);
   Napi::Value ArmReadable(const Napi::CallbackInfo& info);
   Napi::Value ArmWritable(const Napi::CallbackInfo& info);
   Napi::Value Disarm(const Napi::CallbackInfo& info);
