@@ -3,93 +3,22 @@
  * SageQueue filled by another process), its load history and trend, lazy descriptor resolution,
  * send() (copy addressed to the target input, counters, timeouts) and its argument checks.
  */
-import { fork } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import {
   ArgumentRangeError, Connection, InvalidArgumentTypeError, LocalQueue, Packet, QueueClosedError, QueueDescriptor, QueueFullError,
-  SageQueue, registerQueueImplementation, unregisterQueueImplementation,
+  SageQueue, registerQueueImplementation,
 } from '../lib/index';
-import type { AsyncQueueLike, AsyncWaitOptions } from '../lib/index';
+import { FixtureChild, cleanup, queueName, track, trackQueueType } from './helpers/harness';
 import { FakeClock } from './support/fake-clock';
 import { rejected, thrown } from './support/expect-errors';
-
-const FIXTURES = path.join(__dirname, 'fixtures');
+import { OpaqueQueue } from './support/opaque-queue';
 
 // ---------------------------------------------------------------------------------------------
 // Cleanup: every child killed, every handle released, every segment destroyed, every queue type
 // registered here unregistered — after each test, whether it passed or not.
-
-const children = new Set<ChildProcess>();
-const segments = new Set<string>();
-const handles = new Set<{ release(): void }>();
-const types = new Set<string>();
-
-afterEach(async () => {
-  await Promise.all([...children].map(killChild));
-  children.clear();
-  for (const h of handles) h.release();
-  handles.clear();
-  for (const name of segments) SageQueue.destroy(name);
-  segments.clear();
-  for (const t of types) unregisterQueueImplementation(t);
-  types.clear();
-});
-
-function segmentName(tag: string): string {
-  const name = `rt-${process.pid}-${tag}-${randomBytes(4).toString('hex')}`;
-  segments.add(name);
-  return name;
-}
-
-function killChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, 5000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill('SIGCONT');
-    child.kill('SIGKILL');
-  });
-}
-
-interface ChildMessage {
-  type: string;
-  [key: string]: unknown;
-}
-
-/** Forks a fixture and resolves with its first message of `type` (rejects on 'error' or exit). */
-function forkUntil(file: string, args: string[], type: string, timeoutMs = 20_000): { child: ChildProcess; message: Promise<ChildMessage> } {
-  const child = fork(path.join(FIXTURES, file), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  children.add(child);
-  const message = new Promise<ChildMessage>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${file}: no '${type}' message within ${timeoutMs} ms`)), timeoutMs);
-    child.on('message', (m: ChildMessage) => {
-      if (m.type === type) {
-        clearTimeout(timer);
-        resolve(m);
-      } else if (m.type === 'error') {
-        clearTimeout(timer);
-        reject(new Error(`${file} failed: ${String(m.code)} ${String(m.message)}`));
-      }
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`${file} exited (${code ?? signal}) before sending '${type}'`));
-    });
-  });
-  return { child, message };
-}
-
-function exited(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
-  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-}
+afterEach(cleanup);
 
 const conn = (handle: Connection['queue'] | QueueDescriptor, extra: Partial<ConstructorParameters<typeof Connection>[0]> = {}, clock?: FakeClock): Connection =>
   new Connection({ broadcastIndex: 0, parallelIndex: 0, targetName: 'target', targetHandle: handle, ...extra }, clock);
@@ -117,9 +46,9 @@ describe('Connection.getBufferLoad() is depth/maxsize from the real queue', () =
   });
 
   it('SageQueue({maxsize: 100}) filled by this process: 25/100', () => {
-    const name = segmentName('load');
+    const name = queueName('load');
     const q = SageQueue.create<number>(name, { capacity: 1 << 16, maxsize: 100 });
-    handles.add(q);
+    track(q);
     const c = conn(q);
     expect(c.getBufferLoad()).toBe(0);
     for (let i = 0; i < 25; i++) q.put(i);
@@ -127,26 +56,26 @@ describe('Connection.getBufferLoad() is depth/maxsize from the real queue', () =
   });
 
   it('SageQueue({maxsize: 100}) filled by ANOTHER PROCESS: the parent reads 37/100 from shared memory, directly and through a descriptor', async () => {
-    const name = segmentName('xload');
+    const name = queueName('xload');
     const q = SageQueue.create<unknown>(name, { capacity: 1 << 16, maxsize: 100 });
-    handles.add(q);
+    track(q);
     const direct = conn(q);
     const viaDescriptor = conn(q.descriptor, { targetName: 'by-descriptor' });
     expect(direct.getBufferLoad()).toBe(0);
 
-    const { child, message } = forkUntil('router-putter.cjs', [name, '37'], 'done');
-    const done = await message;
+    const child = new FixtureChild('router-putter.cjs', [name, '37']);
+    const done = await child.next('done');
     expect(done).toMatchObject({ count: 37, qsize: 37 });
     expect(done.pid).not.toBe(process.pid);
 
     expect(direct.getBufferLoad()).toBe(0.37);
     expect(viaDescriptor.getBufferLoad()).toBe(0.37);
-    handles.add(viaDescriptor.queue as SageQueue); // the descriptor opened a handle of its own
+    track(viaDescriptor.queue as SageQueue); // the descriptor opened a handle of its own
     expect(viaDescriptor.queue).not.toBe(q);
 
     // The producer leaves; its messages stay. The parent takes 10: every view agrees on 27.
-    child.send('exit');
-    expect(await exited(child)).toBe(0);
+    child.proc.send('exit');
+    expect(await child.exitCode()).toBe(0);
     expect(direct.getBufferLoad()).toBe(0.37);
     for (let i = 0; i < 10; i++) expect(q.get(true, 1000)).toMatchObject({ from: done.pid, i });
     expect(direct.getBufferLoad()).toBe(0.27);
@@ -209,9 +138,9 @@ describe('Connection load history and trend', () => {
   });
 
   it('a SageQueue filled by this process shows a positive trend, drained a negative one (real clock)', async () => {
-    const name = segmentName('trend');
+    const name = queueName('trend');
     const q = SageQueue.create<number>(name, { capacity: 1 << 16, maxsize: 50 });
-    handles.add(q);
+    track(q);
     const c = conn(q);
     for (let i = 0; i < 10; i++) {
       q.put(i);
@@ -227,23 +156,6 @@ describe('Connection load history and trend', () => {
     expect(c.loadTrend).toBeLessThan(0);
   });
 });
-
-/** An AsyncQueueLike with no bufferLoad(): its load can only be reported. */
-class OpaqueQueue implements AsyncQueueLike<unknown> {
-  readonly inner = new LocalQueue<unknown>();
-  putAsync(item: unknown, options?: AsyncWaitOptions): Promise<void> {
-    return this.inner.putAsync(item, options);
-  }
-  getAsync(options?: AsyncWaitOptions): Promise<unknown> {
-    return this.inner.getAsync(options);
-  }
-  [Symbol.asyncIterator](): AsyncIterator<unknown> {
-    return this.inner[Symbol.asyncIterator]();
-  }
-  close(): void {
-    this.inner.close();
-  }
-}
 
 describe('Connection.reportLoad() for queues that cannot tell their load', () => {
   it('without a report the load is unknown (undefined); a report is returned as the load', () => {
@@ -286,7 +198,7 @@ describe('Connection with a descriptor targetHandle', () => {
       opened++;
       return local;
     });
-    types.add(type);
+    trackQueueType(type);
     const desc = new QueueDescriptor({ queueId: `lazy-${randomBytes(4).toString('hex')}`, queueType: type });
     const c = conn(desc);
     expect(opened).toBe(0); // constructing the connection opened nothing
@@ -305,20 +217,20 @@ describe('Connection with a descriptor targetHandle', () => {
     registerQueueImplementation(type, () => {
       throw new QueueClosedError('cannot open');
     });
-    types.add(type);
+    trackQueueType(type);
     const c = conn(new QueueDescriptor({ queueId: `broken-${randomBytes(4).toString('hex')}`, queueType: type }));
     await rejected(c.send(new Packet(1)), QueueClosedError, 'ERR_QUEUE_CLOSED');
     expect(c.counters).toMatchObject({ sent: 1, delivered: 0, failed: 1 });
   });
 
   it("a SageQueue descriptor resolves to the segment: a send lands in the creator's queue", async () => {
-    const name = segmentName('desc');
+    const name = queueName('desc');
     const q = SageQueue.create<unknown>(name, { capacity: 1 << 16, maxsize: 10 });
-    handles.add(q);
+    track(q);
     const c = conn(q.descriptor);
     expect(c.targetType).toBe('sage_queue');
     await c.send(new Packet({ hello: 1 }, { partitionKey: 'k' }));
-    handles.add(c.queue as SageQueue);
+    track(c.queue as SageQueue);
     const got = q.get(true, 1000) as { payload: unknown; partitionKey: unknown };
     expect(got.payload).toEqual({ hello: 1 });
     expect(got.partitionKey).toBe('k');
@@ -369,9 +281,9 @@ describe('Connection.send()', () => {
   });
 
   it('a send to a full SageQueue times out after timeoutMs and counts failed; nothing is enqueued later', async () => {
-    const name = segmentName('full');
+    const name = queueName('full');
     const q = SageQueue.create<unknown>(name, { capacity: 1 << 16, maxsize: 2 });
-    handles.add(q);
+    track(q);
     q.put(1);
     q.put(2);
     const c = conn(q);

@@ -10,34 +10,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import {
   BaseRouter, HashRing, LocalQueue, Packet, QueueClosedError, QueueDescriptor, QueueFullError, SageQueue, isStopSignal,
-  registerQueueImplementation, stableHash, unregisterQueueImplementation,
+  registerQueueImplementation, stableHash,
 } from '../lib/index';
 import type { AsyncQueueLike, AsyncWaitOptions, Connection, DeadLetter, HealthState, RouterOptions, StrategyName } from '../lib/index';
+import { cleanup, queueName, track, trackQueueType } from './helpers/harness';
 import { FakeClock } from './support/fake-clock';
+import { OpaqueQueue } from './support/opaque-queue';
+import { seeded } from './support/seeded';
 
-const types = new Set<string>();
-const segments = new Set<string>();
-const handles = new Set<{ release(): void }>();
-afterEach(() => {
-  for (const t of types) unregisterQueueImplementation(t);
-  types.clear();
-  for (const h of handles) h.release();
-  handles.clear();
-  for (const name of segments) SageQueue.destroy(name);
-  segments.clear();
-});
-
-/** Deterministic [0, 1) numbers (mulberry32). */
-function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+// Queue types unregistered, handles released, segments destroyed after every test.
+afterEach(cleanup);
 
 /** What every FlakyQueue of a test appends to when it accepts a packet. */
 type AcceptLog = Array<{ target: string; packet: Packet }>;
@@ -47,8 +29,7 @@ type AcceptLog = Array<{ target: string; packet: Packet }>;
  * QueueClosedError; `failRate` fails that fraction of puts (QueueFullError, as if timed out).
  * Every accepted packet is appended to `log` in acceptance order.
  */
-class FlakyQueue implements AsyncQueueLike<unknown> {
-  readonly inner: LocalQueue<unknown>;
+class FlakyQueue extends OpaqueQueue {
   down = false;
   failRate = 0;
   puts = 0;
@@ -62,10 +43,10 @@ class FlakyQueue implements AsyncQueueLike<unknown> {
     readonly random: () => number = Math.random,
     maxsize = 0,
   ) {
-    this.inner = new LocalQueue<unknown>({ maxsize });
+    super(maxsize);
   }
 
-  async putAsync(item: unknown, options?: AsyncWaitOptions): Promise<void> {
+  override async putAsync(item: unknown, options?: AsyncWaitOptions): Promise<void> {
     this.puts++;
     this.onPut?.();
     if (this.down) throw new QueueClosedError(`${this.name} is down`);
@@ -75,15 +56,6 @@ class FlakyQueue implements AsyncQueueLike<unknown> {
     }
     await this.inner.putAsync(item, options);
     if (item instanceof Packet) this.log.push({ target: this.name, packet: item });
-  }
-  getAsync(options?: AsyncWaitOptions): Promise<unknown> {
-    return this.inner.getAsync(options);
-  }
-  [Symbol.asyncIterator](): AsyncIterator<unknown> {
-    return this.inner[Symbol.asyncIterator]();
-  }
-  close(): void {
-    this.inner.close();
   }
 }
 
@@ -619,7 +591,7 @@ describe('sendStopSignal', () => {
     registerQueueImplementation(type, () => {
       throw new Error('cannot open');
     });
-    types.add(type);
+    trackQueueType(type);
     const unopenable = new QueueDescriptor({ queueId: `stop-${randomBytes(4).toString('hex')}`, queueType: type });
 
     router.addConnection({ broadcastIndex: 0, parallelIndex: 0, targetName: 'good0', targetHandle: good[0] as LocalQueue<unknown> });
@@ -649,10 +621,9 @@ describe('sendStopSignal', () => {
 
 describe('routeMany under a failing batch', () => {
   it('5000 packets to one SageQueue, #4500 too large: the other 4999 are each delivered exactly once (none twice when a later putMany chunk fails)', async () => {
-    const name = `rt-${process.pid}-many-${randomBytes(4).toString('hex')}`;
-    segments.add(name);
+    const name = queueName('many');
     const q = SageQueue.create<unknown>(name, { capacity: 1 << 22 });
-    handles.add(q);
+    track(q);
     const router = new BaseRouter({ maxRetries: 0 });
     router.addConnection({ broadcastIndex: 0, parallelIndex: 0, targetName: 't', targetHandle: q });
     const packets = Array.from({ length: 5000 }, (_, i) => new Packet(i === 4500 ? 'x'.repeat(q.maxMessageSize + 10) : { seq: i }));

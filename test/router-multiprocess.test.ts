@@ -4,110 +4,15 @@
  * delivered elsewhere, no route() call outlasts its time bound, and after SIGCONT (and the probe
  * time) traffic returns to it.
  */
-import { fork } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { BaseRouter, LocalQueue, Packet, SageQueue, systemClock } from '../lib/index';
+import { BaseRouter, LocalQueue, Packet, systemClock } from '../lib/index';
 import type { Connection, DeadLetter, RouteReport } from '../lib/index';
+import { cleanup, sleep, startConsumers, stopConsumers, until } from './helpers/harness';
 
-const FIXTURES = path.join(__dirname, 'fixtures');
-
-// ---------------------------------------------------------------------------------------------
 // Cleanup: children are continued and killed, handles released, segments destroyed — after every
 // test, whether it passed or not.
-
-const children = new Set<ChildProcess>();
-const segments = new Set<string>();
-const handles = new Set<{ release(): void }>();
-
-afterEach(async () => {
-  await Promise.all([...children].map(killChild));
-  children.clear();
-  for (const h of handles) h.release();
-  handles.clear();
-  for (const name of segments) SageQueue.destroy(name);
-  segments.clear();
-});
-
-function segmentName(tag: string): string {
-  const name = `rt-${process.pid}-${tag}-${randomBytes(4).toString('hex')}`;
-  segments.add(name);
-  return name;
-}
-
-function killChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, 5000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill('SIGCONT'); // a stopped process must run again to die of anything but SIGKILL; harmless otherwise
-    child.kill('SIGKILL');
-  });
-}
-
-interface ChildMessage {
-  type: string;
-  [key: string]: unknown;
-}
-
-/** A forked fixture whose messages are buffered, so none is missed between awaits. */
-class Child {
-  readonly proc: ChildProcess;
-  readonly #inbox: ChildMessage[] = [];
-  readonly #waiting: Array<() => void> = [];
-  #exit: string | null = null;
-
-  constructor(readonly file: string, args: string[]) {
-    this.proc = fork(path.join(FIXTURES, file), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    children.add(this.proc);
-    this.proc.on('message', (m: ChildMessage) => {
-      this.#inbox.push(m);
-      for (const w of this.#waiting.splice(0)) w();
-    });
-    this.proc.once('exit', (code, signal) => {
-      this.#exit = `exited (${code ?? signal})`;
-      for (const w of this.#waiting.splice(0)) w();
-    });
-  }
-
-  async next(type: string, timeoutMs = 20_000): Promise<ChildMessage> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.#inbox.findIndex((m) => m.type === type || m.type === 'error');
-      if (i >= 0) {
-        const [m] = this.#inbox.splice(i, 1) as [ChildMessage];
-        if (m.type === 'error') throw new Error(`${this.file} failed: ${String(m.code)} ${String(m.message)}`);
-        return m;
-      }
-      if (this.#exit !== null) throw new Error(`${this.file} ${this.#exit} before sending '${type}'`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`${this.file}: no '${type}' message within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#waiting.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-  }
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
+afterEach(cleanup);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -126,14 +31,7 @@ describe('router with a stopped consumer process', () => {
     const backoffs = Array.from({ length: MAX_RETRIES }, (_, n) => Math.min(RETRY_MAX, RETRY_BASE * 2 ** n)).reduce((a, b) => a + b, 0);
     const BOUND = (MAX_RETRIES + 1) * SEND_TIMEOUT + backoffs + 250;
 
-    const names = [0, 1, 2].map((i) => segmentName(`stop${i}`));
-    const queues = names.map((n) => {
-      const q = SageQueue.create<unknown>(n, { capacity: 1 << 16, maxsize: MAXSIZE, codec: 'v8' });
-      handles.add(q);
-      return q;
-    });
-    const consumers = names.map((n, i) => new Child('router-consumer.cjs', [n, '0', `c${i}`]));
-    await Promise.all(consumers.map((c) => c.next('ready')));
+    const { queues, consumers } = await startConsumers('stop', [0, 0, 0], { capacity: 1 << 16, maxsize: MAXSIZE, codec: 'v8' });
 
     const dlq = new LocalQueue<DeadLetter>();
     const router = new BaseRouter({
@@ -192,7 +90,7 @@ describe('router with a stopped consumer process', () => {
     // Phase 3: consumer 1 continues; it drains its backlog, and once the probe time has come the
     // next packet for it is a probe that succeeds.
     consumers[1]?.proc.kill('SIGCONT');
-    await until(() => queues[1]?.bufferLoad() === 0, 'the continued consumer to drain its queue');
+    await until(() => queues[1]?.bufferLoad() === 0, 'the continued consumer to drain its queue', 10_000, 5);
     const probeAt = stopped.health.nextProbeAt as number;
     const wait = probeAt - systemClock.now();
     if (wait > 0) await sleep(wait + 5);
@@ -202,10 +100,7 @@ describe('router with a stopped consumer process', () => {
     expect(Math.max(...durations)).toBeLessThanOrEqual(BOUND);
 
     // Every packet exactly once, across the three consumers.
-    const stop = await router.sendStopSignal('end', { timeoutMs: 5000 });
-    expect(stop.failed).toEqual([]);
-    const done = await Promise.all(consumers.map((c) => c.next('done', 20_000)));
-    const seqs = done.map((d) => d.seqs as number[]);
+    const seqs = await stopConsumers(router, consumers, 5000, 20_000);
     const all = seqs.flat().sort((a, b) => a - b);
     expect(all.length).toBe(next);
     expect(all.every((s, i) => s === i)).toBe(true);

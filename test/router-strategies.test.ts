@@ -4,102 +4,19 @@
  * processes), consistent_hash (movement and balance on 100k keys), load_balance (against fills,
  * stale reports, trends, and real consumer processes of different speeds), and a custom router.
  */
-import { fork } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import * as path from 'node:path';
 import fc from 'fast-check';
 import murmurhash from 'murmurhash';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { BaseRouter, Connection, HashRing, LocalQueue, Packet, SageQueue, stableHash } from '../lib/index';
-import type { AsyncQueueLike, AsyncWaitOptions, PartitionKey, RouterOptions, SelectionContext, StrategyName } from '../lib/index';
+import { BaseRouter, Connection, HashRing, LocalQueue, Packet, stableHash } from '../lib/index';
+import type { PartitionKey, RouterOptions, SelectionContext, StrategyName } from '../lib/index';
+import { FixtureChild, cleanup, startConsumers, stopConsumers } from './helpers/harness';
 import { FakeClock } from './support/fake-clock';
+import { OpaqueQueue } from './support/opaque-queue';
+import { seeded } from './support/seeded';
 
-const FIXTURES = path.join(__dirname, 'fixtures');
-
-// ---------------------------------------------------------------------------------------------
-// Cleanup of children and segments, after every test, whether it passed or not.
-
-const children = new Set<ChildProcess>();
-const segments = new Set<string>();
-const handles = new Set<{ release(): void }>();
-
-afterEach(async () => {
-  await Promise.all([...children].map(killChild));
-  children.clear();
-  for (const h of handles) h.release();
-  handles.clear();
-  for (const name of segments) SageQueue.destroy(name);
-  segments.clear();
-});
-
-function segmentName(tag: string): string {
-  const name = `rt-${process.pid}-${tag}-${randomBytes(4).toString('hex')}`;
-  segments.add(name);
-  return name;
-}
-
-function killChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, 5000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill('SIGCONT');
-    child.kill('SIGKILL');
-  });
-}
-
-interface ChildMessage {
-  type: string;
-  [key: string]: unknown;
-}
-
-/** A forked fixture whose messages are buffered, so none is missed between awaits. */
-class Child {
-  readonly proc: ChildProcess;
-  readonly #inbox: ChildMessage[] = [];
-  readonly #waiting: Array<() => void> = [];
-  #exit: string | null = null;
-
-  constructor(readonly file: string, args: string[]) {
-    this.proc = fork(path.join(FIXTURES, file), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    children.add(this.proc);
-    this.proc.on('message', (m: ChildMessage) => {
-      this.#inbox.push(m);
-      for (const w of this.#waiting.splice(0)) w();
-    });
-    this.proc.once('exit', (code, signal) => {
-      this.#exit = `exited (${code ?? signal})`;
-      for (const w of this.#waiting.splice(0)) w();
-    });
-  }
-
-  async next(type: string, timeoutMs = 20_000): Promise<ChildMessage> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.#inbox.findIndex((m) => m.type === type || m.type === 'error');
-      if (i >= 0) {
-        const [m] = this.#inbox.splice(i, 1) as [ChildMessage];
-        if (m.type === 'error') throw new Error(`${this.file} failed: ${String(m.code)} ${String(m.message)}`);
-        return m;
-      }
-      if (this.#exit !== null) throw new Error(`${this.file} ${this.#exit} before sending '${type}'`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`${this.file}: no '${type}' message within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#waiting.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-  }
-}
+// Children killed, handles released, segments destroyed after every test, whether it passed or not.
+afterEach(cleanup);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -324,7 +241,7 @@ describe('hash', () => {
 
   it('the target of 100k keys over 7 targets is the same in another process (hash and consistent_hash)', async () => {
     const N = 100_000;
-    const child = new Child('router-hash.cjs', [String(N), '7']);
+    const child = new FixtureChild('router-hash.cjs', [String(N), '7']);
     // The ring positions depend on the target names: the child names its targets t0..t6 too.
     const { router } = build([7], {}, 0, (_b, p) => `t${p}`);
     const group = router.group();
@@ -448,35 +365,6 @@ describe('consistent_hash on 100k keys over 10 targets', () => {
 
 // ---------------------------------------------------------------------------------------------
 
-/** An AsyncQueueLike without bufferLoad(): the router only knows what is reported. */
-class OpaqueQueue implements AsyncQueueLike<unknown> {
-  readonly inner = new LocalQueue<unknown>();
-  putAsync(item: unknown, options?: AsyncWaitOptions): Promise<void> {
-    return this.inner.putAsync(item, options);
-  }
-  getAsync(options?: AsyncWaitOptions): Promise<unknown> {
-    return this.inner.getAsync(options);
-  }
-  [Symbol.asyncIterator](): AsyncIterator<unknown> {
-    return this.inner[Symbol.asyncIterator]();
-  }
-  close(): void {
-    this.inner.close();
-  }
-}
-
-/** Deterministic [0, 1) numbers. */
-function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
 describe('load_balance against in-process queues', () => {
   it('prefers the emptier queue: with fills 80% / 50% / 10% the fullest gets clearly fewer over 3000 decisions', async () => {
     const clock = new FakeClock();
@@ -570,14 +458,8 @@ interface LoadBalanceRun {
  */
 async function runLoadBalance(N: number, SLOW: number, options: RouterOptions): Promise<LoadBalanceRun> {
   const MAXSIZE = 200;
-  const names = [0, 1, 2].map((i) => segmentName(`lb${i}`));
-  const queues = names.map((n) => {
-    const q = SageQueue.create<unknown>(n, { capacity: 1 << 18, maxsize: MAXSIZE, codec: 'v8' });
-    handles.add(q);
-    return q;
-  });
-  const consumers = names.map((n, i) => new Child('router-consumer.cjs', [n, i === SLOW ? '4' : '0', `c${i}`]));
-  await Promise.all(consumers.map((c) => c.next('ready')));
+  const delaysMs = [0, 1, 2].map((i) => (i === SLOW ? 4 : 0));
+  const { queues, consumers } = await startConsumers('lb', delaysMs, { capacity: 1 << 18, maxsize: MAXSIZE, codec: 'v8' });
 
   const router = new BaseRouter({ name: 'lb', strategy: 'load_balance', sendTimeoutMs: 5000, ...options });
   queues.forEach((q, i) => router.addConnection({ broadcastIndex: 0, parallelIndex: i, targetName: `c${i}`, targetHandle: q }));
@@ -597,10 +479,7 @@ async function runLoadBalance(N: number, SLOW: number, options: RouterOptions): 
     if (seq % 50 === 49) await new Promise((resolve) => setTimeout(resolve, 1));
   }
   const routedMs = performance.now() - t0;
-  const stop = await router.sendStopSignal('end', { timeoutMs: 10_000 });
-  expect(stop.failed).toEqual([]);
-  const done = await Promise.all(consumers.map((c) => c.next('done', 30_000)));
-  const received = done.map((d) => d.seqs as number[]);
+  const received = await stopConsumers(router, consumers, 10_000, 30_000);
   const all = received.flat().sort((a, b) => a - b);
   expect(all.length).toBe(N);
   expect(all.every((s, i) => s === i)).toBe(true); // exactly once, none missing

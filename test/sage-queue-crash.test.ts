@@ -5,29 +5,14 @@
  * accounted for, and the shared counters say what happened.
  */
 import { readFileSync } from 'node:fs';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { SageQueue } from '../lib/index';
 import { auditDeliveries, frames, range } from './helpers/frames';
 import type { Delivery, SizeSpec } from './helpers/frames';
-import { cleanup, nowMs, queueName, sleep, spawnAgent, spawnAgents, sweepSegments, track, until } from './helpers/harness';
-import type { Child, ChildEvent } from './helpers/harness';
+import { nowMs, queueName, sleep, spawnAgent, spawnAgents, track, until, useCleanup } from './helpers/harness';
+import type { Child, ChildEvent, PutResult, WaitGetResult } from './helpers/harness';
 
-afterEach(cleanup);
-afterAll(() => {
-  expect(sweepSegments()).toEqual([]);
-});
-
-interface PutResult {
-  count: number;
-  ms: number;
-  tDone: number;
-}
-
-interface WaitGetResult {
-  t: number;
-  value?: unknown;
-  error?: { name?: string; code?: string; message: string };
-}
+useCleanup();
 
 const SMALL: SizeSpec = { min: 100, max: 2000 };
 

@@ -2,28 +2,14 @@
  * SageQueue between real processes: forked children (test/fixtures/agent.cjs) attach to the same
  * /dev/shm segment as this test process and report what they saw over IPC.
  */
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SageQueue } from '../lib/index';
 import { auditDeliveries, pairs, range } from './helpers/frames';
 import type { ConsumeResult, SizeSpec } from './helpers/frames';
-import { ChildRequestError, cleanup, nowMs, queueName, spawnAgent, spawnAgents, sweepSegments, track, until } from './helpers/harness';
+import { ChildRequestError, nowMs, queueName, spawnAgent, spawnAgents, track, until, useCleanup } from './helpers/harness';
+import type { PutResult, WaitGetResult } from './helpers/harness';
 
-afterEach(cleanup);
-afterAll(() => {
-  expect(sweepSegments()).toEqual([]);
-});
-
-interface PutResult {
-  count: number;
-  ms: number;
-  tDone: number;
-}
-
-interface WaitGetResult {
-  t: number;
-  value?: unknown;
-  error?: { name?: string; code?: string; message: string };
-}
+useCleanup();
 
 describe('SageQueue across processes: delivery', () => {
   it('one producer process to one consumer process: 20 000 messages arrive exactly once, in order, intact', async () => {

@@ -1,14 +1,17 @@
 /**
- * Shared helpers of the multi-process tests: forked children driven over IPC, waits with
- * deadlines, unique queue names, and a cleanup registry that SIGKILLs every child and destroys
- * every segment after each test, whether it passed or not.
+ * Shared helpers of the multi-process tests: forked children driven over IPC (agents, and
+ * fixtures that send `{ type }` messages), waits with deadlines, unique queue names, and a cleanup
+ * registry that SIGKILLs every child, releases every tracked handle, destroys every segment and
+ * unregisters every tracked queue type after each test, whether it passed or not.
  */
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, unlinkSync } from 'node:fs';
 import * as path from 'node:path';
-import { SageQueue } from '../../lib/index';
+import { afterAll, afterEach, expect } from 'vitest';
+import { SageQueue, unregisterQueueImplementation } from '../../lib/index';
+import type { BaseRouter, SageQueueOptions } from '../../lib/index';
 
 export const REPO = path.resolve(__dirname, '..', '..');
 export const FIXTURES = path.join(REPO, 'test', 'fixtures');
@@ -29,6 +32,20 @@ export async function until<T>(check: () => T | undefined | null | false, what: 
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(everyMs);
   }
+}
+
+/** The reply of the agent's 'putFrames' op. */
+export interface PutResult {
+  count: number;
+  ms: number;
+  tDone: number;
+}
+
+/** The reply of the agent's 'waitGet' op. */
+export interface WaitGetResult {
+  t: number;
+  value?: unknown;
+  error?: { name?: string; code?: string; message: string };
 }
 
 export interface ChildError {
@@ -56,9 +73,10 @@ export class ChildRequestError extends Error {
 // ---------------------------------------------------------------------------------------------
 // Cleanup registry
 
-const children = new Set<Child>();
+const processes = new Set<ChildProcess>();
 const queueNames = new Set<string>();
 const handles = new Set<{ release(): void }>();
+const queueTypes = new Set<string>();
 
 /** A queue name unique to this test process, destroyed by cleanup(). */
 export function queueName(tag = 'q'): string {
@@ -73,16 +91,38 @@ export function track<T extends { release(): void }>(q: T): T {
   return q;
 }
 
+/** Unregisters the queue implementation `type` in cleanup(). */
+export function trackQueueType(type: string): string {
+  queueTypes.add(type);
+  return type;
+}
+
 function shmPath(name: string): string {
   return `/dev/shm/sageq.${name}`;
 }
 
-/** SIGKILLs every child still running, releases tracked handles, destroys every named segment. */
+/** SIGKILLs `child` (continuing it first, in case it is stopped); resolves once it has exited. */
+function killChild(child: ChildProcess, timeoutMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGCONT'); // a stopped process must run again to die of anything but SIGKILL; harmless otherwise
+    child.kill('SIGKILL');
+  });
+}
+
+/**
+ * SIGKILLs every child still running, releases tracked handles, destroys every named segment,
+ * unregisters tracked queue types.
+ */
 export async function cleanup(): Promise<void> {
-  const kids = [...children];
-  children.clear();
-  for (const c of kids) c.kill('SIGKILL');
-  await Promise.all(kids.map((c) => c.waitExit(10_000).catch(() => undefined)));
+  const kids = [...processes];
+  processes.clear();
+  await Promise.all(kids.map((c) => killChild(c)));
   for (const q of handles) {
     try {
       q.release();
@@ -100,6 +140,8 @@ export async function cleanup(): Promise<void> {
     if (existsSync(shmPath(name))) unlinkSync(shmPath(name));
   }
   queueNames.clear();
+  for (const t of queueTypes) unregisterQueueImplementation(t);
+  queueTypes.clear();
 }
 
 /** Removes any segment this test process named (belt and braces for afterAll). */
@@ -115,9 +157,20 @@ export function sweepSegments(): string[] {
   return removed;
 }
 
+/**
+ * Registers cleanup() after each test of the file and, after the file, checks that no segment
+ * this process named is left.
+ */
+export function useCleanup(): void {
+  afterEach(cleanup);
+  afterAll(() => {
+    expect(sweepSegments()).toEqual([]);
+  });
+}
+
 // If this test process goes away before cleanup ran, take the children with it.
 process.on('exit', () => {
-  for (const c of children) c.kill('SIGKILL');
+  for (const c of processes) c.kill('SIGKILL');
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -156,7 +209,7 @@ export class Child {
       execArgv: options.execArgv ?? [],
       cwd: REPO,
     });
-    children.add(this);
+    processes.add(this.proc);
     this.proc.stdout?.setEncoding('utf8');
     this.proc.stderr?.setEncoding('utf8');
     this.proc.stdout?.on('data', (d: string) => {
@@ -324,4 +377,96 @@ export function pidExists(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures that speak in `{ type, ... }` messages (test/fixtures/router-*.cjs)
+
+export interface ChildMessage {
+  type: string;
+  [key: string]: unknown;
+}
+
+/**
+ * A forked fixture whose `{ type, ... }` messages are buffered, so none is missed between awaits.
+ * Killed by cleanup().
+ */
+export class FixtureChild {
+  readonly proc: ChildProcess;
+  readonly #inbox: ChildMessage[] = [];
+  readonly #waiting: Array<() => void> = [];
+  #exit: string | null = null;
+  readonly #exitCode: Promise<number | null>;
+
+  constructor(readonly file: string, args: string[] = []) {
+    this.proc = fork(path.join(FIXTURES, file), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    processes.add(this.proc);
+    this.proc.on('message', (m: ChildMessage) => {
+      this.#inbox.push(m);
+      for (const w of this.#waiting.splice(0)) w();
+    });
+    this.#exitCode = new Promise((resolve) => {
+      this.proc.once('exit', (code, signal) => {
+        this.#exit = `exited (${code ?? signal})`;
+        for (const w of this.#waiting.splice(0)) w();
+        resolve(code);
+      });
+    });
+  }
+
+  /** Takes the first buffered message of `type`, waiting for it; throws on an 'error' message, exit or timeout. */
+  async next(type: string, timeoutMs = 20_000): Promise<ChildMessage> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.#inbox.findIndex((m) => m.type === type || m.type === 'error');
+      if (i >= 0) {
+        const [m] = this.#inbox.splice(i, 1) as [ChildMessage];
+        if (m.type === 'error') throw new Error(`${this.file} failed: ${String(m.code)} ${String(m.message)}`);
+        return m;
+      }
+      if (this.#exit !== null) throw new Error(`${this.file} ${this.#exit} before sending '${type}'`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`${this.file}: no '${type}' message within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#waiting.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Resolves with the exit code once the process has exited. */
+  exitCode(): Promise<number | null> {
+    return this.#exitCode;
+  }
+}
+
+/**
+ * One SageQueue per entry of `delaysMs` (named after `tag` and its index), each drained by its own
+ * router-consumer.cjs fixture tagged c<i> that sleeps delaysMs[i] ms per message; resolves once
+ * every consumer has attached. cleanup() kills the consumers and destroys the queues.
+ */
+export async function startConsumers(
+  tag: string,
+  delaysMs: number[],
+  options: SageQueueOptions,
+): Promise<{ queues: SageQueue<unknown>[]; consumers: FixtureChild[] }> {
+  const names = delaysMs.map((_, i) => queueName(`${tag}${i}`));
+  const queues = names.map((n) => track(SageQueue.create<unknown>(n, options)));
+  const consumers = names.map((n, i) => new FixtureChild('router-consumer.cjs', [n, String(delaysMs[i]), `c${i}`]));
+  await Promise.all(consumers.map((c) => c.next('ready')));
+  return { queues, consumers };
+}
+
+/**
+ * Sends the stop signal through `router` (no send may fail), then resolves with the seqs each
+ * consumer of startConsumers() took, in the order taken, once every one has said 'done'.
+ */
+export async function stopConsumers(router: BaseRouter, consumers: FixtureChild[], stopTimeoutMs: number, doneTimeoutMs: number): Promise<number[][]> {
+  const stop = await router.sendStopSignal('end', { timeoutMs: stopTimeoutMs });
+  expect(stop.failed).toEqual([]);
+  const done = await Promise.all(consumers.map((c) => c.next('done', doneTimeoutMs)));
+  return done.map((d) => d.seqs as number[]);
 }
