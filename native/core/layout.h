@@ -127,10 +127,17 @@ struct alignas(kHotAlign) Header {
   std::atomic<uint64_t> reclaim_limit;
 
   // --- futex words and waiter counts: consumers wait for data, producers for space ---
+  // `*_regs` counts registrations (ever); `*_woken` is the registration count the last wake
+  // covered: a waker skips FUTEX_WAKE when nobody registered since (a woken waiter may take
+  // tens of us to run and leave the count).
   alignas(kHotAlign) std::atomic<uint32_t> data_seq;
   std::atomic<uint32_t> data_waiters;
+  std::atomic<uint32_t> data_regs;
+  std::atomic<uint32_t> data_woken;
   alignas(kHotAlign) std::atomic<uint32_t> space_seq;
   std::atomic<uint32_t> space_waiters;
+  std::atomic<uint32_t> space_regs;
+  std::atomic<uint32_t> space_woken;
 
   // --- statistics (slow-path counters) ---
   alignas(kHotAlign) std::atomic<uint64_t> wake_calls;     // FUTEX_WAKE syscalls issued
@@ -168,6 +175,7 @@ constexpr uint32_t layout_signature() {
   h = fnv_mix(h, offsetof(Header, reclaim_limit));
   h = fnv_mix(h, offsetof(Header, data_seq));
   h = fnv_mix(h, offsetof(Header, space_seq));
+  h = fnv_mix(h, offsetof(Header, space_woken));
   h = fnv_mix(h, offsetof(Header, wake_calls));
   h = fnv_mix(h, offsetof(Header, slots));
   h = fnv_mix(h, sizeof(ProcessSlot));

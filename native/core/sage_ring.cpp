@@ -21,6 +21,9 @@ namespace {
 // Dead owners are noticed by polling: a waiter blocked behind another process's record wakes at
 // least this often to re-check that process. Bounds recovery time after a SIGKILL.
 constexpr uint64_t kStuckPollNs = 2000000;  // 2 ms
+// Every sleep re-checks at least this often: a safety net should a waker die between deciding
+// to wake and issuing the wake (later wakers skip it, see wake()).
+constexpr uint64_t kMaxSleepNs = 100000000;  // 100 ms
 constexpr uint64_t kHealIntervalNs = 10000000;
 }  // namespace
 
@@ -272,29 +275,45 @@ Status Queue::reclaim_locked() {
   return result;
 }
 
-void Queue::wake(std::atomic<uint32_t>* seq, std::atomic<uint32_t>* waiters) {
+void Queue::wake(bool data) {
+  std::atomic<uint32_t>* seq = data ? &hdr_->data_seq : &hdr_->space_seq;
+  std::atomic<uint32_t>* waiters = data ? &hdr_->data_waiters : &hdr_->space_waiters;
+  std::atomic<uint32_t>* regs = data ? &hdr_->data_regs : &hdr_->space_regs;
+  std::atomic<uint32_t>* woken_upto = data ? &hdr_->data_woken : &hdr_->space_woken;
   // An RMW (not a plain load) on the waiter count: if it reads 0, it is ordered before any
   // waiter's later increment, which then reads from it and so sees the data we just published.
-  // Either the waiter sees our data, or we see its count. (A fence would do, but TSan cannot
-  // model fences.)
+  // Either the waiter sees our data, or we see its count (and, through it, its registration).
+  // (A fence would do, but TSan cannot model fences.)
   if (waiters->fetch_add(0, std::memory_order_acq_rel) == 0) return;
+  // Skip the syscall when every waiter registered so far was already woken (it just has not run
+  // yet): wake at most once per registration, not once per message.
+  const uint32_t registered = regs->load(std::memory_order_acquire);
+  uint32_t covered = woken_upto->load(std::memory_order_relaxed);
+  if (covered == registered ||
+      (!woken_upto->compare_exchange_strong(covered, registered, std::memory_order_acq_rel) && covered == registered)) {
+    // Waiters are counted but were all woken already. If one of them died before leaving, its
+    // count would stay forever: look for dead waiters now and then.
+    heal_waiters();
+    return;
+  }
   seq->fetch_add(1, std::memory_order_release);
-  int woken = futex_wake_all(seq);
+  const int woken = futex_wake_all(seq);
   hdr_->wake_calls.fetch_add(1, std::memory_order_relaxed);
-  if (woken == 0) {
-    // Counted waiters but nobody asleep: maybe a waiter died and left its count behind. Reaping
-    // dead slots subtracts their counts (rate-limited: a live waiter may just be about to sleep).
-    static thread_local uint64_t last_heal = 0;
-    const uint64_t now = monotonic_ns();
-    if (now - last_heal > kHealIntervalNs) {
-      last_heal = now;
-      for (uint32_t i = 0; i < kMaxSlots; ++i) {
-        ProcessSlot& s = hdr_->slots[i];
-        if (s.state.load(std::memory_order_acquire) == kSlotActive &&
-            (s.data_waiters.load(std::memory_order_relaxed) | s.space_waiters.load(std::memory_order_relaxed))) {
-          owner_alive(make_owner(i, s.gen.load(std::memory_order_relaxed)));
-        }
-      }
+  if (woken == 0) heal_waiters();  // counted waiters but nobody asleep: maybe one died
+}
+
+void Queue::heal_waiters() {
+  // Reaping a dead slot subtracts its waiter counts. Rate-limited: a live waiter may simply be
+  // between registering and sleeping, or not yet have run since it was woken.
+  static thread_local uint64_t last_heal = 0;
+  const uint64_t now = monotonic_ns();
+  if (now - last_heal < kHealIntervalNs) return;
+  last_heal = now;
+  for (uint32_t i = 0; i < kMaxSlots; ++i) {
+    ProcessSlot& s = hdr_->slots[i];
+    if (s.state.load(std::memory_order_acquire) == kSlotActive &&
+        (s.data_waiters.load(std::memory_order_relaxed) | s.space_waiters.load(std::memory_order_relaxed))) {
+      owner_alive(make_owner(i, s.gen.load(std::memory_order_relaxed)));
     }
   }
 }
@@ -393,7 +412,7 @@ Status Queue::try_put(const Slice* msgs, size_t n, size_t* written) {
     r->state.store(rec_state(kRecCommitted, owner_), std::memory_order_release);  // publishes payload
     pos += rec;
   }
-  wake(&hdr_->data_seq, &hdr_->data_waiters);
+  wake(true);
   *written = k;
   return k == n ? Status::Ok : Status::Full;
 }
@@ -503,7 +522,7 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
     if (h == tail && hdr_->closed.load(std::memory_order_acquire) && hdr_->tail.load(std::memory_order_acquire) == h) {
       return Status::Closed;
     }
-    if (h != head) wake(&hdr_->space_seq, &hdr_->space_waiters);  // padding skipped: space to reclaim
+    if (h != head) wake(false);  // padding skipped: space to reclaim
     return Status::Empty;
   }
   hook(HookPoint::AfterTake);
@@ -526,7 +545,7 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
     r->state.store(rec_state(kRecConsumed, owner_), std::memory_order_release);  // space reusable
     at += len;
   }
-  wake(&hdr_->space_seq, &hdr_->space_waiters);
+  wake(false);
   *got = k;
   return Status::Ok;  // a corrupt record after these is reported by the next get
 }
@@ -579,6 +598,7 @@ Status Queue::wait_on(bool for_data, uint64_t bytes, int64_t timeout_ms, const s
   const uint64_t spin_end = start + spin_ns_;
   std::atomic<uint32_t>* seq = for_data ? &hdr_->data_seq : &hdr_->space_seq;
   std::atomic<uint32_t>* waiters = for_data ? &hdr_->data_waiters : &hdr_->space_waiters;
+  std::atomic<uint32_t>* regs = for_data ? &hdr_->data_regs : &hdr_->space_regs;
   ProcessSlot& me = hdr_->slots[slot_];
   std::atomic<uint32_t>* my_waiters = for_data ? &me.data_waiters : &me.space_waiters;
   bool stuck = false;
@@ -593,15 +613,14 @@ Status Queue::wait_on(bool for_data, uint64_t bytes, int64_t timeout_ms, const s
       continue;
     }
     my_waiters->fetch_add(1, std::memory_order_relaxed);
-    waiters->fetch_add(1, std::memory_order_acq_rel);  // pairs with the RMW in wake()
+    regs->fetch_add(1, std::memory_order_acq_rel);     // before the count: a waker that sees the
+    waiters->fetch_add(1, std::memory_order_acq_rel);  // count (its RMW pairs with this one) sees it
     const uint32_t observed = seq->load(std::memory_order_acquire);
     bool ready = for_data ? readable_now(&stuck) : writable_now(bytes, &stuck);
     if (!ready && !(cancel && cancel->load(std::memory_order_acquire))) {
       uint64_t until = deadline;
-      if (stuck) {
-        const uint64_t poll = monotonic_ns() + kStuckPollNs;
-        if (until == 0 || poll < until) until = poll;
-      }
+      const uint64_t poll = monotonic_ns() + (stuck ? kStuckPollNs : kMaxSleepNs);
+      if (until == 0 || poll < until) until = poll;
       hdr_->waits.fetch_add(1, std::memory_order_relaxed);
       futex_wait_until(seq, observed, until);
     }

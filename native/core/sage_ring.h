@@ -160,7 +160,8 @@ class Queue {
   bool owner_alive(uint32_t owner);
   void reap_slot(uint32_t index);
   Status reclaim_locked();     // advance `freed` over consumed records (prod lock held)
-  void wake(std::atomic<uint32_t>* seq, std::atomic<uint32_t>* waiters);
+  void wake(bool data);
+  void heal_waiters();
   // Readiness probes used by waiters. `stuck` = blocked behind a record whose owner must be
   // re-checked periodically (a dead owner is only noticed by polling).
   bool readable_now(bool* stuck);
