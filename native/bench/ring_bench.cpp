@@ -17,6 +17,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -105,6 +106,38 @@ inline uint32_t read_seq(const uint8_t* p) {
   return v;
 }
 
+// CPU time and interference of one side, from the start of the stream (like the Node rows).
+struct Usage {
+  uint64_t wall_ns, user_us, sys_us, minflt, nvcsw, nivcsw;
+};
+
+Usage usage_now() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return Usage{sage::monotonic_ns(),
+               static_cast<uint64_t>(ru.ru_utime.tv_sec) * 1000000ull + static_cast<uint64_t>(ru.ru_utime.tv_usec),
+               static_cast<uint64_t>(ru.ru_stime.tv_sec) * 1000000ull + static_cast<uint64_t>(ru.ru_stime.tv_usec),
+               static_cast<uint64_t>(ru.ru_minflt), static_cast<uint64_t>(ru.ru_nvcsw), static_cast<uint64_t>(ru.ru_nivcsw)};
+}
+
+Usage usage_since(const Usage& a) {
+  Usage b = usage_now();
+  return Usage{b.wall_ns - a.wall_ns, b.user_us - a.user_us, b.sys_us - a.sys_us,
+               b.minflt - a.minflt,   b.nvcsw - a.nvcsw,     b.nivcsw - a.nivcsw};
+}
+
+std::string usage_json(const Usage& u, uint64_t msgs) {
+  char buf[320];
+  const double wall_us = static_cast<double>(u.wall_ns) / 1000.0;
+  snprintf(buf, sizeof buf,
+           "{\"wallMs\":%.3f,\"cpuBusy\":%.3f,\"userNsPerMsg\":%.0f,\"sysNsPerMsg\":%.0f,\"minorFaults\":%" PRIu64
+           ",\"voluntarySwitches\":%" PRIu64 ",\"involuntarySwitches\":%" PRIu64 "}",
+           wall_us / 1000.0, wall_us > 0 ? static_cast<double>(u.user_us + u.sys_us) / wall_us : 0.0,
+           msgs ? static_cast<double>(u.user_us) * 1000.0 / static_cast<double>(msgs) : 0.0,
+           msgs ? static_cast<double>(u.sys_us) * 1000.0 / static_cast<double>(msgs) : 0.0, u.minflt, u.nvcsw, u.nivcsw);
+  return buf;
+}
+
 // What the consumer sends back to the producer through a pipe.
 struct StreamResult {
   uint64_t counted;    // messages received inside the measured window
@@ -112,6 +145,7 @@ struct StreamResult {
   uint64_t window_ns;  // end of warm-up .. close observed
   uint64_t bad;        // sequence numbers out of order
   uint64_t checksum;
+  Usage usage;         // the consumer's, from its first get
 };
 
 bool write_all(int fd, const void* p, size_t n) {
@@ -146,6 +180,7 @@ StreamResult consume_stream(sage::Queue& q, const Args& a, int ready_fd) {
   StreamResult r{};
   char one = 'r';
   if (!write_all(ready_fd, &one, 1)) die("ready pipe");
+  const Usage start = usage_now();
   uint32_t expect = 0;
   uint64_t first_ns = 0, mark_ns = 0, mark_count = 0;
   const uint64_t warm_ns = a.warm_ms * 1000000ull;
@@ -185,6 +220,7 @@ StreamResult consume_stream(sage::Queue& q, const Args& a, int ready_fd) {
   }
   r.counted = r.total - mark_count;
   r.window_ns = end_ns - mark_ns;
+  r.usage = usage_since(start);
   return r;
 }
 
@@ -216,6 +252,7 @@ int run_stream(const Args& a) {
   for (uint32_t i = 0; i < a.batch; ++i) slices[i] = sage::Slice{payload.data() + static_cast<size_t>(i) * a.size, a.size};
   uint32_t seq = 0;
   uint64_t sent = 0;
+  const Usage prod_start = usage_now();
   const uint64_t start = sage::monotonic_ns();
   const uint64_t stop = start + (a.warm_ms + a.ms) * 1000000ull;
   for (uint64_t iter = 0;; ++iter) {
@@ -230,6 +267,7 @@ int run_stream(const Args& a) {
     if ((iter & 63) == 0 && sage::monotonic_ns() >= stop) break;
   }
   q->close();
+  const Usage prod_usage = usage_since(prod_start);
   StreamResult r{};
   bool got = read_all(result[0], &r, sizeof r);
   int status = 0;
@@ -242,9 +280,10 @@ int run_stream(const Args& a) {
   const double rate = r.window_ns > 0 ? static_cast<double>(r.counted) * 1e9 / static_cast<double>(r.window_ns) : 0;
   printf("{\"mode\":\"stream\",\"size\":%u,\"batch\":%u,\"msgsPerSec\":%.1f,\"counted\":%" PRIu64
          ",\"windowMs\":%.3f,\"sent\":%" PRIu64 ",\"received\":%" PRIu64 ",\"outOfOrder\":%" PRIu64
-         ",\"wakeCalls\":%" PRIu64 ",\"waits\":%" PRIu64 ",\"enqueued\":%" PRIu64 ",\"dequeued\":%" PRIu64 "}\n",
+         ",\"wakeCalls\":%" PRIu64 ",\"waits\":%" PRIu64 ",\"enqueued\":%" PRIu64 ",\"dequeued\":%" PRIu64
+         ",\"producer\":%s,\"consumer\":%s}\n",
          a.size, a.batch, rate, r.counted, static_cast<double>(r.window_ns) / 1e6, sent, r.total, r.bad, st.wake_calls,
-         st.waits, st.enqueued, st.dequeued);
+         st.waits, st.enqueued, st.dequeued, usage_json(prod_usage, sent).c_str(), usage_json(r.usage, r.total).c_str());
   return (r.total == sent && r.bad == 0) ? 0 : 5;
 }
 
