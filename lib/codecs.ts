@@ -9,7 +9,7 @@
  * - `msgpack`: MessagePack through msgpackr (compact, other languages can read it).
  */
 import * as v8 from 'node:v8';
-import { Packr } from 'msgpackr';
+import type { Packr } from 'msgpackr';
 
 import { InvalidArgumentValueError, SerializationError, describe } from './errors';
 
@@ -97,7 +97,17 @@ const structured: Codec = {
   },
 };
 
-const packr = new Packr({ useRecords: false, moreTypes: true });
+// Loaded on first use: msgpackr brings its own native addon (msgpackr-extract), which a process
+// that never uses this codec should not load.
+let packrInstance: Packr | undefined;
+function packr(): Packr {
+  if (packrInstance === undefined) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { Packr: PackrClass } = require('msgpackr') as typeof import('msgpackr');
+    packrInstance = new PackrClass({ useRecords: false, moreTypes: true });
+  }
+  return packrInstance;
+}
 
 const msgpack: Codec = {
   id: 3,
@@ -106,14 +116,14 @@ const msgpack: Codec = {
   encode(item) {
     if (typeof item === 'function' || typeof item === 'symbol' || item === undefined) throw encodeFailed('msgpack', item);
     try {
-      return packr.pack(item);
+      return packr().pack(item);
     } catch (e) {
       throw encodeFailed('msgpack', item, e);
     }
   },
   decode(bytes) {
     try {
-      return packr.unpack(bytes) as unknown;
+      return packr().unpack(bytes) as unknown;
     } catch (e) {
       throw decodeFailed('msgpack', bytes, e);
     }
