@@ -5,8 +5,11 @@
 #   build-native-tsan  SAGE_SANITIZE=thread   TSan, only the test_*_threads* tests
 # Plain CMake, no cmake-js, no downloads. Both trees always run; the script fails if either did.
 #
+# Then, when clang++ with libFuzzer is installed, a short run of the fuzz target (scripts/fuzz.sh).
+#
 # Environment: SAGE_JOBS (build parallelism, default 2), SAGE_SKIP_TSAN=1 (skip the TSan tree,
-# e.g. on a kernel where TSan cannot map its shadow memory even with ASLR disabled).
+# e.g. on a kernel where TSan cannot map its shadow memory even with ASLR disabled),
+# SAGE_FUZZ_SECONDS (length of the fuzz run, default 20), SAGE_SKIP_FUZZ=1 (skip it).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -148,7 +151,30 @@ else
 fi
 tsan_time=$((SECONDS - start))
 
+# --- libFuzzer: a short run of the fuzz target (native/fuzz, clang only) ---------------------------
+# The kept corpus and crash inputs are replayed by test_fuzz_regressions in the ASan tree above;
+# this also mutates them for SAGE_FUZZ_SECONDS (default 20) under ASan/UBSan. New crash inputs are
+# printed (base64) and kept in build-fuzz/crashes/, not written into the repo.
+start=$SECONDS
+if [[ "${SAGE_SKIP_FUZZ:-}" == "1" ]]; then
+  log "libFuzzer run skipped (SAGE_SKIP_FUZZ=1)"
+  summary+=("fuzz skipped")
+elif command -v clang++ >/dev/null && compgen -G '/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a' >/dev/null; then
+  log "libFuzzer run (scripts/fuzz.sh --seconds ${SAGE_FUZZ_SECONDS:-20})"
+  if bash "$ROOT/scripts/fuzz.sh" --seconds "${SAGE_FUZZ_SECONDS:-20}" --no-install --no-keep; then
+    total_passed=$((total_passed + 1))
+    summary+=("fuzz passed")
+  else
+    total_failed=$((total_failed + 1))
+    summary+=("fuzz FAILED")
+  fi
+else
+  log "libFuzzer run skipped: no clang++ with the libFuzzer runtime (apt-get install clang libclang-rt-14-dev)"
+  summary+=("fuzz skipped (no clang)")
+fi
+fuzz_time=$((SECONDS - start))
+
 echo
-echo "test-native: ${summary[*]} (asan ${asan_time}s, tsan ${tsan_time}s)"
+echo "test-native: ${summary[*]} (asan ${asan_time}s, tsan ${tsan_time}s, fuzz ${fuzz_time}s)"
 echo "native: ${total_passed} passed, ${total_failed} failed"
 [[ "$total_failed" -eq 0 ]]

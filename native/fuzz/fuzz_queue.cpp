@@ -11,6 +11,9 @@
 //                    slot fields), then written to the file and opened; on success, data-path ops
 //   2  records       a real queue is created and used, then its data area, cursors, journals and
 //                    lock states are overwritten through a second mapping; then data-path ops
+// (the mode is the first byte % 3). First bytes 0xF0-0xF7 and 0xF8-0xFF select extended variants
+// of modes 1 and 2: the slot table is set in bulk (full tables, dead and stale handles), records
+// are given fuzzed owners (dead or live producers and consumers), and waits really sleep.
 //
 // Lock words. A process that can write arbitrary bytes into a pthread mutex can make any
 // lock-based shared structure block forever (a "held" lock whose owner thread never existed is
@@ -214,6 +217,10 @@ const std::vector<Field>& fields() {
       {offsetof(Header, data_waiters), 4, false},
       {offsetof(Header, space_seq), 4, false},
       {offsetof(Header, space_waiters), 4, false},
+      {offsetof(Header, data_regs), 4, false},
+      {offsetof(Header, data_woken), 4, false},
+      {offsetof(Header, space_regs), 4, false},
+      {offsetof(Header, space_woken), 4, false},
   };
   return f;
 }
@@ -282,6 +289,9 @@ bool one_of(Status s, std::initializer_list<Status> allowed) {
 
 void expect(Status s, std::initializer_list<Status> allowed, const char* op) {
   if (!one_of(s, allowed)) fail("%s returned %s", op, sage::status_code(s));
+  if (std::strncmp(sage::status_code(s), s == Status::Ok ? "OK" : "ERR_", s == Status::Ok ? 2 : 4) != 0 || sage::status_message(s)[0] == 0) {
+    fail("status %d has no stable code or message", static_cast<int>(s));
+  }
 }
 
 // The identity part of the header: the data path must never write it.
@@ -300,6 +310,7 @@ const Header* g_view = nullptr;
 
 struct Handles {
   std::unique_ptr<Queue> a, b;
+  bool sleepy = false;  // extended modes: waits really sleep (1 ms futex waits, no spinning)
 };
 
 void checked_get(Queue* q, Reader& r, bool blocking) {
@@ -379,8 +390,14 @@ void run_ops(Reader& r, Handles& hs, const std::string& name, uint8_t* mapping, 
       case 1: checked_get(q, r, false); break;
       case 2: checked_put(q, r, true); break;
       case 3: checked_get(q, r, true); break;
-      case 4: expect(q->wait_readable(0, nullptr), {Status::Ok, Status::TimedOut}, "wait_readable"); break;
-      case 5: expect(q->wait_writable(r.u16(), 0, nullptr), {Status::Ok, Status::TimedOut, Status::TooLarge}, "wait_writable"); break;
+      case 4:
+        if (hs.sleepy) q->set_spin_ns(0);
+        expect(q->wait_readable(hs.sleepy ? 1 : 0, nullptr), {Status::Ok, Status::TimedOut}, "wait_readable");
+        break;
+      case 5:
+        if (hs.sleepy) q->set_spin_ns(0);
+        expect(q->wait_writable(r.u16(), hs.sleepy ? 1 : 0, nullptr), {Status::Ok, Status::TimedOut, Status::TooLarge}, "wait_writable");
+        break;
       case 6: check_stats(q); break;
       case 7:
         if ((r.u8() & 7) == 0) q->close();
@@ -395,7 +412,7 @@ void run_ops(Reader& r, Handles& hs, const std::string& name, uint8_t* mapping, 
         int err = 0;
         const OpenMode mode = (r.u8() & 1) ? OpenMode::Open : OpenMode::Inspect;
         Status s = Queue::open(name, mode, sage::CreateOptions{}, &hs.b, &err, 0);
-        expect(s, {Status::Ok, Status::Corrupt, Status::VersionMismatch, Status::NotOurs, Status::NotInitialised, Status::NoSlots},
+        expect(s, {Status::Ok, Status::Corrupt, Status::VersionMismatch, Status::NotOurs, Status::NotInitialised, Status::Initialising, Status::NoSlots},
                "open (second handle)");
         if (s == Status::Ok && mode == OpenMode::Inspect) {
           check_stats(hs.b.get());
@@ -424,6 +441,65 @@ void run_ops(Reader& r, Handles& hs, const std::string& name, uint8_t* mapping, 
       }
     }
     if (mapping && std::memcmp(before.bytes, mapping, sizeof before.bytes) != 0) fail("the data path wrote the header's identity fields");
+  }
+}
+
+// --- slot tables and record owners (extended modes) -----------------------------------------------
+
+// Gives every slot from first_slot on a state in bulk, so the full-table paths of attach (reaping
+// dead handles, freeing stale half-claimed slots, NoSlots) are reachable; fix_locks() then gives
+// their liveness mutexes a state. A patch can only ever touch a few of the 128 slots.
+void fill_slots(Reader& r, uint8_t* base, size_t size, uint32_t first_slot) {
+  const uint8_t pattern = r.u8();
+  for (uint32_t i = first_slot; i < sage::kMaxSlots; ++i) {
+    const size_t off = offsetof(Header, slots) + i * sizeof(sage::ProcessSlot);
+    if (off + sizeof(sage::ProcessSlot) > size) break;
+    auto* slot = reinterpret_cast<sage::ProcessSlot*>(base + off);
+    uint32_t state;
+    switch (pattern % 4) {
+      case 0: state = sage::kSlotActive; break;
+      case 1: state = sage::kSlotClaiming; break;  // claiming_ns 0: stale, a survivor frees it
+      case 2: state = (i & 1) ? sage::kSlotActive : sage::kSlotReaping; break;
+      default: state = r.u8() % 5; break;
+    }
+    slot->state.store(state, std::memory_order_relaxed);
+    slot->claiming_ns.store((pattern & 4) ? ~0ull : 0, std::memory_order_relaxed);
+    slot->pid.store(static_cast<int32_t>(i), std::memory_order_relaxed);  // fix_locks' per-slot choice
+    slot->data_waiters.store((pattern & 8) ? i : 0, std::memory_order_relaxed);
+    slot->space_waiters.store((pattern & 16) ? 1 : 0, std::memory_order_relaxed);
+  }
+}
+
+// Makes records belong to a (fuzzed) slot >= 4: sets that slot's state and generation, then
+// stamps the owner into the state words of the records from `freed` to `tail` (optionally turning
+// them into CLAIMED or READING records), so the dead/live-owner paths of get (abandoned claims)
+// and reclaim (lost in read) run against fuzzed owners.
+void own_records(Reader& r, uint8_t* map, size_t map_size, size_t data_off, uint64_t cap) {
+  auto* h = reinterpret_cast<Header*>(map);
+  const uint32_t slot = 4 + r.u8() % (sage::kMaxSlots - 4);
+  const uint16_t gen = r.u16();
+  const uint8_t how = r.u8();
+  h->slots[slot].state.store((how & 1) ? sage::kSlotActive : static_cast<uint32_t>(r.u8() % 5), std::memory_order_relaxed);
+  h->slots[slot].gen.store(gen, std::memory_order_relaxed);
+  h->slots[slot].pid.store(static_cast<int32_t>(r.u8()), std::memory_order_relaxed);
+  const uint32_t owner = sage::make_owner(slot, (how & 2) ? gen : static_cast<uint16_t>(gen + 1));
+  uint8_t* data = map + data_off;
+  uint64_t pos = h->freed.load(std::memory_order_relaxed);
+  const uint64_t tail = h->tail.load(std::memory_order_relaxed);
+  for (int n = 0; n < 64 && pos < tail; ++n) {
+    const uint64_t off = pos & (cap - 1);
+    if ((off & 15) != 0 || off + sage::kRecordHeaderSize > cap || data_off + off + sage::kRecordHeaderSize > map_size) break;
+    auto* rec = reinterpret_cast<sage::RecordHeader*>(data + off);
+    const uint32_t st = rec->state.load(std::memory_order_relaxed);
+    const uint64_t size = sage::rec_kind(st) == sage::kRecPadding ? rec->length : sage::record_size(rec->length);
+    if (size < sage::kRecordHeaderSize || size > cap) break;
+    if (sage::rec_kind(st) != sage::kRecPadding || (how & 4)) {
+      uint32_t kind = sage::rec_kind(st);
+      const uint8_t pick = r.u8();
+      if (pick & 1) kind = (pick & 2) ? sage::kRecClaimed : sage::kRecReading;
+      rec->state.store(sage::rec_state(kind, owner), std::memory_order_relaxed);
+    }
+    pos += size;
   }
 }
 
@@ -467,7 +543,7 @@ void mode_raw(Reader& r) {
   sage::CreateOptions o;
   o.capacity = 4096;
   Status s = Queue::open(name, mode, o, &q, &err, 0);
-  expect(s, {Status::Ok, Status::Corrupt, Status::VersionMismatch, Status::NotOurs, Status::NotInitialised, Status::NoSlots},
+  expect(s, {Status::Ok, Status::Corrupt, Status::VersionMismatch, Status::NotOurs, Status::NotInitialised, Status::Initialising, Status::NoSlots},
          "open (raw)");
   if (s == Status::Ok) {
     check_stats(q.get());
@@ -476,11 +552,12 @@ void mode_raw(Reader& r) {
   Queue::unlink(name, nullptr);
 }
 
-void mode_header(Reader& r) {
+void mode_header(Reader& r, bool extended) {
   const std::string name = name_for("hdr");
   std::vector<uint8_t> img = template_image();
   const uint8_t lockbits = r.u8();
   const uint8_t sizeop = r.u8();
+  if (extended) fill_slots(r, img.data(), img.size(), 0);
   const size_t npatch = r.u8() % (kMaxPatches + 1);
   for (size_t i = 0; i < npatch; ++i) apply_patch(r, img.data(), img.size(), 0, img.size(), 0);
   fix_locks(img.data(), img.size(), lockbits, 0);
@@ -494,10 +571,11 @@ void mode_header(Reader& r) {
   }
   write_file(name, img.data(), size < img.size() ? static_cast<size_t>(size) : img.size(), size);
   Handles hs;
+  hs.sleepy = extended;
   int err = 0;
   const OpenMode mode = (sizeop & 0x80) ? OpenMode::Inspect : OpenMode::Open;
   Status s = Queue::open(name, mode, sage::CreateOptions{}, &hs.a, &err, 0);
-  expect(s, {Status::Ok, Status::Corrupt, Status::VersionMismatch, Status::NotOurs, Status::NotInitialised, Status::NoSlots},
+  expect(s, {Status::Ok, Status::Corrupt, Status::VersionMismatch, Status::NotOurs, Status::NotInitialised, Status::Initialising, Status::NoSlots},
          "open (header)");
   if (s == Status::Ok) {
     if (mode == OpenMode::Inspect) {
@@ -511,7 +589,7 @@ void mode_header(Reader& r) {
   Queue::unlink(name, nullptr);
 }
 
-void mode_records(Reader& r) {
+void mode_records(Reader& r, bool extended) {
   const std::string name = name_for("rec");
   Queue::unlink(name, nullptr);
   const uint8_t cfg = r.u8();
@@ -520,6 +598,7 @@ void mode_records(Reader& r) {
   o.maxsize = (cfg & 2) ? 1 + r.u8() % 8 : 0;
   o.max_message_size = (cfg & 4) ? 1 + r.u16() % (o.capacity / 2 - 16) : 0;
   Handles hs;
+  hs.sleepy = extended;
   int err = 0;
   if (Queue::open(name, OpenMode::Create, o, &hs.a, &err) != Status::Ok) fail("cannot create %s", name.c_str());
   if (cfg & 8) {  // a second attached handle from the start (slot 1)
@@ -552,6 +631,10 @@ void mode_records(Reader& r) {
   if (map == MAP_FAILED) fail("mmap: %s", strerror(errno));
   const size_t data_off = reinterpret_cast<Header*>(map)->data_offset;
   const uint8_t lockbits = r.u8();
+  if (extended) {
+    if (r.u8() & 1) fill_slots(r, map, map_size, 4);
+    own_records(r, map, map_size, data_off, o.capacity);
+  }
   const size_t npatch = r.u8() % (kMaxPatches + 1);
   for (size_t i = 0; i < npatch; ++i) apply_patch(r, map, map_size, data_off, map_size, 4);
   // Slots 0 and 1 are this process's handles: their liveness mutexes are held and stay as they are.
@@ -578,10 +661,17 @@ int run_one(const uint8_t* data, size_t size) {
     std::atexit(cleanup);
   }
   Reader r(data, size);
-  switch (r.u8() % 3) {
+  const uint8_t mode = r.u8();
+  if (mode >= 0xF0) {
+    // Extended modes (added later; first bytes below 0xF0 keep their meaning for kept inputs).
+    if (mode < 0xF8) mode_header(r, true);
+    else mode_records(r, true);
+    return 0;
+  }
+  switch (mode % 3) {
     case 0: mode_raw(r); break;
-    case 1: mode_header(r); break;
-    default: mode_records(r); break;
+    case 1: mode_header(r, false); break;
+    default: mode_records(r, false); break;
   }
   return 0;
 }
