@@ -662,18 +662,17 @@ describe('bad-input matrix', () => {
   });
 });
 
-// --- known gaps ---------------------------------------------------------------------------------
-// Calls that still fail with an untyped error (a plain TypeError without `code`). They are held to
-// the weaker promise here -- they fail, and change nothing -- until they are fixed; then move them
-// into the matrix above with their code.
-describe('known gaps: bad input that fails without a typed error (reported, not yet fixed)', () => {
+// --- formerly untyped ----------------------------------------------------------------------------
+// These used to fail with a plain TypeError; they now give a typed error with a code.
+describe('bad input that used to fail untyped now gives a typed error and changes nothing', () => {
   it.each([
     ['connection.send(not a packet)', () => fx.conn.send({} as Packet)],
     ['joinWorkerPool(null)', () => joinWorkerPool(null as never)],
     ['new HashRing(42, idOf)', () => new HashRing(42 as never, String)],
-  ] as Array<[string, () => unknown]>)('%s fails and changes nothing', async (_what, call) => {
-    const { error } = await failure({ what: '', code: '', call });
-    expect(error).toBeInstanceOf(Error);
+  ] as Array<[string, () => unknown]>)('%s', async (_what, call) => {
+    const { error } = await failure({ what: '', code: 'ERR_INVALID_ARG_TYPE', call });
+    expect(error).toBeInstanceOf(InvalidArgumentTypeError);
+    expect((error as { code?: string }).code).toBe('ERR_INVALID_ARG_TYPE');
     expect(drainLocal(fx.local)).toEqual(CONTENT.local);
     for (const v of CONTENT.local as unknown[]) fx.local.put(v);
   });

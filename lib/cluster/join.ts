@@ -1,6 +1,6 @@
 /** The worker side of a WorkerPool: attach to the queues the primary created for this worker. */
 import { QueueDescriptor } from '../descriptor';
-import { SageQueueError } from '../errors';
+import { InvalidArgumentTypeError, SageQueueError } from '../errors';
 import { resolveDescriptor } from '../registry';
 import { isStopSignal } from '../router/base-router';
 import { Packet } from '../router/packet';
@@ -32,6 +32,7 @@ export interface PoolWorker<T = unknown, R = unknown> {
  * WorkerPool) and tells the primary it is ready. Throws if this process was not started by a pool.
  */
 export function joinWorkerPool<T = unknown, R = unknown>(env: NodeJS.ProcessEnv = process.env): PoolWorker<T, R> {
+  if (env === null || typeof env !== 'object') throw new InvalidArgumentTypeError('env', 'an environment object', env);
   const text = env[POOL_ENV];
   if (text === undefined) {
     throw new SageQueueError('ERR_NOT_A_POOL_WORKER', `this process was not started by a WorkerPool (${POOL_ENV} is not set)`);

@@ -49,6 +49,9 @@ interface Slot {
   connection: Connection;
   child: ChildProcess;
   ready: Promise<void>;
+  startedAt: number;
+  /** Consecutive deaths within a second of starting (drives the respawn backoff). */
+  quickDeaths: number;
 }
 
 export declare interface WorkerPool {
@@ -73,6 +76,7 @@ export class WorkerPool extends EventEmitter {
     if (typeof o.script !== 'string' || o.script.length === 0) throw new InvalidArgumentTypeError('options.script', 'a module path', o.script);
     const workers = o.workers === undefined ? Math.max(2, availableParallelism()) : checkInteger(o.workers, 'options.workers', 1, 1024);
     checkBoolean(o.respawn, 'options.respawn', true);
+    if (o.name !== undefined && typeof o.name !== 'string') throw new InvalidArgumentTypeError('options.name', 'a string', o.name);
     this.#opts = o as WorkerPoolOptions;
     this.name = o.name ?? `pool-${process.pid}-${randomBytes(3).toString('hex')}`;
     this.router = new BaseRouter({ strategy: 'consistent_hash', name: this.name, ...o.router });
@@ -85,7 +89,7 @@ export class WorkerPool extends EventEmitter {
         created.push(queue);
         const connection = this.router.addConnection({ broadcastIndex: 0, parallelIndex: i, targetName: `worker-${i}`, targetHandle: queue, targetType: 'sage_queue' });
         connection.markDown('starting');
-        const slot = { index: i, queue, connection } as Slot;
+        const slot = { index: i, queue, connection, quickDeaths: 0 } as Slot;
         this.#slots.push(slot);
         this.#spawn(slot);
       }
@@ -166,6 +170,7 @@ export class WorkerPool extends EventEmitter {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     slot.child = child;
+    slot.startedAt = Date.now();
     slot.ready = new Promise<void>((resolve, reject) => {
       const onMessage = (m: unknown): void => {
         if (typeof m === 'object' && m !== null && (m as { type?: unknown }).type === READY_MESSAGE) {
@@ -187,11 +192,20 @@ export class WorkerPool extends EventEmitter {
       this.emit('worker-exit', { index: slot.index, pid: child.pid ?? -1, code, signal });
       if (o.respawn === false) return;
       // The replacement attaches to the same queue: what the dead worker left there is not lost.
-      this.#spawn(slot);
-      slot.ready.then(
-        () => this.emit('worker-replaced', { index: slot.index, pid: slot.child.pid ?? -1 }),
-        (e: Error) => this.emit('error', e),
-      );
+      // A worker that keeps dying right after it starts is restarted with a growing delay.
+      const lived = Date.now() - slot.startedAt;
+      slot.quickDeaths = lived < 1000 ? slot.quickDeaths + 1 : 0;
+      const delay = slot.quickDeaths === 0 ? 0 : Math.min(30_000, 100 * 2 ** (slot.quickDeaths - 1));
+      const respawn = (): void => {
+        if (this.#closing) return;
+        this.#spawn(slot);
+        slot.ready.then(
+          () => this.emit('worker-replaced', { index: slot.index, pid: slot.child.pid ?? -1 }),
+          (e: Error) => this.emit('error', e),
+        );
+      };
+      if (delay === 0) respawn();
+      else setTimeout(respawn, delay).unref();
     });
   }
 }

@@ -9,7 +9,7 @@
 import { InvalidArgumentTypeError, InvalidArgumentValueError, describe } from '../errors';
 import type { AsyncQueueLike } from '../queue-like';
 import { isAsyncQueueLike } from '../queue-like';
-import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
+import { checkBoolean, checkInteger, checkKnownKeys, checkOptions } from '../validate';
 import type { Clock } from './clock';
 import { systemClock } from './clock';
 import { Connection } from './connection';
@@ -209,7 +209,7 @@ export class BaseRouter {
       ringPointsPerTarget: o.ringPointsPerTarget === undefined ? 256 : checkInteger(o.ringPointsPerTarget, 'options.ringPointsPerTarget', 1, 100_000),
       loadStaleMs: o.loadStaleMs === undefined ? 1000 : checkInteger(o.loadStaleMs, 'options.loadStaleMs', 0),
       trendHorizonMs: o.trendHorizonMs === undefined ? 250 : checkInteger(o.trendHorizonMs, 'options.trendHorizonMs', 0),
-      trace: o.trace === undefined ? true : Boolean(o.trace),
+      trace: checkBoolean(o.trace, 'options.trace', true),
       clock: o.clock ?? systemClock,
       random: o.random ?? Math.random,
     };

@@ -10,7 +10,7 @@ import { resolveDescriptor } from '../registry';
 import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
 import type { Clock } from './clock';
 import { systemClock } from './clock';
-import type { Packet } from './packet';
+import { Packet } from './packet';
 
 export interface ConnectionInit {
   /** Which broadcast group (every group gets one copy of each packet). */
@@ -166,6 +166,7 @@ export class Connection {
    * (a full or stopped target cannot stall the caller). Counts it; throws what the queue threw.
    */
   async send(packet: Packet, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<void> {
+    if (!(packet instanceof Packet)) throw new InvalidArgumentTypeError('packet', 'a Packet', packet);
     const copy = packet.withInputIndex(this.targetInputIndex);
     this.counters.sent++;
     try {

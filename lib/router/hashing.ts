@@ -39,6 +39,9 @@ export class HashRing<T> {
 
   /** `targets` are identified by `idOf` (the ring positions depend only on the ids). */
   constructor(targets: readonly T[], idOf: (t: T) => string, pointsPerTarget = 256) {
+    if (!Array.isArray(targets)) throw new InvalidArgumentTypeError('targets', 'an array', targets);
+    if (typeof idOf !== 'function') throw new InvalidArgumentTypeError('idOf', 'a function', idOf);
+    if (!Number.isSafeInteger(pointsPerTarget) || pointsPerTarget < 1) throw new InvalidArgumentTypeError('pointsPerTarget', 'an integer >= 1', pointsPerTarget);
     const entries: Array<{ point: number; owner: T; id: string }> = [];
     for (const t of targets) {
       const id = idOf(t);

@@ -90,7 +90,9 @@ export class Packet<P = unknown> {
   /** Revives a packet from its wire form (what a consumer of a serialising queue receives). */
   static from<P = unknown>(wire: PacketWire<P> | Packet<P>): Packet<P> {
     if (wire instanceof Packet) return wire;
-    if (wire === null || typeof wire !== 'object') throw new InvalidArgumentTypeError('wire', 'a packet object', wire);
+    if (wire === null || typeof wire !== 'object' || !('payload' in wire) || typeof wire.traceId !== 'string' || !Array.isArray(wire.trace)) {
+      throw new InvalidArgumentTypeError('wire', 'a packet in wire form ({ payload, traceId, trace, ... }, see Packet#toJSON)', wire);
+    }
     return new Packet(wire.payload, {
       inputIndex: wire.inputIndex,
       partitionKey: wire.partitionKey,

@@ -18,7 +18,7 @@ constexpr size_t kCacheLine = 64;
 // Hot cursors get two lines each, to defeat the adjacent-line prefetcher.
 constexpr size_t kHotAlign = 128;
 
-constexpr uint64_t kMagic = 0x3155455545474153ull;  // "SAGEQUE1" little-endian
+constexpr uint64_t kMagic = 0x3155455545474153ull;  // bytes "SAGEUEU1" in memory (little-endian)
 constexpr uint32_t kMaxSlots = 128;                 // attached handles per queue
 constexpr uint32_t kRecordAlign = 16;
 constexpr uint32_t kRecordHeaderSize = 16;
