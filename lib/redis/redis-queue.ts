@@ -306,6 +306,19 @@ export function hashTagOf(key: string): string | undefined {
 // Lua scripts of the queue. Reply shapes are documented beside each; parsers check them.
 
 /**
+ * Lua lines that record a mutating script's outcome under its sequence number `seq` in the
+ * outcomes hash (so a resend after a reconnect returns it instead of applying twice), drop the
+ * outcome ARGV[2] sequence numbers older, and refresh the hash's TTL (ARGV[3] ms).
+ */
+function recordOutcome(outcomesKey: string, value: string): string {
+  return [
+    `redis.call('HSET', ${outcomesKey}, seq, ${value})`,
+    `redis.call('HDEL', ${outcomesKey}, tostring(tonumber(seq) - tonumber(ARGV[2])))`,
+    `redis.call('PEXPIRE', ${outcomesKey}, ARGV[3])`,
+  ].join('\n');
+}
+
+/**
  * Append. KEYS: stream, closed marker, session hash. ARGV: seq, window, session ttl ms, maxsize
  * (0 = none), head (1 = first in this producer's wait line: may pass the `blocked` flag), field,
  * values... Reply: integer, entries appended (>= 0, fewer than given when maxsize stops them),
@@ -339,9 +352,7 @@ else
   end
   added = room
 end
-redis.call('HSET', KEYS[3], seq, added)
-redis.call('HDEL', KEYS[3], tostring(tonumber(seq) - tonumber(ARGV[2])))
-redis.call('PEXPIRE', KEYS[3], ARGV[3])
+${recordOutcome('KEYS[3]', 'added')}
 return added
 `;
 
@@ -460,9 +471,7 @@ for i = 11, #ARGV do
   end
 end
 local s = table.concat(flags)
-redis.call('HSET', KEYS[2], seq, s)
-redis.call('HDEL', KEYS[2], tostring(tonumber(seq) - tonumber(ARGV[2])))
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
+${recordOutcome('KEYS[2]', 's')}
 return s
 `;
 
