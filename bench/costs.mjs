@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import { SageQueue } from '../dist/index.mjs';
 
 const require = createRequire(import.meta.url);
-const { native } = require('../dist/native.js');
+const { native } = require('../dist/native/index.js');
 
 const SLAB = 64 * 1024;
 const name = `bench-costs-${process.pid}`;

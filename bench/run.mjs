@@ -74,7 +74,7 @@ function checkBuild(opts) {
   if (!fs.existsSync(dist)) throw new Error('dist/ is missing: run `npm run build:ts` (or pass --build)');
   if (!fs.existsSync(addon)) throw new Error('build/Release/sage_queue.node is missing: run `npx node-gyp build` (or pass --build)');
   const warnings = [];
-  if (fs.statSync(path.join(ROOT, 'dist/sage-queue.js')).mtimeMs < newest(path.join(ROOT, 'lib'), ['.ts'])) {
+  if (fs.statSync(path.join(ROOT, 'dist/queue/sage-queue.js')).mtimeMs < newest(path.join(ROOT, 'lib'), ['.ts'])) {
     warnings.push('dist/ is older than lib/: the figures are for the last build (npm run build:ts, or --build)');
   }
   const nativeSrc = Math.max(newest(path.join(ROOT, 'native/core'), ['.cpp', '.h']), newest(path.join(ROOT, 'native/binding'), ['.cpp', '.h']));

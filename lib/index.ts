@@ -4,27 +4,27 @@ export {
   MessageTooLargeError, SerializationError, UnsupportedQueueTypeError, DescriptorError, WouldDeadlockError,
   InvalidArgumentTypeError, ArgumentRangeError, InvalidArgumentValueError,
 } from './errors';
-export type { AsyncQueueLike, AsyncWaitOptions, LoadReporting, QueueLike, SyncAndAsyncQueue } from './queue-like';
-export { isAsyncQueueLike } from './queue-like';
+export type { AsyncQueueLike, AsyncWaitOptions, LoadReporting, QueueLike, SyncAndAsyncQueue } from './queue/queue-like';
+export { isAsyncQueueLike } from './queue/queue-like';
 
-export { LocalQueue } from './local-queue';
-export type { LocalQueueOptions } from './local-queue';
+export { LocalQueue } from './queue/local-queue';
+export type { LocalQueueOptions } from './queue/local-queue';
 
-export { SageQueue } from './sage-queue';
-export type { SageQueueOptions, SageQueueStats, BatchOptions, IterateOptions } from './sage-queue';
-export { CODEC_NAMES } from './codecs';
-export type { CodecName } from './codecs';
+export { SageQueue } from './queue/sage-queue';
+export type { SageQueueOptions, SageQueueStats, BatchOptions, IterateOptions } from './queue/sage-queue';
+export { CODEC_NAMES } from './queue/codecs';
+export type { CodecName } from './queue/codecs';
 
-export { QueueDescriptor, MAX_QUEUE_ID_LENGTH, getLocalQueue, attachToShmQueue, getSageQueue } from './descriptor';
+export { QueueDescriptor, MAX_QUEUE_ID_LENGTH, getLocalQueue, attachToShmQueue, getSageQueue } from './queue/descriptor';
 export type {
   JsonObject, JsonPrimitive, JsonValue, ReadonlyJsonObject, ReadonlyJsonValue, QueueDescriptorDict, QueueDescriptorInit,
   LocalQueueDescriptorOptions, ShmQueueDescriptorOptions, SageQueueDescriptorOptions, RayActorQueueDescriptorOptions,
   RayQueueDescriptorOptions, RpcQueueDescriptorOptions,
-} from './descriptor';
+} from './queue/descriptor';
 export {
   registerQueueImplementation, unregisterQueueImplementation, getRegisteredQueueTypes, resolveDescriptor, forgetResolved,
-} from './registry';
-export type { QueueImplementation, RegisterOptions } from './registry';
+} from './queue/registry';
+export type { QueueImplementation, RegisterOptions } from './queue/registry';
 
 export type { NativeCapabilities, NativeStats, NativeProcessInfo } from './native';
 import { native } from './native';

@@ -1,6 +1,6 @@
 /** Read-only views of queues for the CLI: stats without attaching (so the tool never shows up
  * as an attached process, and never keeps a dead queue alive). */
-import { codecById } from '../codecs';
+import { codecById } from '../queue/codecs';
 import { native } from '../native';
 import type { NativeStats } from '../native';
 

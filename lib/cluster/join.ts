@@ -1,11 +1,11 @@
 /** The worker side of a WorkerPool: attach to the queues the primary created for this worker. */
-import { QueueDescriptor } from '../descriptor';
+import { QueueDescriptor } from '../queue/descriptor';
 import { InvalidArgumentTypeError, SageQueueError } from '../errors';
-import { resolveDescriptor } from '../registry';
+import { resolveDescriptor } from '../queue/registry';
 import { isStopSignal } from '../router/base-router';
 import { Packet } from '../router/packet';
 import type { PacketWire } from '../router/packet';
-import type { SageQueue } from '../sage-queue';
+import type { SageQueue } from '../queue/sage-queue';
 import { POOL_ENV, READY_MESSAGE } from './pool-env';
 import type { PoolAssignment } from './pool-env';
 

@@ -1,5 +1,5 @@
 /** How a WorkerPool tells a worker which queues are its own: one environment variable. */
-import type { QueueDescriptorDict } from '../descriptor';
+import type { QueueDescriptorDict } from '../queue/descriptor';
 
 export const POOL_ENV = 'SAGE_QUEUE_POOL';
 

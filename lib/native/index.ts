@@ -179,7 +179,7 @@ export function native(): NativeAddon {
   if (cached === undefined) {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const load = require('node-gyp-build') as (dir: string) => unknown;
-    cached = load(path.join(__dirname, '..')) as NativeAddon;
+    cached = load(path.join(__dirname, '..', '..')) as NativeAddon;
   }
   return cached;
 }

@@ -11,7 +11,7 @@
 import * as v8 from 'node:v8';
 import type { Packr } from 'msgpackr';
 
-import { InvalidArgumentValueError, SerializationError, describe } from './errors';
+import { InvalidArgumentValueError, SerializationError, describe } from '../errors';
 
 export type CodecName = 'raw' | 'json' | 'v8' | 'msgpack';
 

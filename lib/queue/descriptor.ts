@@ -4,10 +4,10 @@
  * resolveDescriptor(). The wire form uses SAGE's snake_case keys so Python peers can read it.
  */
 import { randomBytes } from 'node:crypto';
-import { DescriptorError, InvalidArgumentTypeError, InvalidArgumentValueError, UnsupportedQueueTypeError, describe } from './errors';
+import { DescriptorError, InvalidArgumentTypeError, InvalidArgumentValueError, UnsupportedQueueTypeError, describe } from '../errors';
 import { LocalQueue } from './local-queue';
 import { getRegisteredQueueTypes, resolveDescriptor } from './registry';
-import { checkBoolean, checkInteger, checkKnownKeys, checkOptions } from './validate';
+import { checkBoolean, checkInteger, checkKnownKeys, checkOptions } from '../validate';
 
 export type JsonPrimitive = string | number | boolean | null;
 export type JsonValue = JsonPrimitive | JsonValue[] | JsonObject;

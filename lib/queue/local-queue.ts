@@ -7,9 +7,9 @@
  * to the oldest waiter.
  */
 import { WaiterList } from './async-waiters';
-import { QueueClosedError, QueueEmptyError, QueueFullError, WouldDeadlockError } from './errors';
+import { QueueClosedError, QueueEmptyError, QueueFullError, WouldDeadlockError } from '../errors';
 import type { AsyncWaitOptions, LoadReporting, SyncAndAsyncQueue } from './queue-like';
-import { checkBoolean, checkInteger, checkKnownKeys, checkOptions, checkSignal, checkTimeoutMs } from './validate';
+import { checkBoolean, checkInteger, checkKnownKeys, checkOptions, checkSignal, checkTimeoutMs } from '../validate';
 
 export interface LocalQueueOptions {
   /** Maximum number of items; 0 (the default) means unbounded. */

@@ -14,11 +14,11 @@ import {
   InvalidArgumentValueError,
   UnsupportedQueueTypeError,
   describe,
-} from './errors';
+} from '../errors';
 import { LocalQueue } from './local-queue';
 import { isAsyncQueueLike } from './queue-like';
 import type { AsyncQueueLike } from './queue-like';
-import { checkBoolean, checkKnownKeys, checkOptions } from './validate';
+import { checkBoolean, checkKnownKeys, checkOptions } from '../validate';
 
 /** Opens (or connects to) the queue a descriptor names. Called once per queue id per process. */
 export type QueueImplementation = (descriptor: QueueDescriptor) => AsyncQueueLike<unknown>;

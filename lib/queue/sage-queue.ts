@@ -22,12 +22,12 @@ import {
   SageQueueError,
   SharedMemoryError,
   describe,
-} from './errors';
-import { native, NativeStatus, NotifyKind } from './native';
-import type { NativeQueue, NativeStats } from './native';
+} from '../errors';
+import { native, NativeStatus, NotifyKind } from '../native';
+import type { NativeQueue, NativeStats } from '../native';
 import type { AsyncWaitOptions, LoadReporting, SyncAndAsyncQueue } from './queue-like';
 import { forgetResolved, registerBuiltinLazy } from './registry';
-import { checkBoolean, checkInteger, checkKnownKeys, checkOptions, checkSignal, checkTimeoutMs } from './validate';
+import { checkBoolean, checkInteger, checkKnownKeys, checkOptions, checkSignal, checkTimeoutMs } from '../validate';
 
 /** Options used when the queue is created (ignored when an existing queue is opened). */
 export interface SageQueueOptions {

@@ -23,10 +23,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Redis as IORedis, RedisOptions } from 'ioredis';
 
-import { WaiterList } from '../async-waiters';
-import { codecByName } from '../codecs';
-import type { Codec, CodecName } from '../codecs';
-import { QueueDescriptor } from '../descriptor';
+import { WaiterList } from '../queue/async-waiters';
+import { codecByName } from '../queue/codecs';
+import type { Codec, CodecName } from '../queue/codecs';
+import { QueueDescriptor } from '../queue/descriptor';
 import {
   DescriptorError,
   InvalidArgumentTypeError,
@@ -39,8 +39,8 @@ import {
   SerializationError,
   describe,
 } from '../errors';
-import type { AsyncWaitOptions } from '../queue-like';
-import { forgetResolved, registerBuiltinLazy } from '../registry';
+import type { AsyncWaitOptions } from '../queue/queue-like';
+import { forgetResolved, registerBuiltinLazy } from '../queue/registry';
 import { checkInteger, checkKnownKeys, checkOptions, checkSignal, checkTimeoutMs } from '../validate';
 
 // ------------------------------------------------------------------------------------------------

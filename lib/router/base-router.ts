@@ -7,8 +7,8 @@
  * reports every delivery, and never says "sent" when a delivery failed.
  */
 import { InvalidArgumentTypeError, InvalidArgumentValueError, describe } from '../errors';
-import type { AsyncQueueLike } from '../queue-like';
-import { isAsyncQueueLike } from '../queue-like';
+import type { AsyncQueueLike } from '../queue/queue-like';
+import { isAsyncQueueLike } from '../queue/queue-like';
 import { checkBoolean, checkInteger, checkKnownKeys, checkOptions } from '../validate';
 import type { Clock } from './clock';
 import { systemClock } from './clock';

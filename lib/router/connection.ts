@@ -3,10 +3,10 @@
  * use), its position in the router's groups, its load, its health and its counters.
  */
 import { ArgumentRangeError, InvalidArgumentTypeError } from '../errors';
-import { QueueDescriptor } from '../descriptor';
-import { isAsyncQueueLike } from '../queue-like';
-import type { AsyncQueueLike } from '../queue-like';
-import { resolveDescriptor } from '../registry';
+import { QueueDescriptor } from '../queue/descriptor';
+import { isAsyncQueueLike } from '../queue/queue-like';
+import type { AsyncQueueLike } from '../queue/queue-like';
+import { resolveDescriptor } from '../queue/registry';
 import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
 import type { Clock } from './clock';
 import { systemClock } from './clock';

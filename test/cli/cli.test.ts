@@ -14,11 +14,11 @@ import { existsSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
-import { SageQueue } from '../lib/index';
+import { SageQueue } from '../../lib/index';
 
-const root = path.resolve(__dirname, '..');
+const root = path.resolve(__dirname, '..', '..');
 const cliPath = path.join(root, 'dist', 'cli', 'main.js');
-const ownerFixture = path.join(__dirname, 'fixtures', 'cli-owner.cjs');
+const ownerFixture = path.join(__dirname, '..', 'fixtures', 'cli-owner.cjs');
 const prefix = `ct-${process.pid}-`;
 let counter = 0;
 const uniq = (tag: string): string => `${prefix}${tag}-${++counter}`;

@@ -16,13 +16,13 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
-import { Packet, QueueClosedError, QueueReleasedError, SageQueue, WorkerPool, stableHash } from '../lib/index';
-import type { RouteReport, WorkerPoolOptions } from '../lib/index';
+import { Packet, QueueClosedError, QueueReleasedError, SageQueue, WorkerPool, stableHash } from '../../lib/index';
+import type { RouteReport, WorkerPoolOptions } from '../../lib/index';
 
-const root = path.resolve(__dirname, '..');
+const root = path.resolve(__dirname, '..', '..');
 const cliPath = path.join(root, 'dist', 'cli', 'main.js');
-const workerScript = path.join(__dirname, 'fixtures', 'pool-worker.cjs');
-const primaryScript = path.join(__dirname, 'fixtures', 'pool-primary.cjs');
+const workerScript = path.join(__dirname, '..', 'fixtures', 'pool-worker.cjs');
+const primaryScript = path.join(__dirname, '..', 'fixtures', 'pool-primary.cjs');
 const prefix = `ct-${process.pid}-`;
 let counter = 0;
 const uniq = (tag: string): string => `${prefix}${tag}-${++counter}`;

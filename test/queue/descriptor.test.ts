@@ -1,17 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { QueueDescriptor, attachToShmQueue, getLocalQueue, getSageQueue } from '../lib/descriptor';
-import type { ReadonlyJsonObject } from '../lib/descriptor';
+import { QueueDescriptor, attachToShmQueue, getLocalQueue, getSageQueue } from '../../lib/queue/descriptor';
+import type { ReadonlyJsonObject } from '../../lib/queue/descriptor';
 import {
   ArgumentRangeError,
   DescriptorError,
   InvalidArgumentTypeError,
   InvalidArgumentValueError,
   UnsupportedQueueTypeError,
-} from '../lib/errors';
-import { LocalQueue } from '../lib/local-queue';
-import { getRegisteredQueueTypes, registerQueueImplementation, unregisterQueueImplementation } from '../lib/registry';
-import { thrown } from './support/expect-errors';
+} from '../../lib/errors';
+import { LocalQueue } from '../../lib/queue/local-queue';
+import { getRegisteredQueueTypes, registerQueueImplementation, unregisterQueueImplementation } from '../../lib/queue/registry';
+import { thrown } from '../support/expect-errors';
 
 // "shm" and "sage_queue" are registered by the shared-memory module; stand in for it when it is
 // not loaded in this test's module graph, so their descriptors can be built.

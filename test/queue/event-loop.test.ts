@@ -4,8 +4,8 @@
  * succeed.
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { SageQueue } from '../lib/index';
-import { cleanup, queueName, spawnAgent, sweepSegments, track } from './helpers/harness';
+import { SageQueue } from '../../lib/index';
+import { cleanup, queueName, spawnAgent, sweepSegments, track } from '../helpers/harness';
 
 afterEach(cleanup);
 afterAll(() => {

@@ -2,7 +2,7 @@ import { getEventListeners } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { LocalQueue } from '../lib/local-queue';
+import { LocalQueue } from '../../lib/queue/local-queue';
 import {
   ArgumentRangeError,
   InvalidArgumentTypeError,
@@ -10,9 +10,9 @@ import {
   QueueEmptyError,
   QueueFullError,
   WouldDeadlockError,
-} from '../lib/errors';
-import { isAsyncQueueLike } from '../lib/queue-like';
-import { rejected, thrown } from './support/expect-errors';
+} from '../../lib/errors';
+import { isAsyncQueueLike } from '../../lib/queue/queue-like';
+import { rejected, thrown } from '../support/expect-errors';
 
 /** Number of live Node timers (setTimeout handles) in this process. */
 function activeTimers(): number {

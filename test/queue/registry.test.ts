@@ -1,12 +1,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { QueueDescriptor } from '../lib/descriptor';
+import { QueueDescriptor } from '../../lib/queue/descriptor';
 import {
   DescriptorError,
   InvalidArgumentTypeError,
   InvalidArgumentValueError,
   UnsupportedQueueTypeError,
-} from '../lib/errors';
-import { LocalQueue } from '../lib/local-queue';
+} from '../../lib/errors';
+import { LocalQueue } from '../../lib/queue/local-queue';
 import {
   forgetResolved,
   getRegisteredQueueTypes,
@@ -14,9 +14,9 @@ import {
   registerQueueImplementation,
   resolveDescriptor,
   unregisterQueueImplementation,
-} from '../lib/registry';
-import type { QueueImplementation } from '../lib/registry';
-import { thrown } from './support/expect-errors';
+} from '../../lib/queue/registry';
+import type { QueueImplementation } from '../../lib/queue/registry';
+import { thrown } from '../support/expect-errors';
 
 
 const registeredHere: string[] = [];

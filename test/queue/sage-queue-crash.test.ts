@@ -6,11 +6,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SageQueue } from '../lib/index';
-import { auditDeliveries, frames, range } from './helpers/frames';
-import type { Delivery, SizeSpec } from './helpers/frames';
-import { nowMs, queueName, sleep, spawnAgent, spawnAgents, track, until, useCleanup } from './helpers/harness';
-import type { Child, ChildEvent, PutResult, WaitGetResult } from './helpers/harness';
+import { SageQueue } from '../../lib/index';
+import { auditDeliveries, frames, range } from '../helpers/frames';
+import type { Delivery, SizeSpec } from '../helpers/frames';
+import { nowMs, queueName, sleep, spawnAgent, spawnAgents, track, until, useCleanup } from '../helpers/harness';
+import type { Child, ChildEvent, PutResult, WaitGetResult } from '../helpers/harness';
 
 useCleanup();
 

@@ -5,10 +5,10 @@
  * outside, in the shared stats: the handle's entry leaves stats().processes.
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { SageQueue } from '../lib/index';
-import { frames } from './helpers/frames';
-import type { ConsumeResult } from './helpers/frames';
-import { cleanup, nowMs, pidExists, queueName, spawnAgent, sweepSegments, track, until } from './helpers/harness';
+import { SageQueue } from '../../lib/index';
+import { frames } from '../helpers/frames';
+import type { ConsumeResult } from '../helpers/frames';
+import { cleanup, nowMs, pidExists, queueName, spawnAgent, sweepSegments, track, until } from '../helpers/harness';
 
 afterEach(cleanup);
 afterAll(() => {

@@ -3,11 +3,11 @@
  * /dev/shm segment as this test process and report what they saw over IPC.
  */
 import { describe, expect, it } from 'vitest';
-import { SageQueue } from '../lib/index';
-import { auditDeliveries, pairs, range } from './helpers/frames';
-import type { ConsumeResult, SizeSpec } from './helpers/frames';
-import { ChildRequestError, nowMs, queueName, spawnAgent, spawnAgents, track, until, useCleanup } from './helpers/harness';
-import type { PutResult, WaitGetResult } from './helpers/harness';
+import { SageQueue } from '../../lib/index';
+import { auditDeliveries, pairs, range } from '../helpers/frames';
+import type { ConsumeResult, SizeSpec } from '../helpers/frames';
+import { ChildRequestError, nowMs, queueName, spawnAgent, spawnAgents, track, until, useCleanup } from '../helpers/harness';
+import type { PutResult, WaitGetResult } from '../helpers/harness';
 
 useCleanup();
 

@@ -2,10 +2,10 @@ import { closeSync, existsSync, openSync, statSync, unlinkSync, writeSync } from
 import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { SageQueue } from '../lib/sage-queue';
-import { QueueDescriptor } from '../lib/descriptor';
-import { resolveDescriptor } from '../lib/registry';
-import { native } from '../lib/native';
+import { SageQueue } from '../../lib/queue/sage-queue';
+import { QueueDescriptor } from '../../lib/queue/descriptor';
+import { resolveDescriptor } from '../../lib/queue/registry';
+import { native } from '../../lib/native';
 import {
   ArgumentRangeError,
   InvalidArgumentTypeError,
@@ -17,8 +17,8 @@ import {
   QueueReleasedError,
   SerializationError,
   SharedMemoryError,
-} from '../lib/errors';
-import { rejected, thrown } from './support/expect-errors';
+} from '../../lib/errors';
+import { rejected, thrown } from '../support/expect-errors';
 
 const created = new Set<string>();
 let counter = 0;

@@ -13,13 +13,13 @@ import {
   QueueFullError,
   QueueReleasedError,
   SerializationError,
-} from '../lib/errors';
-import { QueueDescriptor } from '../lib/descriptor';
-import { forgetResolved, resolveDescriptor } from '../lib/registry';
-import { QUEUE_SCRIPTS, RedisBackendError, RedisQueue, createRedisQueueDescriptor } from '../lib/redis/redis-queue';
-import type { RedisMessage, RedisQueueOptions } from '../lib/redis/redis-queue';
-import { rejected } from './support/expect-errors';
-import { RedisServer } from './support/redis-server';
+} from '../../lib/errors';
+import { QueueDescriptor } from '../../lib/queue/descriptor';
+import { forgetResolved, resolveDescriptor } from '../../lib/queue/registry';
+import { QUEUE_SCRIPTS, RedisBackendError, RedisQueue, createRedisQueueDescriptor } from '../../lib/redis/redis-queue';
+import type { RedisMessage, RedisQueueOptions } from '../../lib/redis/redis-queue';
+import { rejected } from '../support/expect-errors';
+import { RedisServer } from '../support/redis-server';
 
 let server: RedisServer;
 const open: Array<RedisQueue<unknown, unknown>> = [];
@@ -65,7 +65,7 @@ interface ChildMessage {
 
 /** Forks test/fixtures/redis-consumer.cjs and collects its messages. */
 function child(descriptor: QueueDescriptor, action: string, count = 0): { proc: ChildProcess; messages: ChildMessage[]; next(type: string, timeoutMs?: number): Promise<ChildMessage>; exited: Promise<number | null> } {
-  const proc = fork(join(__dirname, 'fixtures', 'redis-consumer.cjs'), [], {
+  const proc = fork(join(__dirname, '..', 'fixtures', 'redis-consumer.cjs'), [], {
     env: { ...process.env, SAGEQ_DESCRIPTOR: JSON.stringify(descriptor), SAGEQ_ACTION: action, SAGEQ_COUNT: String(count) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });

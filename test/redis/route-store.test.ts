@@ -1,17 +1,17 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 
-import { ArgumentRangeError, InvalidArgumentTypeError, InvalidArgumentValueError } from '../lib/errors';
-import { LocalQueue } from '../lib/local-queue';
-import { Packet } from '../lib/router/packet';
-import { QUEUE_SCRIPTS, hashTagOf } from '../lib/redis/redis-queue';
-import { StatefulRouteStore } from '../lib/redis/route-store';
-import type { StatefulRouteStoreOptions } from '../lib/redis/route-store';
-import { ROUTE_STORE_SCRIPTS, replyShapeProblem } from '../lib/redis/route-store-scripts';
-import type { RouteStoreScriptName } from '../lib/redis/route-store-scripts';
-import { StatefulRouter } from '../lib/redis/stateful-router';
-import { rejected, thrown } from './support/expect-errors';
-import { RedisServer } from './support/redis-server';
+import { ArgumentRangeError, InvalidArgumentTypeError, InvalidArgumentValueError } from '../../lib/errors';
+import { LocalQueue } from '../../lib/queue/local-queue';
+import { Packet } from '../../lib/router/packet';
+import { QUEUE_SCRIPTS, hashTagOf } from '../../lib/redis/redis-queue';
+import { StatefulRouteStore } from '../../lib/redis/route-store';
+import type { StatefulRouteStoreOptions } from '../../lib/redis/route-store';
+import { ROUTE_STORE_SCRIPTS, replyShapeProblem } from '../../lib/redis/route-store-scripts';
+import type { RouteStoreScriptName } from '../../lib/redis/route-store-scripts';
+import { StatefulRouter } from '../../lib/redis/stateful-router';
+import { rejected, thrown } from '../support/expect-errors';
+import { RedisServer } from '../support/redis-server';
 
 let server: RedisServer;
 let raw: Redis;

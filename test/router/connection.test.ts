@@ -9,11 +9,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   ArgumentRangeError, Connection, InvalidArgumentTypeError, LocalQueue, Packet, QueueClosedError, QueueDescriptor, QueueFullError,
   SageQueue, registerQueueImplementation,
-} from '../lib/index';
-import { FixtureChild, cleanup, queueName, track, trackQueueType } from './helpers/harness';
-import { FakeClock } from './support/fake-clock';
-import { rejected, thrown } from './support/expect-errors';
-import { OpaqueQueue } from './support/opaque-queue';
+} from '../../lib/index';
+import { FixtureChild, cleanup, queueName, track, trackQueueType } from '../helpers/harness';
+import { FakeClock } from '../support/fake-clock';
+import { rejected, thrown } from '../support/expect-errors';
+import { OpaqueQueue } from '../support/opaque-queue';
 
 // ---------------------------------------------------------------------------------------------
 // Cleanup: every child killed, every handle released, every segment destroyed, every queue type

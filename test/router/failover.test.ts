@@ -11,12 +11,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   BaseRouter, HashRing, LocalQueue, Packet, QueueClosedError, QueueDescriptor, QueueFullError, SageQueue, isStopSignal,
   registerQueueImplementation, stableHash,
-} from '../lib/index';
-import type { AsyncQueueLike, AsyncWaitOptions, Connection, DeadLetter, HealthState, RouterOptions, StrategyName } from '../lib/index';
-import { cleanup, queueName, track, trackQueueType } from './helpers/harness';
-import { FakeClock } from './support/fake-clock';
-import { OpaqueQueue } from './support/opaque-queue';
-import { seeded } from './support/seeded';
+} from '../../lib/index';
+import type { AsyncQueueLike, AsyncWaitOptions, Connection, DeadLetter, HealthState, RouterOptions, StrategyName } from '../../lib/index';
+import { cleanup, queueName, track, trackQueueType } from '../helpers/harness';
+import { FakeClock } from '../support/fake-clock';
+import { OpaqueQueue } from '../support/opaque-queue';
+import { seeded } from '../support/seeded';
 
 // Queue types unregistered, handles released, segments destroyed after every test.
 afterEach(cleanup);

@@ -6,9 +6,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { BaseRouter, LocalQueue, Packet, systemClock } from '../lib/index';
-import type { Connection, DeadLetter, RouteReport } from '../lib/index';
-import { cleanup, sleep, startConsumers, stopConsumers, until } from './helpers/harness';
+import { BaseRouter, LocalQueue, Packet, systemClock } from '../../lib/index';
+import type { Connection, DeadLetter, RouteReport } from '../../lib/index';
+import { cleanup, sleep, startConsumers, stopConsumers, until } from '../helpers/harness';
 
 // Cleanup: children are continued and killed, handles released, segments destroyed — after every
 // test, whether it passed or not.

@@ -8,9 +8,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import {
   ArgumentRangeError, BaseRouter, InvalidArgumentTypeError, InvalidArgumentValueError, LocalQueue, Packet, SageQueue,
-} from '../lib/index';
-import type { Hop, PacketWire, PartitionKey } from '../lib/index';
-import { thrown } from './support/expect-errors';
+} from '../../lib/index';
+import type { Hop, PacketWire, PartitionKey } from '../../lib/index';
+import { thrown } from '../support/expect-errors';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

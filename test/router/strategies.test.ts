@@ -8,12 +8,12 @@ import fc from 'fast-check';
 import murmurhash from 'murmurhash';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { BaseRouter, Connection, HashRing, LocalQueue, Packet, stableHash } from '../lib/index';
-import type { PartitionKey, RouterOptions, SelectionContext, StrategyName } from '../lib/index';
-import { FixtureChild, cleanup, startConsumers, stopConsumers } from './helpers/harness';
-import { FakeClock } from './support/fake-clock';
-import { OpaqueQueue } from './support/opaque-queue';
-import { seeded } from './support/seeded';
+import { BaseRouter, Connection, HashRing, LocalQueue, Packet, stableHash } from '../../lib/index';
+import type { PartitionKey, RouterOptions, SelectionContext, StrategyName } from '../../lib/index';
+import { FixtureChild, cleanup, startConsumers, stopConsumers } from '../helpers/harness';
+import { FakeClock } from '../support/fake-clock';
+import { OpaqueQueue } from '../support/opaque-queue';
+import { seeded } from '../support/seeded';
 
 // Children killed, handles released, segments destroyed after every test, whether it passed or not.
 afterEach(cleanup);

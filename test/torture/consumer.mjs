@@ -11,7 +11,7 @@ import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
 
 import { QueueClosedError, QueueEmptyError, SageQueue } from '../../dist/index.mjs';
-import nativeModule from '../../dist/native.js';
+import nativeModule from '../../dist/native/index.js';
 import { nowUs, peekId, verify } from './message.mjs';
 
 const [name, idText, logFile, controlDir, hookSpec] = process.argv.slice(2);

@@ -10,7 +10,7 @@ import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
 
 import { QueueFullError, SageQueue } from '../../dist/index.mjs';
-import nativeModule from '../../dist/native.js';
+import nativeModule from '../../dist/native/index.js';
 import { makeMessage, nowUs } from './message.mjs';
 
 const [name, idText, logFile, controlDir, hookSpec] = process.argv.slice(2);
