@@ -1,4 +1,8 @@
-/** Public exports of sage-queue, listed in one place. */
+/** Public exports of sage-queue, listed in one place. Loading it registers the built-in queue types. */
+import { installBuiltinQueueTypes } from './builtins';
+
+installBuiltinQueueTypes();
+
 export {
   SageQueueError, QueueEmptyError, QueueFullError, QueueClosedError, QueueReleasedError, SharedMemoryError,
   MessageTooLargeError, SerializationError, UnsupportedQueueTypeError, DescriptorError, WouldDeadlockError,

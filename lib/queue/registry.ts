@@ -15,7 +15,6 @@ import {
   UnsupportedQueueTypeError,
   describe,
 } from '../errors';
-import { LocalQueue } from './local-queue';
 import { isAsyncQueueLike } from './queue-like';
 import type { AsyncQueueLike } from './queue-like';
 import { checkBoolean, checkKnownKeys, checkOptions } from '../validate';
@@ -164,31 +163,3 @@ export function forgetResolved(queueId: string, instance?: unknown): void {
   if (cached === undefined) return;
   if (instance === undefined || cached.instance === instance) resolved.delete(queueId);
 }
-
-/** A built-in type that cannot work in Node.js; it stays registered so such descriptors parse. */
-function unsupported(type: string, hint: string): QueueImplementation {
-  return () => {
-    throw new UnsupportedQueueTypeError(type, getRegisteredQueueTypes().filter((t) => t !== type), hint);
-  };
-}
-
-function openLocal(desc: QueueDescriptor): LocalQueue<unknown> {
-  const maxsize = desc.metadata.maxsize ?? 0;
-  if (typeof maxsize !== 'number' || !Number.isSafeInteger(maxsize) || maxsize < 0) {
-    throw new DescriptorError(`metadata.maxsize of a "local" descriptor must be an integer >= 0; received ${describe(maxsize)}`);
-  }
-  return new LocalQueue({ maxsize });
-}
-
-const RAY_HINT =
-  'There is no Node.js Ray client, so Ray queues cannot be opened from Node.js. Register a bridge with ' +
-  'registerQueueImplementation(type, impl, { replace: true }), or use the cross-machine "redis" queue type ' +
-  '(RedisQueue, a Redis Streams queue: see createRedisQueueDescriptor)';
-
-registerQueueImplementation('local', openLocal);
-registerQueueImplementation('ray_actor', unsupported('ray_actor', RAY_HINT));
-registerQueueImplementation('ray_queue', unsupported('ray_queue', RAY_HINT));
-registerQueueImplementation(
-  'rpc',
-  unsupported('rpc', 'There is no RPC queue implementation yet; register one with registerQueueImplementation'),
-);

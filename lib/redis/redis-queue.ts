@@ -40,7 +40,7 @@ import {
   describe,
 } from '../errors';
 import type { AsyncWaitOptions } from '../queue/queue-like';
-import { forgetResolved, registerBuiltinLazy } from '../queue/registry';
+import { forgetResolved } from '../queue/registry';
 import { checkInteger, checkKnownKeys, checkOptions, checkSignal, checkTimeoutMs } from '../validate';
 
 // ------------------------------------------------------------------------------------------------
@@ -1686,8 +1686,8 @@ function metaInt(desc: QueueDescriptor, key: string, min: number): number | unde
   return v;
 }
 
-/** Opens a "redis" descriptor (registered lazily as the `redis` queue type). */
-function openRedisDescriptor(desc: QueueDescriptor): RedisQueue<unknown, unknown> {
+/** Opens a "redis" descriptor (the `redis` queue type; registered in lib/builtins.ts). */
+export function openRedisDescriptor(desc: QueueDescriptor): RedisQueue<unknown, unknown> {
   const url = metaString(desc, 'url', true) as string;
   const ackMode = metaString(desc, 'ack_mode', false);
   if (ackMode !== undefined && ackMode !== 'auto' && ackMode !== 'explicit') {
@@ -1714,4 +1714,3 @@ function openRedisDescriptor(desc: QueueDescriptor): RedisQueue<unknown, unknown
   }
 }
 
-registerBuiltinLazy('redis', () => openRedisDescriptor);

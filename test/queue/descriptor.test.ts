@@ -12,6 +12,9 @@ import {
 import { LocalQueue } from '../../lib/queue/local-queue';
 import { getRegisteredQueueTypes, registerQueueImplementation, unregisterQueueImplementation } from '../../lib/queue/registry';
 import { thrown } from '../support/expect-errors';
+import { installBuiltinQueueTypes } from '../../lib/builtins';
+
+installBuiltinQueueTypes();
 
 // "shm" and "sage_queue" are registered by the shared-memory module; stand in for it when it is
 // not loaded in this test's module graph, so their descriptors can be built.

@@ -17,6 +17,9 @@ import {
 } from '../../lib/queue/registry';
 import type { QueueImplementation } from '../../lib/queue/registry';
 import { thrown } from '../support/expect-errors';
+import { installBuiltinQueueTypes } from '../../lib/builtins';
+
+installBuiltinQueueTypes();
 
 
 const registeredHere: string[] = [];
@@ -46,10 +49,11 @@ describe('registry type list', () => {
     expect(getRegisteredQueueTypes()).not.toContain('fake');
   });
 
-  it('registry.ts itself does not register sage_queue or shm (the shared-memory module does, lazily)', () => {
-    // This test's module graph does not load the shared-memory module.
-    expect(getRegisteredQueueTypes()).not.toContain('sage_queue');
-    expect(getRegisteredQueueTypes()).not.toContain('shm');
+  it('installBuiltinQueueTypes registers every built-in type, and is idempotent', () => {
+    installBuiltinQueueTypes();
+    for (const type of ['local', 'sage_queue', 'shm', 'redis', 'ray_actor', 'ray_queue', 'rpc']) {
+      expect(getRegisteredQueueTypes()).toContain(type);
+    }
   });
 });
 

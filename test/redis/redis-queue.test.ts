@@ -20,6 +20,9 @@ import { QUEUE_SCRIPTS, RedisBackendError, RedisQueue, createRedisQueueDescripto
 import type { RedisMessage, RedisQueueOptions } from '../../lib/redis/redis-queue';
 import { rejected } from '../support/expect-errors';
 import { RedisServer } from '../support/redis-server';
+import { installBuiltinQueueTypes } from '../../lib/builtins';
+
+installBuiltinQueueTypes();
 
 let server: RedisServer;
 const open: Array<RedisQueue<unknown, unknown>> = [];
