@@ -4,12 +4,11 @@
  * entry (lib/index.ts) installs them once; nothing registers a type as a side effect of being
  * imported.
  */
-import { DescriptorError, UnsupportedQueueTypeError, describe } from './errors';
-import type { QueueDescriptor } from './queue/descriptor';
+import { UnsupportedQueueTypeError } from './errors';
 import { LocalQueue } from './queue/local-queue';
 import { getRegisteredQueueTypes, registerQueueImplementation } from './queue/registry';
 import type { QueueImplementation } from './queue/registry';
-import { openSageDescriptor, openShmDescriptor } from './queue/sage-descriptors';
+import { SageQueue } from './queue/sage-queue';
 import { openRedisDescriptor } from './redis/redis-queue';
 
 /** A built-in type that cannot work in Node.js; it stays registered so such descriptors parse. */
@@ -19,23 +18,15 @@ function unsupported(type: string, hint: string): QueueImplementation {
   };
 }
 
-function openLocal(desc: QueueDescriptor): LocalQueue<unknown> {
-  const maxsize = desc.metadata.maxsize ?? 0;
-  if (typeof maxsize !== 'number' || !Number.isSafeInteger(maxsize) || maxsize < 0) {
-    throw new DescriptorError(`metadata.maxsize of a "local" descriptor must be an integer >= 0; received ${describe(maxsize)}`);
-  }
-  return new LocalQueue({ maxsize });
-}
-
 const RAY_HINT =
   'There is no Node.js Ray client, so Ray queues cannot be opened from Node.js. Register a bridge with ' +
   'registerQueueImplementation(type, impl, { replace: true }), or use the cross-machine "redis" queue type ' +
   '(RedisQueue, a Redis Streams queue: see createRedisQueueDescriptor)';
 
 const BUILTINS: ReadonlyArray<readonly [string, QueueImplementation]> = [
-  ['local', openLocal],
-  ['sage_queue', openSageDescriptor],
-  ['shm', openShmDescriptor],
+  ['local', LocalQueue],
+  ['sage_queue', SageQueue],
+  ['shm', SageQueue],
   ['redis', openRedisDescriptor],
   ['ray_actor', unsupported('ray_actor', RAY_HINT)],
   ['ray_queue', unsupported('ray_queue', RAY_HINT)],

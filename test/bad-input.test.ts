@@ -23,10 +23,10 @@ import {
   SageQueue,
   SageQueueError,
   WorkerPool,
-  attachToShmQueue,
+  shmQueueDescriptor,
   forgetResolved,
   getLocalQueue,
-  getSageQueue,
+  sageQueueDescriptor,
   HashRing,
   joinWorkerPool,
   registerQueueImplementation,
@@ -431,7 +431,7 @@ for (const [label, v] of [['empty', ''], ['257 chars', 'x'.repeat(257)], ['10k c
 }
 row('new QueueDescriptor({ queueType: "" })', DESC, () => new QueueDescriptor(descInit({ queueType: '' })));
 row('new QueueDescriptor({ queueType: 42 })', DESC, () => new QueueDescriptor(descInit({ queueType: 42 })));
-row('new QueueDescriptor({ queueType: "nope" })', UNSUPPORTED, () => new QueueDescriptor(descInit({ queueType: 'nope' })));
+row('resolveDescriptor(new QueueDescriptor({ queueType: "nope" }))', UNSUPPORTED, () => resolveDescriptor(new QueueDescriptor(descInit({ queueType: 'nope' }))));
 row('new QueueDescriptor({ bogus: 1 })', DESC, () => new QueueDescriptor(descInit({ bogus: 1 })));
 for (const [label, v] of [['NaN', { x: NaN }], ['Infinity', { x: Infinity }], ['a function', { f: () => 1 }], ['a bigint', { b: 1n }], ['undefined', { u: undefined }], ['a cycle', circular], ['a Date', { d: new Date() }], ['an array', [1]], ['a string', 'meta'], ['a sparse array', { a: [1, , 3] }], ['a symbol key', { [Symbol('k')]: 1 }]] as Named[]) {
   row(`new QueueDescriptor({ metadata: ${label} })`, DESC, () => new QueueDescriptor(descInit({ metadata: v })));
@@ -451,7 +451,7 @@ for (const [label, v] of [['not JSON', '{bad'], ['a number', 42], ['null', null]
 for (const [label, v] of [['an unknown key', { queue_id: 'q', queue_type: 'local', extra: 1 }], ['no queue_type', { queue_id: 'q' }], ['can_serialize "yes"', { queue_id: 'q', queue_type: 'local', can_serialize: 'yes' }], ['metadata null', { queue_id: 'q', queue_type: 'local', metadata: null }]] as Named[]) {
   row(`QueueDescriptor.fromDict(${label})`, DESC, () => QueueDescriptor.fromDict(v));
 }
-row('QueueDescriptor.fromDict({ queue_type: "nope" })', UNSUPPORTED, () => QueueDescriptor.fromDict({ queue_id: 'q', queue_type: 'nope' }));
+row('resolveDescriptor({ queue_type: "nope" })', UNSUPPORTED, () => resolveDescriptor({ queue_id: 'q', queue_type: 'nope', metadata: {}, created_timestamp: 0 }));
 {
   const d = QueueDescriptor.createLocalQueue({ queueId: 'clone-me' });
   row('descriptor.clone("")', VALUE, () => d.clone(''));
@@ -485,10 +485,10 @@ for (const [label, v, code] of [['0', 0, RANGE], ['65536', 65536, RANGE], ['1.5'
 row('getLocalQueue(42)', TYPE, () => getLocalQueue(42 as unknown as string));
 row('getLocalQueue("id", { maxsize: -1 })', RANGE, () => getLocalQueue('bad-input-local', { maxsize: -1 }));
 row('getLocalQueue("id", { bogus: 1 })', TYPE, () => getLocalQueue('bad-input-local', { bogus: 1 } as never));
-row('attachToShmQueue(42)', TYPE, () => attachToShmQueue(42 as unknown as string));
-row('attachToShmQueue("")', VALUE, () => attachToShmQueue(''));
-row('getSageQueue("id", { queueId: "other" })', TYPE, () => getSageQueue('id', { queueId: 'other' } as never));
-row('getSageQueue(42)', TYPE, () => getSageQueue(42 as unknown as string));
+row('shmQueueDescriptor(42)', TYPE, () => shmQueueDescriptor(42 as unknown as string));
+row('shmQueueDescriptor("")', VALUE, () => shmQueueDescriptor(''));
+row('sageQueueDescriptor("id", { queueId: "other" })', TYPE, () => sageQueueDescriptor('id', { queueId: 'other' } as never));
+row('sageQueueDescriptor(42)', TYPE, () => sageQueueDescriptor(42 as unknown as string));
 
 // Registry.
 for (const [label, v] of [['"a/b"', 'a/b'], ['empty', ''], ['a space', 'a b'], ['10k chars', 'x'.repeat(10_000) + '/']] as Named[]) {

@@ -13,8 +13,9 @@ import { Command, CommanderError, Option } from 'commander';
 
 import { native } from '../native';
 import { bytes, duration, table } from './format';
-import { inspectQueue, isGarbage, listQueues } from './inspect';
-import type { QueueView } from './inspect';
+import { collectGarbage, inspectAllQueues, inspectQueue } from '../queue/inspect';
+import type { QueueInspection as QueueView } from '../queue/inspect';
+import { SageQueue } from '../queue/sage-queue';
 
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
@@ -50,7 +51,7 @@ function stateText(v: QueueView): string {
 }
 
 function lsCommand(opts: { json: boolean }): void {
-  const views = listQueues();
+  const views = inspectAllQueues();
   print(opts.json, views, () => {
     if (views.length === 0) return 'no sage-queue segments in /dev/shm';
     return table(
@@ -118,11 +119,11 @@ function rmCommand(names: string[], opts: { json: boolean }): void {
   const results = names.map((n) => {
     checkName(n);
     try {
-      native().unlink(n);
-      return { name: n, removed: true };
+      if (SageQueue.destroy(n)) return { name: n, removed: true };
+      return { name: n, removed: false, code: 'ERR_QUEUE_NOT_FOUND', message: `no queue named ${JSON.stringify(n)}` };
     } catch (e) {
       const err = e as { code?: string; message?: string };
-      return { name: n, removed: false, code: err.code ?? 'ERR_SYSTEM', message: err.code === 'ERR_QUEUE_NOT_FOUND' ? `no queue named ${JSON.stringify(n)}` : (err.message ?? String(e)) };
+      return { name: n, removed: false, code: err.code ?? 'ERR_SYSTEM', message: err.message ?? String(e) };
     }
   });
   if (opts.json) {
@@ -140,7 +141,7 @@ async function gcCommand(opts: { json: boolean; yes: boolean; dryRun: boolean; i
   if (!opts.yes && !opts.dryRun && !process.stdin.isTTY) {
     throw new CliError('gc needs confirmation: run it in a terminal, or pass --yes (see --dry-run)', EXIT_USAGE);
   }
-  const garbage = listQueues().filter((v) => isGarbage(v, opts.includeIdle));
+  const garbage = collectGarbage({ includeIdle: opts.includeIdle, dryRun: true }).candidates;
   const describe = (v: QueueView): string =>
     v.error ? `${v.name} (${v.error.code})` : `${v.name} (${v.stats?.depth} messages; ${v.stats?.processes.length ? `processes ${processesText(v)}` : 'no process attached'})`;
   if (garbage.length === 0) {
@@ -161,16 +162,8 @@ async function gcCommand(opts: { json: boolean; yes: boolean; dryRun: boolean; i
       return;
     }
   }
-  const removed: string[] = [];
-  const failed: Array<{ name: string; message: string }> = [];
-  for (const v of garbage) {
-    try {
-      native().unlink(v.name);
-      removed.push(v.name);
-    } catch (e) {
-      failed.push({ name: v.name, message: (e as Error).message });
-    }
-  }
+  // Removes only what is still garbage now (each is inspected again just before removal).
+  const { removed, failed } = collectGarbage({ includeIdle: opts.includeIdle, only: garbage.map((v) => v.name) });
   print(opts.json, { removed, failed }, () => [...removed.map((n) => `removed ${n}`), ...failed.map((f) => `sage-queue: could not remove ${f.name}: ${f.message}`)].join('\n'));
   if (failed.length > 0) process.exitCode = EXIT_FAILED;
 }

@@ -1,12 +1,11 @@
 /**
- * QueueDescriptor: the serialisable name of a queue (SAGE's "queue descriptor"). It carries no
- * queue instance: pass it (or its JSON) to another process and open it there with
- * resolveDescriptor(). The wire form uses SAGE's snake_case keys so Python peers can read it.
+ * QueueDescriptor: the serialisable name of a queue (SAGE's "queue descriptor"). A pure value: it
+ * carries no queue instance and does no work. Pass it (or its JSON) to another process and open
+ * it there with resolveDescriptor(), which checks that its type is registered. The wire form uses
+ * SAGE's snake_case keys so Python peers can read it.
  */
 import { randomBytes } from 'node:crypto';
-import { DescriptorError, InvalidArgumentTypeError, InvalidArgumentValueError, UnsupportedQueueTypeError, describe } from '../errors';
-import { LocalQueue } from './local-queue';
-import { getRegisteredQueueTypes, resolveDescriptor } from './registry';
+import { DescriptorError, InvalidArgumentTypeError, InvalidArgumentValueError, describe } from '../errors';
 import { checkBoolean, checkInteger, checkKnownKeys, checkOptions } from '../validate';
 
 export type JsonPrimitive = string | number | boolean | null;
@@ -195,8 +194,8 @@ export class QueueDescriptor {
   readonly createdTimestamp: number;
 
   /**
-   * Throws DescriptorError for a malformed field and UnsupportedQueueTypeError when no
-   * implementation of `queueType` is registered in this process.
+   * Throws DescriptorError for a malformed field. Whether `queueType` is registered is checked
+   * when the descriptor is resolved, not here.
    */
   constructor(init: QueueDescriptorInit) {
     if (!isPlainObject(init)) throw new DescriptorError(`a descriptor needs an object of fields; received ${describe(init)}`);
@@ -210,8 +209,6 @@ export class QueueDescriptor {
     if (typeof type !== 'string' || type.length === 0) {
       throw new DescriptorError(`queueType must be a non-empty string; received ${describe(type)}`);
     }
-    const available = getRegisteredQueueTypes();
-    if (!available.includes(type)) throw new UnsupportedQueueTypeError(type, available);
     this.queueType = type;
     this.metadata = init.metadata === undefined ? Object.freeze({}) : copyMetadata(init.metadata, true);
     const ts: unknown = init.createdTimestamp;
@@ -387,32 +384,15 @@ export class QueueDescriptor {
   }
 }
 
-/**
- * The LocalQueue of a "local" descriptor: the same instance for the same id in this process.
- * Without `queueId`, a new queue with a generated id. `maxsize` only applies when the queue is
- * first opened.
- */
-export function getLocalQueue<T = unknown>(queueId?: string, options?: { maxsize?: number }): LocalQueue<T> {
-  const opts = checkOptions<{ maxsize?: number }>(options);
-  checkKnownKeys(opts, ['maxsize']);
-  const queue = resolveDescriptor(QueueDescriptor.createLocalQueue({ queueId, maxsize: opts.maxsize }));
-  if (!(queue instanceof LocalQueue)) {
-    throw new DescriptorError(
-      `queue id ${JSON.stringify(queueId)} resolved to ${describe(queue)}, not a LocalQueue (was the "local" type replaced?)`,
-    );
-  }
-  return queue as LocalQueue<T>;
-}
-
 /** The "shm" descriptor for an existing shared-memory segment (open it with resolveDescriptor). */
-export function attachToShmQueue(shmName: string, options?: { queueId?: string; maxsize?: number }): QueueDescriptor {
+export function shmQueueDescriptor(shmName: string, options?: { queueId?: string; maxsize?: number }): QueueDescriptor {
   const opts = checkOptions<{ queueId?: string; maxsize?: number }>(options);
   checkKnownKeys(opts, ['queueId', 'maxsize']);
   return QueueDescriptor.createShmQueue({ shmName, queueId: opts.queueId, maxsize: opts.maxsize });
 }
 
 /** The "sage_queue" descriptor for `queueId` (open it with resolveDescriptor). Options as createSageQueue. */
-export function getSageQueue(queueId?: string, options?: Omit<SageQueueDescriptorOptions, 'queueId'>): QueueDescriptor {
+export function sageQueueDescriptor(queueId?: string, options?: Omit<SageQueueDescriptorOptions, 'queueId'>): QueueDescriptor {
   const opts = checkOptions<SageQueueDescriptorOptions>(options);
   if ('queueId' in opts) throw new InvalidArgumentTypeError('options.queueId', 'absent (pass the id as the first argument)', opts.queueId);
   return QueueDescriptor.createSageQueue({ ...opts, queueId });

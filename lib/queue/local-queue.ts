@@ -7,21 +7,27 @@
  * to the oldest waiter.
  */
 import { WaiterList } from './async-waiters';
-import { QueueClosedError, QueueEmptyError, QueueFullError, WouldDeadlockError } from '../errors';
+import { DescriptorError, QueueClosedError, QueueEmptyError, QueueFullError, WouldDeadlockError, describe } from '../errors';
+import { QueueDescriptor } from './descriptor';
 import type { AsyncWaitOptions, LoadReporting, SyncAndAsyncQueue } from './queue-like';
-import { checkBoolean, checkInteger, checkKnownKeys, checkOptions, checkSignal, checkTimeoutMs } from '../validate';
+import { drainUntilClosed, parseWaitOptions } from './skeleton';
+import { checkBoolean, checkInteger, checkKnownKeys, checkOptions, checkTimeoutMs } from '../validate';
 
 export interface LocalQueueOptions {
   /** Maximum number of items; 0 (the default) means unbounded. */
   maxsize?: number;
 }
 
-const WAIT_OPTION_KEYS = ['timeoutMs', 'signal'] as const;
-
-function parseWaitOptions(options: unknown): { timeoutMs?: number; signal?: AbortSignal } {
-  const opts = checkOptions<AsyncWaitOptions>(options);
-  checkKnownKeys(opts, WAIT_OPTION_KEYS);
-  return { timeoutMs: checkTimeoutMs(opts.timeoutMs, 'options.timeoutMs'), signal: checkSignal(opts.signal, 'options.signal') };
+/**
+ * The maxsize a descriptor carries (metadata.maxsize, default 0). Any type is accepted, so the
+ * class can also be registered under a type name of the application's own.
+ */
+function descriptorMaxsize(desc: QueueDescriptor): number {
+  const maxsize = desc.metadata.maxsize ?? 0;
+  if (typeof maxsize !== 'number' || !Number.isSafeInteger(maxsize) || maxsize < 0) {
+    throw new DescriptorError(`metadata.maxsize of a "local" descriptor must be an integer >= 0; received ${describe(maxsize)}`);
+  }
+  return maxsize;
 }
 
 /** Array with a moving head: O(1) amortised shift without Array#shift's copying on big arrays. */
@@ -62,7 +68,12 @@ export class LocalQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReport
   readonly #putters = new WaiterList<void, T>();
   #closed = false;
 
-  constructor(options?: LocalQueueOptions) {
+  /** Given a QueueDescriptor (normally of type "local"), takes maxsize from its metadata. */
+  constructor(options?: LocalQueueOptions | QueueDescriptor) {
+    if (options instanceof QueueDescriptor) {
+      this.#maxsize = descriptorMaxsize(options);
+      return;
+    }
     const opts = checkOptions<LocalQueueOptions>(options);
     checkKnownKeys(opts, ['maxsize']);
     this.#maxsize = opts.maxsize === undefined ? 0 : checkInteger(opts.maxsize, 'options.maxsize', 0);
@@ -179,17 +190,8 @@ export class LocalQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReport
   }
 
   /** Yields items until the queue is closed and drained. */
-  async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
-    for (;;) {
-      let item: T;
-      try {
-        item = await this.getAsync();
-      } catch (error) {
-        if (error instanceof QueueClosedError) return;
-        throw error;
-      }
-      yield item;
-    }
+  [Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
+    return drainUntilClosed(() => this.getAsync());
   }
 
   /** Puts fail from now on; gets drain what is left; every pending async waiter settles now. */

@@ -1,10 +1,9 @@
 /**
  * The queue-type registry: which implementation opens a descriptor of each `queueType`, and the
- * per-process cache that makes one queue id resolve to one instance.
+ * per-process cache, keyed by queue id, that makes one queue id resolve to one instance. A queue
+ * that is released tells the registry (releaseResolved), which then forgets exactly that entry.
  *
- * descriptor.ts and this module import each other (a descriptor checks its type here; resolving
- * parses descriptors). Neither uses the other while loading, only inside functions, so CommonJS
- * and ESM both resolve the cycle.
+ * Nothing is registered here: the built-in types are installed by lib/builtins.ts.
  */
 import { QueueDescriptor } from './descriptor';
 import type { QueueDescriptorDict } from './descriptor';
@@ -15,12 +14,17 @@ import {
   UnsupportedQueueTypeError,
   describe,
 } from '../errors';
+import { LocalQueue } from './local-queue';
 import { isAsyncQueueLike } from './queue-like';
 import type { AsyncQueueLike } from './queue-like';
 import { checkBoolean, checkKnownKeys, checkOptions } from '../validate';
 
-/** Opens (or connects to) the queue a descriptor names. Called once per queue id per process. */
-export type QueueImplementation = (descriptor: QueueDescriptor) => AsyncQueueLike<unknown>;
+/** A factory that opens (or connects to) the queue a descriptor names. */
+export type QueueFactory = (descriptor: QueueDescriptor) => AsyncQueueLike<unknown>;
+/** A class whose constructor takes the descriptor (`new Impl(descriptor)`), like SAGE's register_queue_implementation. */
+export type QueueClass = new (descriptor: QueueDescriptor) => AsyncQueueLike<unknown>;
+/** What opens a descriptor's queue: a factory function or a class. Called once per queue id per process. */
+export type QueueImplementation = QueueFactory | QueueClass;
 
 export interface RegisterOptions {
   /** Replace an existing registration (its cached instances are forgotten, not closed). */
@@ -28,14 +32,14 @@ export interface RegisterOptions {
 }
 
 interface Entry {
-  impl?: QueueImplementation;
-  /** Set for lazily loaded built-ins until the first resolve loads them. */
-  load?: () => QueueImplementation;
+  open: QueueFactory;
 }
 
 const TYPE_PATTERN = /^[A-Za-z0-9_-]+$/;
 const implementations = new Map<string, Entry>();
 const resolved = new Map<string, { queueType: string; instance: AsyncQueueLike<unknown> }>();
+/** The queue id each cached instance was resolved under (a queue knows its segment, not its id). */
+const idOf = new WeakMap<object, string>();
 
 function checkQueueType(type: unknown, name = 'type'): string {
   if (typeof type !== 'string') throw new InvalidArgumentTypeError(name, 'a string', type);
@@ -72,24 +76,21 @@ function forgetType(queueType: string): void {
   }
 }
 
+/** True for `class X {}` (which must be called with new), false for plain and arrow functions. */
+function isClass(fn: QueueImplementation): fn is QueueClass {
+  return /^class[\s{]/.test(Function.prototype.toString.call(fn));
+}
+
 /**
- * Registers the implementation that opens descriptors of `type` (letters, digits, `_`, `-`).
+ * Registers the implementation that opens descriptors of `type` (letters, digits, `_`, `-`):
+ * a factory `(descriptor) => queue`, or a class constructed as `new Impl(descriptor)`.
  * Throws InvalidArgumentValueError with code 'ERR_QUEUE_TYPE_EXISTS' if the type is taken,
  * unless `{ replace: true }`.
  */
 export function registerQueueImplementation(type: string, impl: QueueImplementation, options?: RegisterOptions): void {
-  if (typeof impl !== 'function') throw new InvalidArgumentTypeError('impl', 'a function', impl);
-  addEntry(type, { impl }, options);
-}
-
-/**
- * Registers a built-in type whose implementation module is loaded on first resolve (used by
- * modules that would otherwise import each other). Same rules as registerQueueImplementation.
- * @internal
- */
-export function registerBuiltinLazy(type: string, load: () => QueueImplementation): void {
-  if (typeof load !== 'function') throw new InvalidArgumentTypeError('load', 'a function', load);
-  addEntry(type, { load }, undefined);
+  if (typeof impl !== 'function') throw new InvalidArgumentTypeError('impl', 'a function or a class', impl);
+  const open: QueueFactory = isClass(impl) ? (desc) => new impl(desc) : impl;
+  addEntry(type, { open }, options);
 }
 
 /** Removes a type; returns false if it was not registered. Its cached instances are forgotten, not closed. */
@@ -135,11 +136,7 @@ export function resolveDescriptor<T = unknown>(
   }
   const entry = implementations.get(desc.queueType);
   if (entry === undefined) throw new UnsupportedQueueTypeError(desc.queueType, getRegisteredQueueTypes());
-  if (entry.impl === undefined && entry.load !== undefined) {
-    entry.impl = entry.load(); // a failed load stays lazy and is retried on the next resolve
-    entry.load = undefined;
-  }
-  const instance = (entry.impl as QueueImplementation)(desc);
+  const instance = entry.open(desc);
   if (!isAsyncQueueLike(instance)) {
     throw new InvalidArgumentValueError(
       `the implementation of queue type ${JSON.stringify(desc.queueType)} returned ${describe(instance)}, ` +
@@ -149,7 +146,37 @@ export function resolveDescriptor<T = unknown>(
     );
   }
   resolved.set(desc.queueId, { queueType: desc.queueType, instance });
+  idOf.set(instance, desc.queueId);
   return instance as AsyncQueueLike<T>;
+}
+
+/**
+ * The release hook: a queue instance calls this when it is released, and the registry forgets
+ * it under the queue id it was resolved with (whatever the instance calls itself), so the next
+ * resolve of that descriptor opens a fresh instance. A no-op for an instance it never resolved.
+ */
+export function releaseResolved(instance: object): void {
+  const queueId = idOf.get(instance);
+  if (queueId === undefined) return;
+  idOf.delete(instance);
+  if (resolved.get(queueId)?.instance === instance) resolved.delete(queueId);
+}
+
+/**
+ * The LocalQueue of a "local" descriptor: the same instance for the same id in this process.
+ * Without `queueId`, a new queue with a generated id. `maxsize` only applies when the queue is
+ * first opened.
+ */
+export function getLocalQueue<T = unknown>(queueId?: string, options?: { maxsize?: number }): LocalQueue<T> {
+  const opts = checkOptions<{ maxsize?: number }>(options);
+  checkKnownKeys(opts, ['maxsize']);
+  const queue = resolveDescriptor(QueueDescriptor.createLocalQueue({ queueId, maxsize: opts.maxsize }));
+  if (!(queue instanceof LocalQueue)) {
+    throw new DescriptorError(
+      `queue id ${JSON.stringify(queueId)} resolved to ${describe(queue)}, not a LocalQueue (was the "local" type replaced?)`,
+    );
+  }
+  return queue as LocalQueue<T>;
 }
 
 /**

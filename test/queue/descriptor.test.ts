@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { QueueDescriptor, attachToShmQueue, getLocalQueue, getSageQueue } from '../../lib/queue/descriptor';
+import { QueueDescriptor, shmQueueDescriptor, sageQueueDescriptor } from '../../lib/queue/descriptor';
+import { getLocalQueue, resolveDescriptor } from '../../lib/queue/registry';
 import type { ReadonlyJsonObject } from '../../lib/queue/descriptor';
 import {
   ArgumentRangeError,
@@ -68,12 +69,10 @@ describe('QueueDescriptor fields', () => {
     descriptorError(() => new QueueDescriptor(null as never));
   });
 
-  it('rejects an unregistered type with UnsupportedQueueTypeError naming the available types', () => {
-    const e = thrown(
-      () => new QueueDescriptor({ queueId: 'q', queueType: 'no_such_type' }),
-      UnsupportedQueueTypeError,
-      'ERR_UNSUPPORTED_QUEUE_TYPE',
-    );
+  it('is a pure value: any well-formed type is accepted, and resolving an unregistered one is UnsupportedQueueTypeError naming the available types', () => {
+    const desc = new QueueDescriptor({ queueId: 'q', queueType: 'no_such_type' });
+    expect(QueueDescriptor.fromDict(desc.toDict()).queueType).toBe('no_such_type');
+    const e = thrown(() => resolveDescriptor(desc), UnsupportedQueueTypeError, 'ERR_UNSUPPORTED_QUEUE_TYPE');
     expect(e.queueType).toBe('no_such_type');
     expect(e.availableTypes).toContain('local');
     expect(e.message).toMatch(/local/);
@@ -390,18 +389,18 @@ describe('convenience functions', () => {
     expect(getLocalQueue()).not.toBe(getLocalQueue());
   });
 
-  it('attachToShmQueue returns the shm descriptor', () => {
-    const d = attachToShmQueue('segment', { queueId: 'shm-q', maxsize: 5 });
+  it('shmQueueDescriptor returns the shm descriptor', () => {
+    const d = shmQueueDescriptor('segment', { queueId: 'shm-q', maxsize: 5 });
     expect(d.queueType).toBe('shm');
     expect(d.toDict()).toMatchObject({ queue_id: 'shm-q', metadata: { shm_name: 'segment', maxsize: 5 } });
-    expect(attachToShmQueue('segment').queueId).toMatch(/^shm_[0-9a-f]{8}$/);
+    expect(shmQueueDescriptor('segment').queueId).toMatch(/^shm_[0-9a-f]{8}$/);
   });
 
-  it('getSageQueue returns the sage_queue descriptor', () => {
-    const d = getSageQueue('jobs', { namespace: 'ns', capacity: 65536 });
+  it('sageQueueDescriptor returns the sage_queue descriptor', () => {
+    const d = sageQueueDescriptor('jobs', { namespace: 'ns', capacity: 65536 });
     expect(d.queueType).toBe('sage_queue');
     expect(d.queueId).toBe('jobs');
     expect(d.metadata).toMatchObject({ namespace: 'ns', capacity: 65536, maxsize: 1000 });
-    expect(getSageQueue().queueId).toMatch(/^sage_[0-9a-f]{8}$/);
+    expect(sageQueueDescriptor().queueId).toMatch(/^sage_[0-9a-f]{8}$/);
   });
 });

@@ -10,7 +10,7 @@ import { LocalQueue } from '../../lib/queue/local-queue';
 import {
   forgetResolved,
   getRegisteredQueueTypes,
-  registerBuiltinLazy,
+  releaseResolved,
   registerQueueImplementation,
   resolveDescriptor,
   unregisterQueueImplementation,
@@ -216,33 +216,59 @@ describe('forgetResolved', () => {
   });
 });
 
-describe('lazy built-ins', () => {
-  it('registerBuiltinLazy lists the type at once but loads it only on first resolve, once', () => {
-    let loads = 0;
-    registerBuiltinLazy('lazy-test', () => {
-      loads++;
-      return () => new LocalQueue();
-    });
-    registeredHere.push('lazy-test');
-    expect(getRegisteredQueueTypes()).toContain('lazy-test');
-    expect(loads).toBe(0);
-    resolveDescriptor(new QueueDescriptor({ queueId: 'lazy-1', queueType: 'lazy-test' }));
-    resolveDescriptor(new QueueDescriptor({ queueId: 'lazy-2', queueType: 'lazy-test' }));
-    expect(loads).toBe(1);
-    thrown(() => registerBuiltinLazy('lazy-test', () => () => new LocalQueue()), InvalidArgumentValueError, 'ERR_QUEUE_TYPE_EXISTS');
+describe('registering a class', () => {
+  it('a class is constructed with new Impl(descriptor), once per queue id', () => {
+    const seen: QueueDescriptor[] = [];
+    class Recording extends LocalQueue<unknown> {
+      constructor(desc: QueueDescriptor) {
+        super();
+        seen.push(desc);
+      }
+    }
+    register('class-test', Recording);
+    const desc = new QueueDescriptor({ queueId: 'class-1', queueType: 'class-test' });
+    const q = resolveDescriptor(desc);
+    expect(q).toBeInstanceOf(Recording);
+    expect(resolveDescriptor(desc)).toBe(q);
+    expect(seen).toEqual([desc]);
   });
 
-  it('a loader that throws is retried on the next resolve', () => {
-    let attempts = 0;
-    registerBuiltinLazy('lazy-flaky', () => {
-      attempts++;
-      if (attempts === 1) throw new Error('not yet');
-      return () => new LocalQueue();
+  it('the built-in LocalQueue class registers as a type and reads maxsize from the descriptor', () => {
+    register('class-local', LocalQueue);
+    const q = resolveDescriptor(new QueueDescriptor({ queueId: 'class-2', queueType: 'class-local', metadata: { maxsize: 3 } }));
+    expect(q).toBeInstanceOf(LocalQueue);
+    expect((q as LocalQueue).maxsize).toBe(3);
+  });
+
+  it('a plain function and an arrow function are called as factories, not constructed', () => {
+    let calls = 0;
+    function factory(): LocalQueue {
+      calls++;
+      return new LocalQueue();
+    }
+    register('fn-factory', factory);
+    register('arrow-factory', () => {
+      calls++;
+      return new LocalQueue();
     });
-    registeredHere.push('lazy-flaky');
-    const desc = new QueueDescriptor({ queueId: 'lazy-3', queueType: 'lazy-flaky' });
-    expect(() => resolveDescriptor(desc)).toThrow('not yet');
-    expect(resolveDescriptor(desc)).toBeInstanceOf(LocalQueue);
+    resolveDescriptor(new QueueDescriptor({ queueId: 'fn-1', queueType: 'fn-factory' }));
+    resolveDescriptor(new QueueDescriptor({ queueId: 'fn-2', queueType: 'arrow-factory' }));
+    expect(calls).toBe(2);
+  });
+});
+
+describe('release hook', () => {
+  it('releaseResolved forgets the instance under the id it was resolved with, and only that instance', () => {
+    register('release-test', () => new LocalQueue());
+    const desc = new QueueDescriptor({ queueId: 'release-1', queueType: 'release-test' });
+    const q = resolveDescriptor(desc);
+    releaseResolved(new LocalQueue()); // never resolved: no-op
+    expect(resolveDescriptor(desc)).toBe(q);
+    releaseResolved(q);
+    const fresh = resolveDescriptor(desc);
+    expect(fresh).not.toBe(q);
+    releaseResolved(q); // a second release of the old instance does not evict the new one
+    expect(resolveDescriptor(desc)).toBe(fresh);
   });
 });
 

@@ -8,6 +8,7 @@ import { resolveDescriptor } from '../../lib/queue/registry';
 import { native } from '../../lib/native';
 import {
   ArgumentRangeError,
+  DescriptorError,
   InvalidArgumentTypeError,
   InvalidArgumentValueError,
   MessageTooLargeError,
@@ -19,6 +20,9 @@ import {
   SharedMemoryError,
 } from '../../lib/errors';
 import { rejected, thrown } from '../support/expect-errors';
+import { installBuiltinQueueTypes } from '../../lib/builtins';
+
+installBuiltinQueueTypes();
 
 const created = new Set<string>();
 let counter = 0;
@@ -94,17 +98,17 @@ describe('SageQueue QueueLike', () => {
     expect(e.timedOut).toBe(false);
   });
 
-  it('a blocking get with a timeout waits about that long, then throws QueueEmptyError (timedOut)', () => {
+  it('a blocking get with a timeout waits at least that long (not forever), then throws QueueEmptyError (timedOut)', () => {
     const q = track(make());
     const t0 = performance.now();
     const e = thrown(() => q.get(true, 150), QueueEmptyError, 'ERR_QUEUE_EMPTY');
     const waited = performance.now() - t0;
     expect(e.timedOut).toBe(true);
     expect(waited).toBeGreaterThanOrEqual(145);
-    expect(waited).toBeLessThan(200);
+    expect(waited).toBeLessThan(150 + 2000);
   });
 
-  it('a blocking put with a timeout on a full queue waits about that long, then throws QueueFullError', () => {
+  it('a blocking put with a timeout on a full queue waits at least that long (not forever), then throws QueueFullError', () => {
     const q = track(make<number>({ maxsize: 1 }));
     q.put(1);
     const t0 = performance.now();
@@ -112,7 +116,7 @@ describe('SageQueue QueueLike', () => {
     const waited = performance.now() - t0;
     expect(e.timedOut).toBe(true);
     expect(waited).toBeGreaterThanOrEqual(95);
-    expect(waited).toBeLessThan(150);
+    expect(waited).toBeLessThan(100 + 2000);
   });
 
   it('rejects bad arguments with typed errors and stable codes', () => {
@@ -283,17 +287,19 @@ describe('SageQueue async', () => {
     await expect(p).resolves.toBe('later');
   });
 
-  it('getAsync/putAsync time out within 50 ms of their timeout', async () => {
+  it('getAsync/putAsync time out once their timeout has passed, not before, and a timed-out put enqueues nothing', async () => {
     const q = track(make<number>({ maxsize: 1 }));
     let t0 = performance.now();
     const e1 = await rejected(q.getAsync({ timeoutMs: 120 }), QueueEmptyError, 'ERR_QUEUE_EMPTY');
     expect(e1.timedOut).toBe(true);
-    expect(Math.abs(performance.now() - t0 - 120)).toBeLessThan(50);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(115);
+    expect(performance.now() - t0).toBeLessThan(120 + 2000);
     q.put(1);
     t0 = performance.now();
     const e2 = await rejected(q.putAsync(2, { timeoutMs: 120 }), QueueFullError, 'ERR_QUEUE_FULL');
     expect(e2.timedOut).toBe(true);
-    expect(Math.abs(performance.now() - t0 - 120)).toBeLessThan(50);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(115);
+    expect(performance.now() - t0).toBeLessThan(120 + 2000);
     expect(q.qsize()).toBe(1);
   });
 
@@ -495,5 +501,43 @@ describe('SageQueue descriptors', () => {
     expect(q.maxsize).toBe(5);
     await q.putAsync(7);
     await expect(q.getAsync()).resolves.toBe(7);
+  });
+
+  // Released handles used to evict the cache entry of their segment name, not of the queue id
+  // they were resolved under: every later resolve returned the released handle.
+  it('an shm descriptor resolves to a fresh, working handle after the resolved one is released', async () => {
+    const name = uniq();
+    const desc = QueueDescriptor.createShmQueue({ shmName: name, queueId: `${name}-id` });
+    const first = track(resolveDescriptor<number>(desc) as SageQueue<number>);
+    first.release();
+    const second = track(resolveDescriptor<number>(desc) as SageQueue<number>);
+    expect(second).not.toBe(first);
+    expect(second.released).toBe(false);
+    await second.putAsync(1);
+    await expect(second.getAsync()).resolves.toBe(1);
+  });
+
+  it('a namespaced sage_queue descriptor resolves to a fresh, working handle after the resolved one is released', async () => {
+    const id = uniq();
+    const desc = QueueDescriptor.createSageQueue({ queueId: id, namespace: 'ns' });
+    created.add(`ns.${id}`);
+    const first = track(resolveDescriptor<number>(desc) as SageQueue<number>);
+    expect(first.name).toBe(`ns.${id}`);
+    first.release();
+    const second = track(resolveDescriptor<number>(desc) as SageQueue<number>);
+    expect(second).not.toBe(first);
+    await second.putAsync(2);
+    await expect(second.getAsync()).resolves.toBe(2);
+  });
+
+  it('new SageQueue(descriptor) opens the segment a sage_queue or shm descriptor names', () => {
+    const q = track(make<string>({ codec: 'json' }));
+    const viaSage = track(new SageQueue<string>(q.descriptor));
+    const viaShm = track(new SageQueue<string>(QueueDescriptor.createShmQueue({ shmName: q.name })));
+    q.put('both see it');
+    expect(viaSage.get()).toBe('both see it');
+    q.put('and again');
+    expect(viaShm.get()).toBe('and again');
+    thrown(() => new SageQueue(QueueDescriptor.createLocalQueue()), DescriptorError, 'ERR_INVALID_DESCRIPTOR');
   });
 });

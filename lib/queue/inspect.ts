@@ -1,0 +1,132 @@
+/**
+ * Looking at shared-memory queues without attaching to them, and removing what dead processes
+ * left behind: library API (SageQueue.inspect / inspectAll / gc), which the CLI calls.
+ *
+ * Inspecting maps a segment read-only in spirit: it takes no handle slot, so the inspector never
+ * shows up as an attached process and never keeps a dead queue alive.
+ */
+import { checkBoolean, checkKnownKeys, checkOptions } from '../validate';
+import { InvalidArgumentTypeError } from '../errors';
+import { native } from '../native';
+import type { NativeStats } from '../native';
+import { nativeError } from '../native/errors';
+import { codecById } from './codecs';
+
+/**
+ * A queue's state as seen from outside: `alive` (some attached process is alive), `dead` (every
+ * attached process died: garbage), `idle` (nobody attached), `initialising` (its creator is still
+ * creating it), `broken` (could not be read: see `error`; a creator that died mid-creation
+ * reports ERR_QUEUE_NOT_INITIALISED here, which is garbage too).
+ */
+export type QueueLiveness = 'alive' | 'dead' | 'idle' | 'initialising' | 'broken';
+
+export interface QueueInspection {
+  name: string;
+  liveness: QueueLiveness;
+  /** Null when the segment could not be read (see error). */
+  stats: (NativeStats & { codecName: string }) | null;
+  error: { code: string; message: string } | null;
+  /** Milliseconds since the queue was created; null when unreadable. */
+  ageMs: number | null;
+  /** Attached processes that are alive / dead. */
+  alive: number;
+  dead: number;
+}
+
+export interface GcOptions {
+  /** Also collect queues nobody is attached to (default false: an idle queue may be waiting for its first user). */
+  includeIdle?: boolean;
+  /** Report what would be removed, remove nothing (default false). */
+  dryRun?: boolean;
+  /** Consider only these names (e.g. the ones a user confirmed); each is inspected again before removal. */
+  only?: readonly string[];
+}
+
+export interface GcResult {
+  /** What was garbage when looked at (with dryRun: what would be removed). */
+  candidates: QueueInspection[];
+  removed: string[];
+  failed: Array<{ name: string; code: string; message: string }>;
+}
+
+/** The state of the queue `name`, without attaching to it. Never throws for an unreadable segment. */
+export function inspectQueue(name: string): QueueInspection {
+  if (typeof name !== 'string') throw new InvalidArgumentTypeError('name', 'a string', name);
+  try {
+    const q = new (native().NativeQueue)(name, 'inspect', {}, () => undefined, 0);
+    try {
+      const s = q.stats() as NativeStats;
+      const alive = s.processes.filter((p) => p.alive).length;
+      const dead = s.processes.length - alive;
+      return {
+        name,
+        liveness: s.processes.length === 0 ? 'idle' : alive > 0 ? 'alive' : 'dead',
+        stats: { ...s, codecName: codecById(s.codec)?.name ?? `unknown(${s.codec})` },
+        error: null,
+        ageMs: Date.now() - s.createdMs,
+        alive,
+        dead,
+      };
+    } finally {
+      q.release();
+    }
+  } catch (e) {
+    const err = nativeError(e, name) as Error & { code?: string };
+    const code = err.code ?? 'ERR_SYSTEM';
+    const liveness: QueueLiveness = code === 'ERR_QUEUE_INITIALISING' ? 'initialising' : 'broken';
+    return { name, liveness, stats: null, error: { code, message: err.message }, ageMs: null, alive: 0, dead: 0 };
+  }
+}
+
+/** Every sage-queue segment on this machine, inspected, sorted by name. */
+export function inspectAllQueues(): QueueInspection[] {
+  return native().list().sort().map(inspectQueue);
+}
+
+/**
+ * Whether gc may remove a queue: every attached process is dead, or its creator died
+ * mid-creation (ERR_QUEUE_NOT_INITIALISED; a live creator still at work is `initialising`,
+ * never garbage); idle queues only with `includeIdle`.
+ */
+export function isGarbage(view: QueueInspection, includeIdle = false): boolean {
+  switch (view.liveness) {
+    case 'dead':
+      return true;
+    case 'idle':
+      return includeIdle;
+    case 'broken':
+      return view.error?.code === 'ERR_QUEUE_NOT_INITIALISED';
+    default:
+      return false;
+  }
+}
+
+/**
+ * Removes the names of queues that dead processes left behind (see isGarbage). Each candidate is
+ * inspected again just before its name is removed, so a queue that came back to life in the
+ * meantime is kept. Handles still attached anywhere keep working.
+ */
+export function collectGarbage(options?: GcOptions): GcResult {
+  const opts = checkOptions<GcOptions>(options);
+  checkKnownKeys(opts, ['includeIdle', 'dryRun', 'only']);
+  const includeIdle = checkBoolean(opts.includeIdle, 'options.includeIdle', false);
+  const dryRun = checkBoolean(opts.dryRun, 'options.dryRun', false);
+  if (opts.only !== undefined && (!Array.isArray(opts.only) || opts.only.some((n) => typeof n !== 'string'))) {
+    throw new InvalidArgumentTypeError('options.only', 'an array of queue names', opts.only);
+  }
+  const views = opts.only === undefined ? inspectAllQueues() : [...opts.only].sort().map(inspectQueue);
+  const candidates = views.filter((v) => isGarbage(v, includeIdle));
+  const result: GcResult = { candidates, removed: [], failed: [] };
+  if (dryRun) return result;
+  for (const v of candidates) {
+    if (!isGarbage(inspectQueue(v.name), includeIdle)) continue;
+    try {
+      native().unlink(v.name);
+      result.removed.push(v.name);
+    } catch (e) {
+      const err = nativeError(e, v.name) as Error & { code?: string };
+      result.failed.push({ name: v.name, code: err.code ?? 'ERR_SYSTEM', message: err.message });
+    }
+  }
+  return result;
+}

@@ -1,0 +1,89 @@
+/** The options of SageQueue and their validation (what is created, how a handle waits). */
+import { InvalidArgumentTypeError, InvalidArgumentValueError, describe } from '../errors';
+import { native } from '../native';
+import type { NativeCreateOptions, NativeStats } from '../native';
+import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
+import { codecByName } from './codecs';
+import type { Codec, CodecName } from './codecs';
+
+/** Options used when the queue is created (ignored when an existing queue is opened). */
+export interface SageQueueOptions {
+  /** Ring size in bytes, rounded up to a power of two (4 KiB .. 4 GiB). Default 1 MiB. */
+  capacity?: number;
+  /** Largest encoded message in bytes. Default capacity/4 - 16; at most capacity/2 - 16. */
+  maxMessageSize?: number;
+  /** Most messages the queue holds (0 = bounded by bytes only). Default 0. */
+  maxsize?: number;
+  /** File mode of the segment. Default 0o600 (owner only). */
+  mode?: number;
+  /** Message codec, recorded in the segment. Default 'v8'. When opening, must match if given. */
+  codec?: CodecName;
+  /** Spin this long (microseconds) before sleeping in a wait. Default 50; 0 = sleep at once. */
+  spinUs?: number;
+  /** How long to wait for a segment that its creator is still initialising. Default 1000 ms. */
+  initWaitMs?: number;
+}
+
+/** Options of the batch calls. */
+export interface BatchOptions {
+  /** Wait while the queue is full/empty (default true). */
+  block?: boolean;
+  timeoutMs?: number;
+}
+
+export interface IterateOptions {
+  /** Messages taken from the shared queue per native call (default 1). Larger batches are
+   * faster, but a consumer holds (and would lose, if killed) up to this many at once. */
+  batchSize?: number;
+  signal?: AbortSignal;
+}
+
+export interface SageQueueStats extends NativeStats {
+  codecName: CodecName | 'unknown';
+}
+
+/** How the constructor attaches: the queue must not exist, must exist, or either. */
+export type OpenMode = 'create' | 'open' | 'openOrCreate';
+
+export interface ParsedSageOptions {
+  create: NativeCreateOptions & { codec: number };
+  /** The codec the caller asked for, if any (an existing queue must use it). */
+  wanted: Codec | undefined;
+  spinUs: number;
+  initWaitMs: number;
+}
+
+const OPTION_KEYS = ['capacity', 'maxMessageSize', 'maxsize', 'mode', 'codec', 'spinUs', 'initWaitMs'] as const;
+
+export function parseSageOptions(options: SageQueueOptions | undefined): ParsedSageOptions {
+  const opts = checkOptions<SageQueueOptions>(options);
+  checkKnownKeys(opts, OPTION_KEYS);
+  const create: NativeCreateOptions = {};
+  if (opts.capacity !== undefined) create.capacity = checkInteger(opts.capacity, 'options.capacity', 4096, 2 ** 32);
+  if (opts.maxMessageSize !== undefined) create.maxMessageSize = checkInteger(opts.maxMessageSize, 'options.maxMessageSize', 1, 2 ** 31);
+  if (opts.maxsize !== undefined) create.maxsize = checkInteger(opts.maxsize, 'options.maxsize', 0, 2 ** 48);
+  if (opts.mode !== undefined) {
+    create.mode = checkInteger(opts.mode, 'options.mode', 0, 0o777);
+    if ((create.mode & 0o600) !== 0o600) {
+      throw new InvalidArgumentValueError('options.mode must give the owner read and write (0o600)', opts.mode, 'ERR_OUT_OF_RANGE');
+    }
+  }
+  const wanted = opts.codec === undefined ? undefined : codecByName(opts.codec);
+  const codec = (wanted ?? codecByName('v8')).id;
+  const spinUs = opts.spinUs === undefined ? 50 : checkInteger(opts.spinUs, 'options.spinUs', 0, 1_000_000);
+  const initWaitMs = opts.initWaitMs === undefined ? 1000 : checkInteger(opts.initWaitMs, 'options.initWaitMs', 0, 600_000);
+  return { create: { ...create, codec }, wanted, spinUs, initWaitMs };
+}
+
+/** A queue name the addon accepts (1-200 of [A-Za-z0-9._-], no '..'). */
+export function checkName(name: unknown): string {
+  if (typeof name !== 'string') throw new InvalidArgumentTypeError('name', 'a string', name);
+  if (!native().validName(name)) {
+    throw new InvalidArgumentValueError(
+      `invalid queue name ${describe(name)}: use 1-200 letters, digits, '.', '_' or '-', without '..'`,
+      name,
+      'ERR_INVALID_QUEUE_NAME',
+    );
+  }
+  return name;
+}

@@ -1,0 +1,92 @@
+/**
+ * Where a SageQueue's reads land: a JS-owned slab that native code fills, handed out one view per
+ * message (creating a Buffer per message in native code would cost ~1 us each). Views handed out
+ * stay valid: the slab is never written again below the current offset; a full slab is replaced.
+ */
+import { NativeStatus } from '../native';
+import type { NativeQueue } from '../native';
+import type { Codec } from './codecs';
+
+const SLAB_BYTES = 64 * 1024;
+/** Most messages one native batch call moves. */
+export const BATCH_MAX = 4096;
+/** Timeout meaning "do not wait" for takeBatch (-1 waits forever). */
+export const NO_WAIT = -2;
+
+export class SlabReader {
+  #slab: Buffer = Buffer.allocUnsafeSlow(SLAB_BYTES);
+  #off = 0;
+  readonly #lengths = new Uint32Array(BATCH_MAX);
+  /** Why the last take returned nothing (NativeStatus.Empty, or an error status). */
+  lastStatus = 0;
+
+  /** One message as a view of the slab, or null with lastStatus set. Never waits. */
+  takeRaw(q: NativeQueue): Buffer | null {
+    for (;;) {
+      if (this.#slab.length - this.#off < 64) this.#newSlab(SLAB_BYTES);
+      const off = this.#off;
+      const n = q.tryGet(this.#slab, off);
+      if (n >= 0) {
+        // 8-byte alignment keeps typed arrays decoded in place aligned.
+        this.#off = (off + n + 7) & ~7;
+        return this.#slab.subarray(off, off + n);
+      }
+      if (n === -NativeStatus.BufferTooSmall) {
+        this.#newSlab(q.needed());
+        continue;
+      }
+      this.lastStatus = -n;
+      return null;
+    }
+  }
+
+  /** Waits (blocking this thread: the sync API) for one message; null with lastStatus set. */
+  takeBlocking(q: NativeQueue, timeoutMs: number): Buffer | null {
+    const n = this.takeBatch(q, 1, timeoutMs);
+    if (n === 0) return null;
+    const off = this.#off;
+    const len = this.#lengths[0] as number;
+    this.#off = (off + len + 7) & ~7;
+    return this.#slab.subarray(off, off + len);
+  }
+
+  /**
+   * Takes up to `max` messages into the slab (not yet handed out: call decodeBatch next);
+   * returns the count, 0 with lastStatus set. timeoutMs: NO_WAIT, -1 = forever, or ms.
+   */
+  takeBatch(q: NativeQueue, max: number, timeoutMs: number): number {
+    for (;;) {
+      if (this.#slab.length - this.#off < 4096) this.#newSlab(SLAB_BYTES);
+      const n =
+        timeoutMs === NO_WAIT
+          ? q.tryGetBatch(this.#slab, this.#off, this.#lengths, max)
+          : q.getBlocking(this.#slab, this.#off, this.#lengths, max, timeoutMs);
+      if (n > 0) return n;
+      if (n === -NativeStatus.BufferTooSmall) {
+        this.#newSlab(q.needed());
+        continue;
+      }
+      this.lastStatus = n === 0 ? NativeStatus.Empty : -n;
+      return 0;
+    }
+  }
+
+  /** Decodes the `n` messages the last takeBatch laid back to back, and moves past them. */
+  decodeBatch<T>(n: number, codec: Codec): T[] {
+    const out = new Array<T>(n);
+    let off = this.#off;
+    const slab = this.#slab;
+    for (let i = 0; i < n; i++) {
+      const len = this.#lengths[i] as number;
+      out[i] = codec.decode(slab.subarray(off, off + len)) as T;
+      off += len;
+    }
+    this.#off = (off + 7) & ~7;
+    return out;
+  }
+
+  #newSlab(bytes: number): void {
+    this.#slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, bytes));
+    this.#off = 0;
+  }
+}
