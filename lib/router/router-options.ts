@@ -16,7 +16,8 @@ export interface RouterOptions {
   name?: string;
   /** Default strategy; a packet's partitionStrategy overrides it. Default 'round_robin'. */
   strategy?: StrategyName;
-  /** Where packets go after their last failed attempt (any AsyncQueueLike). */
+  /** Where packets go after their last failed attempt, or at once when the packet itself is at
+   * fault (see isItemFault), as DeadLetter objects (any AsyncQueueLike). */
   deadLetterQueue?: AsyncQueueLike<unknown>;
   /** Retries after the first attempt. Default 3. */
   maxRetries?: number;
