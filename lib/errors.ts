@@ -121,6 +121,15 @@ export class WouldDeadlockError extends SageQueueError {
   }
 }
 
+/** The router was disposed (Symbol.asyncDispose): it routes nothing more. */
+export class RouterDisposedError extends SageQueueError {
+  readonly routerName: string;
+  constructor(routerName: string) {
+    super('ERR_ROUTER_DISPOSED', `router ${JSON.stringify(routerName)} was disposed and routes nothing more; create a new router`);
+    this.routerName = routerName;
+  }
+}
+
 /** An argument has the wrong type. Extends TypeError, like Node's ERR_INVALID_ARG_TYPE. */
 export class InvalidArgumentTypeError extends TypeError {
   readonly code = 'ERR_INVALID_ARG_TYPE';

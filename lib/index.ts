@@ -5,7 +5,7 @@ installBuiltinQueueTypes();
 
 export {
   SageQueueError, QueueEmptyError, QueueFullError, QueueClosedError, QueueReleasedError, SharedMemoryError,
-  MessageTooLargeError, SerializationError, UnsupportedQueueTypeError, DescriptorError, WouldDeadlockError,
+  MessageTooLargeError, SerializationError, UnsupportedQueueTypeError, DescriptorError, WouldDeadlockError, RouterDisposedError,
   InvalidArgumentTypeError, ArgumentRangeError, InvalidArgumentValueError,
 } from './errors';
 export * from './queue';
@@ -24,10 +24,14 @@ export function capabilities(): NativeCapabilities {
   return native().capabilities();
 }
 
-export { Packet, Connection, BaseRouter, isStopSignal, HashRing, stableHash, STRATEGIES, systemClock } from './router';
+export {
+  Packet, Connection, BaseRouter, isStopSignal, HashRing, stableHash, STRATEGIES, systemClock, ITEM_FAULT, isItemFault, markItemFault,
+  availableCandidates, hashTarget, buildRing, ringTarget, roundRobinTarget, leastLoadedTarget, loadScore, broadcastTargets,
+} from './router';
 export type {
   Hop, PacketOptions, PacketWire, ConnectionInit, ConnectionHealth, ConnectionCounters, HealthState, LoadSample, RouterOptions,
-  RouteReport, RouteManyReport, DeliveryReport, DeliveryStatus, DeadLetter, SelectionContext, RouterStats, StopSignal, PartitionKey, StrategyName, Clock,
+  RouteReport, RouteManyReport, DeliveryReport, DeliveryStatus, DeliveryFault, DeadLetter, SelectionContext, RouterStats, StopSignal, PartitionKey,
+  StrategyName, Clock, RoundRobinPick, LoadScoreOptions,
 } from './router';
 
 export * from './cluster';

@@ -10,6 +10,7 @@ import { resolveDescriptor } from '../queue/registry';
 import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
 import type { Clock } from './clock';
 import { systemClock } from './clock';
+import { isItemFault } from './faults';
 import { Packet } from './packet';
 
 export interface ConnectionInit {
@@ -38,10 +39,12 @@ export interface ConnectionHealth {
   lastError: string | null;
 }
 
+/** A put that failed with an item fault (isItemFault: the packet itself was refused) counts in none of these. */
 export interface ConnectionCounters {
   /** Attempts to put a packet (each retry counts). */
   sent: number;
   delivered: number;
+  /** Attempts that failed by the target's fault. */
   failed: number;
   retried: number;
   /** Payload bytes delivered (Uint8Array and string payloads; others count 0). */
@@ -164,6 +167,8 @@ export class Connection {
   /**
    * Delivers a copy of `packet` addressed to this connection's input, waiting at most timeoutMs
    * (a full or stopped target cannot stall the caller). Counts it; throws what the queue threw.
+   * An item fault (the queue refused this packet itself, see isItemFault) is not counted: the
+   * target is not at fault.
    */
   async send(packet: Packet, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<void> {
     if (!(packet instanceof Packet)) throw new InvalidArgumentTypeError('packet', 'a Packet', packet);
@@ -172,7 +177,8 @@ export class Connection {
     try {
       await this.queue.putAsync(copy, options);
     } catch (e) {
-      this.counters.failed++;
+      if (isItemFault(e)) this.counters.sent--;
+      else this.counters.failed++;
       throw e;
     }
     this.counters.delivered++;

@@ -1,0 +1,164 @@
+/**
+ * The delivery policy: how one copy of a packet gets to a target, or to the dead-letter queue.
+ *
+ * - Each attempt picks a target (the strategy, or a fixed target for broadcast) and sends with a
+ *   timeout.
+ * - A target fault (closed, full, timed out, unreachable) counts against the target; after
+ *   ejectAfterFailures consecutive ones it is ejected for ejectBaseMs × times ejected (a failed
+ *   probe counts at once), never more than maxEjectedFraction of its group. The copy is retried
+ *   after a fully jittered exponential backoff, avoiding targets that already failed it where the
+ *   strategy allows, up to maxRetries times.
+ * - An item fault (see isItemFault: the target cannot encode the packet, or it is too large) is
+ *   dead-lettered at once with its reason: no retry, nothing counted against the target, no
+ *   ejection, so no key moves because of a bad item.
+ * - After the last attempt, or when no target is available, the copy is dead-lettered (or failed
+ *   when there is no dead-letter queue, or it refused the letter).
+ * Invariant over the totals: sent = delivered + deadLettered + failed, once every copy settled.
+ */
+import type { AsyncQueueLike } from '../queue/queue-like';
+import type { Connection } from './connection';
+import { isItemFault, reasonOf } from './faults';
+import type { Packet } from './packet';
+import type { DeadLetter, DeliveryFault, DeliveryReport } from './reports';
+import type { ResolvedRouterOptions } from './router-options';
+import type { SelectionContext } from './strategies';
+
+/** The router totals the delivery policy keeps. */
+export interface DeliveryTotals {
+  sent: number;
+  attempts: number;
+  delivered: number;
+  deadLettered: number;
+  failed: number;
+  retried: number;
+}
+
+/** Picks the target of one attempt from the group's current connections. */
+export type SelectFn = (group: readonly Connection[], context: SelectionContext) => Connection | undefined;
+
+export type DeliveryOptions = Pick<
+  ResolvedRouterOptions,
+  | 'name' | 'deadLetterQueue' | 'maxRetries' | 'retryBaseMs' | 'retryMaxMs' | 'sendTimeoutMs' | 'ejectAfterFailures' | 'ejectBaseMs'
+  | 'ejectMaxMs' | 'maxEjectedFraction' | 'trace' | 'clock' | 'random'
+>;
+
+/** The cap of the n-th retry's backoff (n from 1): base · 2^(n-1), at most max. The sleep is uniform in [0, cap). */
+export function backoffCapMs(retry: number, baseMs: number, maxMs: number): number {
+  return Math.min(maxMs, baseMs * 2 ** (retry - 1));
+}
+
+/**
+ * Whether `target` must be ejected now: it is probing (a failed probe), or it has failed
+ * `ejectAfterFailures` times in a row; and it is not ejected already; and fewer than
+ * max(1, ⌊maxEjectedFraction · |group|⌋) others of its group are ejected.
+ */
+export function shouldEject(
+  group: readonly Connection[],
+  target: Connection,
+  options: Pick<DeliveryOptions, 'ejectAfterFailures' | 'maxEjectedFraction'>,
+): boolean {
+  const probing = target.health.state === 'probing';
+  if (!probing && target.health.consecutiveFailures < options.ejectAfterFailures) return false;
+  if (target.health.state === 'ejected') return false;
+  const ejected = group.filter((c) => c !== target && c.health.state === 'ejected').length;
+  return ejected < Math.max(1, Math.floor(options.maxEjectedFraction * group.length));
+}
+
+export class DeliveryPolicy {
+  readonly #o: DeliveryOptions;
+  readonly #totals: DeliveryTotals;
+  readonly #groupOf: (broadcastIndex: number) => readonly Connection[];
+
+  /** `groupOf` gives a broadcast group's current connections in parallel-index order. */
+  constructor(options: DeliveryOptions, totals: DeliveryTotals, groupOf: (broadcastIndex: number) => readonly Connection[]) {
+    this.#o = options;
+    this.#totals = totals;
+    this.#groupOf = groupOf;
+  }
+
+  /**
+   * Delivers one copy of `packet` to broadcast group `broadcastIndex`: to `fixed` when given
+   * (broadcast: no failover), else to what `select` picks at each attempt.
+   */
+  async deliver(packet: Packet, broadcastIndex: number, select: SelectFn, fixed?: Connection): Promise<DeliveryReport> {
+    const o = this.#o;
+    const exclude = new Set<Connection>();
+    let attempts = 0;
+    let last: Connection | null = null;
+    let reason = '';
+    this.#totals.sent++; // one copy, however many attempts it takes
+    while (attempts <= o.maxRetries) {
+      const context: SelectionContext = { broadcastIndex, attempt: attempts + 1, exclude, now: o.clock.now() };
+      const target = fixed !== undefined ? (fixed.isAvailable(context.now) ? fixed : undefined) : select(this.#groupOf(broadcastIndex), context);
+      if (target === undefined) {
+        reason = reason || (fixed !== undefined ? 'target is ejected' : 'no available target in the group');
+        break;
+      }
+      attempts++;
+      last = target;
+      this.#totals.attempts++;
+      try {
+        const copy = o.trace ? packet.withHop(o.name, target.targetName) : packet;
+        await target.send(copy, { timeoutMs: o.sendTimeoutMs });
+        target.recordSuccess();
+        this.#totals.delivered++;
+        return { broadcastIndex, target: target.targetName, parallelIndex: target.parallelIndex, status: 'delivered', attempts, retries: attempts - 1, ...(reason ? { reason } : {}) };
+      } catch (e) {
+        reason = reasonOf(e);
+        // The packet is bad, not the target: no retry can help, and the target is not blamed.
+        if (isItemFault(e)) return this.giveUp(packet, broadcastIndex, target, attempts, reason, 'item');
+        this.blame(broadcastIndex, target, e);
+        exclude.add(target);
+      }
+      if (attempts <= o.maxRetries) {
+        target.counters.retried++;
+        this.#totals.retried++;
+        await o.clock.sleep(o.random() * backoffCapMs(attempts, o.retryBaseMs, o.retryMaxMs)); // full jitter
+      }
+    }
+    return this.giveUp(packet, broadcastIndex, last, attempts, reason, 'target');
+  }
+
+  /** Counts a target fault against `target` (and ejects it when due). Not for item faults. */
+  blame(broadcastIndex: number, target: Connection, error: unknown): void {
+    target.recordFailure(error);
+    const o = this.#o;
+    if (shouldEject(this.#groupOf(broadcastIndex), target, o)) target.eject(o.ejectBaseMs, o.ejectMaxMs);
+  }
+
+  /** Counts `count` copies that one batch put delivered to `target` at the first attempt. */
+  countBatchDelivered(target: Connection, count: number): void {
+    target.counters.sent += count;
+    target.counters.delivered += count;
+    target.recordSuccess();
+    this.#totals.sent += count;
+    this.#totals.attempts += count;
+    this.#totals.delivered += count;
+  }
+
+  /** A copy that has no target at all (the router has no connections): counted and dead-lettered. */
+  unroutable(packet: Packet): Promise<DeliveryReport> {
+    this.#totals.sent++;
+    return this.giveUp(packet, -1, null, 0, 'no downstream connections', 'target');
+  }
+
+  /** Puts a dead letter with the reason, attempts and last target; 'failed' when that is not possible. */
+  async giveUp(packet: Packet, broadcastIndex: number, last: Connection | null, attempts: number, reason: string, fault: DeliveryFault): Promise<DeliveryReport> {
+    const base = { broadcastIndex, target: last?.targetName ?? null, parallelIndex: last?.parallelIndex ?? null, attempts, retries: Math.max(0, attempts - 1) };
+    const dlq: AsyncQueueLike<unknown> | undefined = this.#o.deadLetterQueue;
+    if (dlq !== undefined) {
+      const letter: DeadLetter = {
+        deadLetter: true, router: this.#o.name, reason, fault, attempts, lastTarget: base.target, broadcastIndex, at: Date.now(), packet: packet.toJSON(),
+      };
+      try {
+        await dlq.putAsync(letter, { timeoutMs: this.#o.sendTimeoutMs });
+        this.#totals.deadLettered++;
+        return { ...base, status: 'dead_lettered', reason, fault };
+      } catch (e) {
+        reason = `${reason}; the dead-letter queue refused it too (${reasonOf(e)})`;
+      }
+    }
+    this.#totals.failed++;
+    return { ...base, status: 'failed', reason, fault };
+  }
+}

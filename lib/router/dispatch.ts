@@ -1,0 +1,148 @@
+/**
+ * Per-key ordering and batch dispatch.
+ *
+ * KeyOrder runs the deliveries of one key (per broadcast group) one after another, so per-key
+ * order holds under retries and failover even when route() is called without awaiting.
+ *
+ * dispatchBatch is routeMany's path: each copy's target is chosen as route() would, then each
+ * target's copies are put with one non-blocking batch call when its queue has `putMany`
+ * (SageQueue), in order. Copies that do not fit, the rest of a batch whose put threw, and every
+ * copy of a key that still has a delivery in flight take route()'s per-packet path (timeouts,
+ * retries, failover, dead letters). A batch put that throws an item fault (one bad item: nothing
+ * of its chunk was written) does not blame the target: the rest goes the per-packet way, where
+ * the bad item alone is dead-lettered.
+ */
+import type { Connection } from './connection';
+import type { DeliveryPolicy } from './delivery';
+import { isItemFault } from './faults';
+import type { Packet } from './packet';
+import type { DeliveryReport, RouteManyReport } from './reports';
+import type { SelectionContext } from './strategies';
+import { KEYED_STRATEGIES } from './strategy-names';
+import type { StrategyName } from './strategy-names';
+
+/** Chains the deliveries of each key (per broadcast group). */
+export class KeyOrder {
+  readonly #chains = new Map<string, Promise<unknown>>();
+
+  /** The chain id of a keyed packet's key in one broadcast group. */
+  static idOf(packet: Packet, broadcastIndex: number): string {
+    const key = packet.partitionKey as NonNullable<Packet['partitionKey']>;
+    return `${broadcastIndex}:${typeof key}:${key instanceof Uint8Array ? Buffer.from(key).toString('hex') : String(key)}`;
+  }
+
+  /** Whether a delivery of this key is still in flight (or queued) in this group. */
+  busy(packet: Packet, broadcastIndex: number): boolean {
+    return this.#chains.has(KeyOrder.idOf(packet, broadcastIndex));
+  }
+
+  /** Runs `run` after every earlier run of the same key (whether they succeeded or not). */
+  run<T>(packet: Packet, broadcastIndex: number, run: () => Promise<T>): Promise<T> {
+    const id = KeyOrder.idOf(packet, broadcastIndex);
+    const previous = this.#chains.get(id);
+    const mine = (previous === undefined ? run() : previous.then(run, run)) as Promise<T>;
+    this.#chains.set(id, mine);
+    const forget = (): void => {
+      if (this.#chains.get(id) === mine) this.#chains.delete(id);
+    };
+    mine.then(forget, forget);
+    return mine;
+  }
+}
+
+/** What dispatchBatch needs from its router. */
+export interface BatchRouting {
+  name: string;
+  trace: boolean;
+  now: number;
+  policy: DeliveryPolicy;
+  keyOrder: KeyOrder;
+  /** The broadcast groups by index, in index order, each in parallel-index order. */
+  groups: ReadonlyArray<readonly [number, readonly Connection[]]>;
+  /** The router's target selection (its selectTarget hook). */
+  select(packet: Packet, group: readonly Connection[], strategy: StrategyName, context: SelectionContext): Connection | undefined;
+  /** The per-packet path for one copy (not in key order: dispatchBatch orders keyed copies itself). */
+  deliver(packet: Packet, broadcastIndex: number, strategy: StrategyName, fixed?: Connection): Promise<DeliveryReport>;
+}
+
+interface Batched {
+  packet: Packet;
+  strategy: StrategyName;
+}
+
+type PutMany = (items: readonly unknown[], o: { block: boolean }) => number;
+
+/** Routes `packets` (whose strategies are already decided) in batches; see the module comment. */
+export async function dispatchBatch(packets: readonly Packet[], strategies: readonly StrategyName[], routing: BatchRouting): Promise<RouteManyReport> {
+  const report: RouteManyReport = { packets: packets.length, delivered: 0, deadLettered: 0, failed: 0, problems: [], ok: false };
+  const slow: Array<Promise<DeliveryReport>> = [];
+  const { policy, keyOrder } = routing;
+  for (const [b, group] of routing.groups) {
+    const batches = new Map<Connection, Packet[]>();
+    const origin = new Map<Packet, Batched>(); // batched copy → what to retry
+    const add = (target: Connection, packet: Packet, strategy: StrategyName): void => {
+      const copy = routing.trace ? packet.withHop(routing.name, target.targetName) : packet;
+      let batch = batches.get(target);
+      if (batch === undefined) {
+        batch = [];
+        batches.set(target, batch);
+      }
+      batch.push(copy);
+      origin.set(copy, { packet, strategy });
+    };
+    packets.forEach((packet, i) => {
+      const strategy = strategies[i] as StrategyName;
+      if (strategy === 'broadcast') {
+        for (const c of group) add(c, packet, strategy);
+        return;
+      }
+      if (KEYED_STRATEGIES.has(strategy) && keyOrder.busy(packet, b)) {
+        slow.push(keyOrder.run(packet, b, () => routing.deliver(packet, b, strategy)));
+        return;
+      }
+      const target = routing.select(packet, group, strategy, { broadcastIndex: b, attempt: 1, exclude: new Set(), now: routing.now });
+      if (target === undefined) slow.push(routing.deliver(packet, b, strategy));
+      else add(target, packet, strategy);
+    });
+    for (const [target, batch] of batches) {
+      const put = putBatch(target, batch, b, policy);
+      if (put > 0) report.delivered += put;
+      // The rest (in order) goes the per-packet way, chained per key behind each other.
+      for (const copy of batch.slice(put)) {
+        const { packet, strategy } = origin.get(copy) as Batched;
+        const run = (): Promise<DeliveryReport> => routing.deliver(packet, b, strategy, strategy === 'broadcast' ? target : undefined);
+        slow.push(KEYED_STRATEGIES.has(strategy) ? keyOrder.run(packet, b, run) : run());
+      }
+    }
+  }
+  if (routing.groups.length === 0) for (const packet of packets) slow.push(policy.unroutable(packet));
+  for (const d of await Promise.all(slow)) {
+    if (d.status === 'delivered') report.delivered++;
+    else if (d.status === 'dead_lettered') report.deadLettered++;
+    else report.failed++;
+    if (d.status !== 'delivered' || d.attempts > 1) report.problems.push(d);
+  }
+  report.ok = report.deadLettered === 0 && report.failed === 0;
+  return report;
+}
+
+/**
+ * Puts a target's batch with one non-blocking putMany when its queue has one; returns how many
+ * copies went in (0 without putMany). A target fault counts against the target; an item fault
+ * does not.
+ */
+function putBatch(target: Connection, batch: readonly Packet[], broadcastIndex: number, policy: DeliveryPolicy): number {
+  const putMany = (target.queue as { putMany?: unknown }).putMany;
+  if (typeof putMany !== 'function') return 0;
+  const copies = batch.map((p) => p.withInputIndex(target.targetInputIndex));
+  let put: number;
+  try {
+    put = (putMany as PutMany).call(target.queue, copies, { block: false });
+  } catch (e) {
+    const written = (e as { written?: unknown }).written;
+    put = typeof written === 'number' ? written : 0; // those are in: never send them twice
+    if (!isItemFault(e)) policy.blame(broadcastIndex, target, e);
+  }
+  if (put > 0) policy.countBatchDelivered(target, put);
+  return put;
+}

@@ -1,0 +1,106 @@
+/**
+ * What a router reports: per copy (DeliveryReport), per packet (RouteReport), per batch
+ * (RouteManyReport), what a dead-letter queue receives (DeadLetter), the router's counters
+ * (RouterStats) and the stop marker (StopSignal). Data only.
+ */
+import type { ConnectionCounters, ConnectionHealth } from './connection';
+import type { PacketWire } from './packet';
+import type { StrategyName } from './strategy-names';
+
+export type DeliveryStatus = 'delivered' | 'dead_lettered' | 'failed';
+
+/**
+ * Why a copy was not delivered: 'item' when the packet itself could not be taken (see
+ * isItemFault: dead-lettered at once, the target not blamed), 'target' otherwise (failed
+ * attempts on the targets, or no target available).
+ */
+export type DeliveryFault = 'item' | 'target';
+
+export interface DeliveryReport {
+  broadcastIndex: number;
+  /** The last target tried (null if none was available). */
+  target: string | null;
+  parallelIndex: number | null;
+  status: DeliveryStatus;
+  attempts: number;
+  retries: number;
+  /** Why the last attempt failed (absent when delivered on the first try). */
+  reason?: string;
+  /** Whose fault it was (present when the copy was not delivered). */
+  fault?: DeliveryFault;
+}
+
+export interface RouteReport {
+  traceId: string;
+  strategy: StrategyName;
+  deliveries: DeliveryReport[];
+  delivered: number;
+  deadLettered: number;
+  failed: number;
+  /** True only when every copy was delivered. */
+  ok: boolean;
+}
+
+/** What the dead-letter queue receives. */
+export interface DeadLetter {
+  deadLetter: true;
+  router: string;
+  reason: string;
+  /** 'item': the packet itself was refused (replaying it unchanged will fail again). */
+  fault: DeliveryFault;
+  attempts: number;
+  lastTarget: string | null;
+  broadcastIndex: number;
+  at: number;
+  packet: PacketWire;
+}
+
+/** What routeMany() reports: totals, and the report of every copy that was not delivered at once. */
+export interface RouteManyReport {
+  packets: number;
+  delivered: number;
+  deadLettered: number;
+  failed: number;
+  /** Copies that took the per-packet path (retries, failover) and did not end delivered first time. */
+  problems: DeliveryReport[];
+  ok: boolean;
+}
+
+export interface RouterStats {
+  name: string;
+  strategy: StrategyName;
+  routed: number;
+  /** Copies routed (one per packet and broadcast group, or per target for broadcast):
+   * sent = delivered + deadLettered + failed. */
+  sent: number;
+  /** Put attempts, retries included. */
+  attempts: number;
+  delivered: number;
+  deadLettered: number;
+  failed: number;
+  retried: number;
+  decisions: Record<StrategyName, number>;
+  /** Unkeyed packets routed round-robin under a keyed strategy. */
+  unkeyedFallbacks: number;
+  routeLatencyMs: { p50: number; p99: number; samples: number };
+  connections: Array<{
+    target: string;
+    broadcastIndex: number;
+    parallelIndex: number;
+    health: ConnectionHealth;
+    counters: ConnectionCounters;
+    load: number | undefined;
+    loadTrend: number;
+  }>;
+}
+
+/** The stop marker sendStopSignal() puts into every downstream queue. */
+export interface StopSignal {
+  sageStop: true;
+  router: string;
+  reason: string;
+}
+
+export function isStopSignal(value: unknown): value is StopSignal {
+  return typeof value === 'object' && value !== null && (value as { sageStop?: unknown }).sageStop === true;
+}
