@@ -10,7 +10,7 @@ import { LocalQueue } from './queue/local-queue';
 import { getRegisteredQueueTypes, registerQueueImplementation } from './queue/registry';
 import type { QueueImplementation } from './queue/registry';
 import { openSageDescriptor, openShmDescriptor } from './queue/sage-descriptors';
-import { openRedisDescriptor } from './redis/redis-queue';
+import { openRedisDescriptor } from './redis/descriptor';
 
 /** A built-in type that cannot work in Node.js; it stays registered so such descriptors parse. */
 function unsupported(type: string, hint: string): QueueImplementation {
