@@ -43,10 +43,13 @@ export function isAuthFailure(e: unknown): boolean {
   return /^(WRONGPASS|NOAUTH)\b|invalid password|invalid username-password/i.test(msg);
 }
 
-/** The ACL user may not run the command or touch the key. */
+/**
+ * The ACL user may not run the command or touch the key: NOPERM, or (from inside a Lua script,
+ * Redis 7) "The user executing the script can't run this command" / "can't access ... keys".
+ */
 export function isPermissionFailure(e: unknown): boolean {
   const msg = e instanceof Error ? e.message : String(e);
-  return /^NOPERM\b|\bNOPERM\b/.test(msg);
+  return /\bNOPERM\b|user executing the script can't/i.test(msg);
 }
 
 /** The environment variable a resolving process reads the Redis password from, by default. */
