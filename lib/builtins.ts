@@ -9,7 +9,7 @@ import { LocalQueue } from './queue/local-queue';
 import { getRegisteredQueueTypes, registerQueueImplementation } from './queue/registry';
 import type { QueueImplementation } from './queue/registry';
 import { SageQueue } from './queue/sage-queue';
-import { openRedisDescriptor } from './redis/redis-queue';
+import { openRedisDescriptor } from './redis/descriptor';
 
 /** A built-in type that cannot work in Node.js; it stays registered so such descriptors parse. */
 function unsupported(type: string, hint: string): QueueImplementation {

@@ -41,5 +41,6 @@ export {
 } from './redis';
 export type {
   RedisQueueOptions, RedisMessage, RedisAckMode, RedisBatchOptions, RedisQueueStats, DeadLetterEntry, RedisQueueDescriptorOptions,
+  RedisBackendErrorCode, RedisQueueConstructor,
   StatefulRouteStoreOptions, LinkOptions, Link, PodState, PodServiceState, RouteStoreStats, StatefulRouterOptions, StatefulRouterStats,
 } from './redis';

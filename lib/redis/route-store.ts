@@ -15,7 +15,7 @@ import { LRUCache } from 'lru-cache';
 import { InvalidArgumentTypeError, InvalidArgumentValueError, describe } from '../errors';
 import type { JsonValue } from '../queue/descriptor';
 import { checkBoolean, checkInteger, checkKnownKeys, checkOptions } from '../validate';
-import { DEFAULT_PASSWORD_ENV, RedisBackendError, RedisConn, passwordFor, splitRedisUrl } from './redis-queue';
+import { DEFAULT_PASSWORD_ENV, RedisBackendError, RedisConn, passwordFor, splitRedisUrl } from './connection';
 import { ROUTE_STORE_SCRIPTS, replyShapeProblem } from './route-store-scripts';
 import type { RouteStoreScriptName } from './route-store-scripts';
 

@@ -16,8 +16,12 @@ import {
 } from '../../lib/errors';
 import { QueueDescriptor } from '../../lib/queue/descriptor';
 import { forgetResolved, resolveDescriptor } from '../../lib/queue/registry';
-import { QUEUE_SCRIPTS, RedisBackendError, RedisQueue, createRedisQueueDescriptor } from '../../lib/redis/redis-queue';
-import type { RedisMessage, RedisQueueOptions } from '../../lib/redis/redis-queue';
+import { RedisBackendError } from '../../lib/redis/connection';
+import { createRedisQueueDescriptor } from '../../lib/redis/descriptor';
+import type { RedisMessage } from '../../lib/redis/queue-messages';
+import type { RedisQueueOptions } from '../../lib/redis/queue-options';
+import { QUEUE_SCRIPTS } from '../../lib/redis/queue-scripts';
+import { RedisQueue } from '../../lib/redis/redis-queue';
 import { rejected } from '../support/expect-errors';
 import { RedisServer } from '../support/redis-server';
 import { installBuiltinQueueTypes } from '../../lib/builtins';

@@ -1,0 +1,262 @@
+/**
+ * The Lua scripts of RedisQueue, each beside the reply it promises and the parser that checks
+ * that shape before the queue reads it (a reply of another shape is RedisBackendError
+ * ERR_REDIS_REPLY, never a misread). test/redis/redis-queue.test.ts runs them against a real
+ * redis-server.
+ */
+import { describe } from '../errors';
+import { RedisBackendError } from './connection';
+import type { LuaScript } from './connection';
+import type { RawEntry } from './queue-entries';
+
+
+/**
+ * Lua lines that record a mutating script's outcome under its sequence number `seq` in the
+ * outcomes hash (so a resend after a reconnect returns it instead of applying twice), drop the
+ * outcome ARGV[2] sequence numbers older, and refresh the hash's TTL (ARGV[3] ms).
+ */
+function recordOutcome(outcomesKey: string, value: string): string {
+  return [
+    `redis.call('HSET', ${outcomesKey}, seq, ${value})`,
+    `redis.call('HDEL', ${outcomesKey}, tostring(tonumber(seq) - tonumber(ARGV[2])))`,
+    `redis.call('PEXPIRE', ${outcomesKey}, ARGV[3])`,
+  ].join('\n');
+}
+
+/**
+ * Append. KEYS: stream, closed marker, session hash. ARGV: seq, window, session ttl ms, maxsize
+ * (0 = none), head (1 = first in this producer's wait line: may pass the `blocked` flag), field,
+ * values... Reply: integer, entries appended (>= 0, fewer than given when maxsize stops them),
+ * or -1 when the queue is closed. A resent seq returns the first outcome without appending.
+ */
+const PUT_LUA = `
+local seq = ARGV[1]
+local done = redis.call('HGET', KEYS[3], seq)
+if done then return tonumber(done) end
+local added
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  added = -1
+else
+  local n = #ARGV - 6
+  local room = n
+  local maxsize = tonumber(ARGV[4])
+  if maxsize > 0 then
+    if ARGV[5] ~= '1' and redis.call('HEXISTS', KEYS[3], 'blocked') == 1 then
+      room = 0
+    else
+      room = math.min(n, math.max(0, maxsize - redis.call('XLEN', KEYS[1])))
+    end
+    if room < n then
+      redis.call('HSET', KEYS[3], 'blocked', '1')
+    elseif ARGV[5] == '1' then
+      redis.call('HDEL', KEYS[3], 'blocked')
+    end
+  end
+  for i = 1, room do
+    redis.call('XADD', KEYS[1], '*', ARGV[6], ARGV[6 + i])
+  end
+  added = room
+end
+${recordOutcome('KEYS[3]', 'added')}
+return added
+`;
+
+/**
+ * Non-blocking read of new entries (creates the group at 0 when it is missing).
+ * KEYS: stream, closed marker. ARGV: group, consumer, count.
+ * Reply: { closed (0|1), id1, field1, value1, id2, ... }.
+ */
+const READ_LUA = `
+local closed = redis.call('EXISTS', KEYS[2])
+local r = redis.pcall('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
+if type(r) == 'table' and r.err then
+  if string.find(r.err, 'NOGROUP', 1, true) then
+    redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+    r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
+  else
+    return redis.error_reply(r.err)
+  end
+end
+local out = {closed}
+if r then
+  for _, e in ipairs(r[1][2]) do
+    local f = e[2]
+    if type(f) == 'table' and #f >= 2 then
+      out[#out + 1] = e[1]
+      out[#out + 1] = f[1]
+      out[#out + 1] = f[2]
+    end
+  end
+end
+return out
+`;
+
+/**
+ * Reclaims entries idle for at least min-idle from any consumer (XAUTOCLAIM); entries delivered
+ * more than maxDeliveries times go to the dead-letter stream instead.
+ * KEYS: stream, dead-letter stream. ARGV: group, consumer, minIdle, cursor, count, maxDeliveries,
+ * deadMaxLen, now ms. Reply: { nextCursor, deadLettered, id1, deliveries1, field1, value1, ... }.
+ */
+const RECLAIM_LUA = `
+local r = redis.pcall('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
+if type(r) == 'table' and r.err then
+  if string.find(r.err, 'NOGROUP', 1, true) then
+    redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+    return {'0-0', 0}
+  end
+  return redis.error_reply(r.err)
+end
+local maxDeliveries = tonumber(ARGV[6])
+local out = {r[1], 0}
+local dead = 0
+for _, e in ipairs(r[2]) do
+  local id = e[1]
+  local f = e[2]
+  if type(f) == 'table' and #f >= 2 then
+    local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+    local deliveries = 1
+    if p[1] then deliveries = tonumber(p[1][4]) end
+    if deliveries > maxDeliveries then
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', f[1], f[2], 'x-id', id, 'x-deliveries', deliveries,
+        'x-reason', 'delivered ' .. deliveries .. ' times (maxDeliveries ' .. ARGV[6] .. ')', 'x-group', ARGV[1], 'x-at', ARGV[8])
+      redis.call('XACK', KEYS[1], ARGV[1], id)
+      redis.call('XDEL', KEYS[1], id)
+      dead = dead + 1
+    else
+      out[#out + 1] = id
+      out[#out + 1] = deliveries
+      out[#out + 1] = f[1]
+      out[#out + 1] = f[2]
+    end
+  end
+end
+out[2] = dead
+return out
+`;
+
+/**
+ * Settles entries this consumer holds: ack (XACK + XDEL), nack (made reclaimable at once: XCLAIM
+ * to itself with IDLE = claimIdleMs, JUSTID so the delivery count is not raised) or dead (copied
+ * to the dead-letter stream with the reason, then XACK + XDEL). An entry that is not pending for
+ * this consumer (reclaimed by another, or already settled) is left alone.
+ * KEYS: stream, session hash, dead-letter stream. ARGV: seq, window, session ttl ms, op, group,
+ * consumer, claimIdleMs, deadMaxLen, reason, now ms, ids... Reply: a string of '1' (settled
+ * here) and '0' (not pending for this consumer), one per id. A resent seq returns the first reply.
+ */
+const SETTLE_LUA = `
+local seq = ARGV[1]
+local done = redis.call('HGET', KEYS[2], seq)
+if done then return done end
+local op = ARGV[4]
+local group = ARGV[5]
+local consumer = ARGV[6]
+local flags = {}
+for i = 11, #ARGV do
+  local id = ARGV[i]
+  local p = redis.pcall('XPENDING', KEYS[1], group, id, id, 1, consumer)
+  if type(p) == 'table' and not p.err and p[1] then
+    if op == 'ack' then
+      redis.call('XACK', KEYS[1], group, id)
+      redis.call('XDEL', KEYS[1], id)
+    elseif op == 'nack' then
+      redis.call('XCLAIM', KEYS[1], group, consumer, 0, id, 'IDLE', ARGV[7], 'JUSTID')
+    else
+      local e = redis.call('XRANGE', KEYS[1], id, id)
+      if e[1] and #e[1][2] >= 2 then
+        local f = e[1][2]
+        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', f[1], f[2], 'x-id', id, 'x-deliveries', p[1][4],
+          'x-reason', ARGV[9], 'x-group', group, 'x-at', ARGV[10])
+      end
+      redis.call('XACK', KEYS[1], group, id)
+      redis.call('XDEL', KEYS[1], id)
+    end
+    flags[#flags + 1] = '1'
+  else
+    flags[#flags + 1] = '0'
+  end
+end
+local s = table.concat(flags)
+${recordOutcome('KEYS[2]', 's')}
+return s
+`;
+
+/**
+ * Counts. KEYS: stream, closed marker, dead-letter stream. ARGV: group.
+ * Reply: { length, pending, closed (0|1), deadLetters }.
+ */
+const INFO_LUA = `
+local len = redis.call('XLEN', KEYS[1])
+local pending = 0
+local p = redis.pcall('XPENDING', KEYS[1], ARGV[1])
+if type(p) == 'table' and not p.err then pending = p[1] end
+return {len, pending, redis.call('EXISTS', KEYS[2]), redis.call('XLEN', KEYS[3])}
+`;
+
+/** The queue's scripts (exported for the reply-shape and key tests). @internal */
+export const QUEUE_SCRIPTS: readonly LuaScript[] = [
+  { name: 'sageqPut', numberOfKeys: 3, lua: PUT_LUA },
+  { name: 'sageqRead', numberOfKeys: 2, lua: READ_LUA },
+  { name: 'sageqReclaim', numberOfKeys: 2, lua: RECLAIM_LUA },
+  { name: 'sageqSettle', numberOfKeys: 3, lua: SETTLE_LUA },
+  { name: 'sageqInfo', numberOfKeys: 3, lua: INFO_LUA },
+];
+
+// ------------------------------------------------------------------------------------------------
+// Reply parsers
+
+function badReply(script: string, reply: unknown, expected: string): RedisBackendError {
+  return new RedisBackendError('ERR_REDIS_REPLY', `${script} replied ${describe(reply)}${expected}`, true);
+}
+
+/** sageqPut: entries appended (>= 0), or -1 when the queue is closed. */
+export function parsePutReply(reply: unknown): number {
+  const n = Number(reply);
+  if (!Number.isInteger(n) || n < -1) throw badReply('sageqPut', reply, ', not an integer >= -1');
+  return n;
+}
+
+/** sageqRead: the closed flag and the new entries. */
+export function parseReadReply(reply: unknown, now: number): { closed: boolean; entries: RawEntry[] } {
+  if (!Array.isArray(reply) || reply.length % 3 !== 1) throw badReply('sageqRead', reply, '');
+  const entries: RawEntry[] = [];
+  for (let i = 1; i < reply.length; i += 3) {
+    entries.push({ id: String(reply[i]), deliveries: 1, field: String(reply[i + 1]), value: reply[i + 2] as Buffer, readAt: now });
+  }
+  return { closed: Number(reply[0]) === 1, entries };
+}
+
+/** sageqReclaim: the next XAUTOCLAIM cursor and the entries reclaimed (dead-lettered ones are not among them). */
+export function parseReclaimReply(reply: unknown, now: number): { cursor: string; entries: RawEntry[] } {
+  if (!Array.isArray(reply) || reply.length < 2 || (reply.length - 2) % 4 !== 0) throw badReply('sageqReclaim', reply, '');
+  const entries: RawEntry[] = [];
+  for (let i = 2; i < reply.length; i += 4) {
+    entries.push({ id: String(reply[i]), deliveries: Number(reply[i + 1]), field: String(reply[i + 2]), value: reply[i + 3] as Buffer, readAt: now });
+  }
+  return { cursor: String(reply[0]), entries };
+}
+
+/** sageqSettle: one '1' (settled here) or '0' (not pending for this consumer) per id. */
+export function parseSettleReply(reply: Buffer | string, ids: number): string {
+  const s = reply.toString();
+  if (s.length !== ids || /[^01]/.test(s)) throw badReply('sageqSettle', s, ` for ${ids} ids`);
+  return s;
+}
+
+/** Counts of a RedisQueue, from one script call. */
+export interface RedisQueueStats {
+  /** Entries in the stream: waiting plus delivered and not yet acknowledged. What maxsize bounds. */
+  length: number;
+  /** Delivered to a consumer, not yet acknowledged. */
+  pending: number;
+  /** Not yet delivered to any consumer. */
+  waiting: number;
+  deadLetters: number;
+  closed: boolean;
+}
+
+/** sageqInfo: { length, pending, closed, deadLetters }. */
+export function parseInfoReply(reply: unknown): RedisQueueStats {
+  if (!Array.isArray(reply) || reply.length !== 4 || !reply.every((x) => typeof x === 'number')) throw badReply('sageqInfo', reply, '');
+  const [length, pending, closed, deadLetters] = reply as [number, number, number, number];
+  return { length, pending, waiting: Math.max(0, length - pending), deadLetters, closed: closed === 1 };
+}
