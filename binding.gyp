@@ -5,6 +5,8 @@
       "sources": [
         "native/core/sage_ring.cpp",
         "native/core/segment.cpp",
+        "native/core/liveness.cpp",
+        "native/core/test_hooks.cpp",
         "native/binding/addon.cpp",
         "native/binding/native_queue.cpp",
         "native/binding/notifier.cpp"

@@ -2,6 +2,10 @@
  * The native surface, declared once. Everything else imports its types from here.
  * The addon is located by node-gyp-build: `build/Release` when built from source, else the
  * matching binary in `prebuilds/` (set PREBUILDS_ONLY=1 to insist on the shipped one).
+ *
+ * For tests only: `SAGE_QUEUE_NATIVE_ADDON=/abs/path/to/sage_queue.node` loads that file instead.
+ * The crash and torture tests point it at the hooks-enabled build (`npm run build:test-addon` ->
+ * build-hooks/Release/sage_queue.node), whose setTestHook() can park a process mid-operation.
  */
 import * as path from 'node:path';
 
@@ -19,10 +23,15 @@ export interface NativeCapabilities {
   maxHandlesPerQueue: number;
   /** Every segment is `/dev/shm/<shmPrefix><name>`. */
   shmPrefix: string;
+  /** True only in the hooks-enabled test build (setTestHook works); false in every production build. */
+  testHooks: boolean;
 }
 
-/** Numeric statuses returned (negated) by the hot-path methods; mirrors sage::Status. */
-export const enum NativeStatus {
+/**
+ * Numeric statuses returned (negated) by the hot-path methods; mirrors sage::Status. A plain enum
+ * (not `const`) so test/native/contract.test.ts can check it against the addon's constants().
+ */
+export enum NativeStatus {
   Ok = 0,
   Empty = 1,
   Full = 2,
@@ -46,8 +55,8 @@ export const enum NativeStatus {
   Initialising = 20,
 }
 
-/** Kinds passed to the notify callback. */
-export const enum NotifyKind {
+/** Kinds passed to the notify callback (bit flags). Checked against the addon like NativeStatus. */
+export enum NotifyKind {
   Readable = 1,
   Writable = 2,
 }
@@ -160,14 +169,25 @@ export interface NativeStatusInfo {
   message: string;
 }
 
+/** The addon's enums, made from the C++ definitions: `{ status: { Ok: 0, ... }, notify: { Readable: 1, ... } }`. */
+export interface NativeConstants {
+  status: Record<string, number>;
+  notify: Record<string, number>;
+}
+
 export interface NativeAddon {
   version(): string;
   capabilities(): NativeCapabilities;
   statuses(): NativeStatusInfo[];
+  constants(): NativeConstants;
   validName(name: string): boolean;
   unlink(name: string): void;
   list(): string[];
-  /** Test-only: park this process at a named point of the data path. */
+  /**
+   * Test-only: park this process at a named point of the data path. Works only in the
+   * hooks-enabled test build (see SAGE_QUEUE_NATIVE_ADDON); every production build throws an
+   * Error with code ERR_TEST_HOOKS_DISABLED.
+   */
   setTestHook(point: string): void;
   NativeQueue: NativeQueueConstructor;
 }
@@ -177,9 +197,19 @@ let cached: NativeAddon | undefined;
 /** Loads the addon once per module instance (node-gyp-build caches by path as well). */
 export function native(): NativeAddon {
   if (cached === undefined) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const load = require('node-gyp-build') as (dir: string) => unknown;
-    cached = load(path.join(__dirname, '..', '..')) as NativeAddon;
+    const override = process.env.SAGE_QUEUE_NATIVE_ADDON;
+    if (override !== undefined && override !== '') {
+      // Tests only (see the top of this file): an absolute path to a .node file.
+      if (!path.isAbsolute(override)) {
+        throw new Error(`SAGE_QUEUE_NATIVE_ADDON must be an absolute path to a .node file (got ${JSON.stringify(override)})`);
+      }
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      cached = require(override) as NativeAddon;
+    } else {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const load = require('node-gyp-build') as (dir: string) => unknown;
+      cached = load(path.join(__dirname, '..', '..')) as NativeAddon;
+    }
   }
   return cached;
 }

@@ -275,7 +275,7 @@ int run_stream(const Args& a) {
   sage::Stats st = q->stats();
   q->release();
   int err = 0;
-  sage::Queue::unlink(a.name, &err);
+  if (sage::Queue::unlink(a.name, &err) != sage::Status::Ok) std::fprintf(stderr, "ring_bench: could not remove %s\n", a.name.c_str());
   if (!got) die("consumer failed");
   const double rate = r.window_ns > 0 ? static_cast<double>(r.counted) * 1e9 / static_cast<double>(r.window_ns) : 0;
   printf("{\"mode\":\"stream\",\"size\":%u,\"batch\":%u,\"msgsPerSec\":%.1f,\"counted\":%" PRIu64
@@ -353,8 +353,8 @@ int run_pingpong(const Args& a) {
   qa->release();
   qb->release();
   int err = 0;
-  sage::Queue::unlink(na, &err);
-  sage::Queue::unlink(nb, &err);
+  if (sage::Queue::unlink(na, &err) != sage::Status::Ok) std::fprintf(stderr, "ring_bench: could not remove %s\n", na.c_str());
+  if (sage::Queue::unlink(nb, &err) != sage::Status::Ok) std::fprintf(stderr, "ring_bench: could not remove %s\n", nb.c_str());
   std::sort(rtts.begin(), rtts.end());
   auto pct = [&](double p) {
     if (rtts.empty()) return 0.0;

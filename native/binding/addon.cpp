@@ -9,6 +9,7 @@
 #include "addon_state.h"
 #include "native_queue.h"
 #include "sage_ring.h"
+#include "test_hooks.h"
 #include "version.h"
 
 namespace sage_binding {
@@ -48,6 +49,7 @@ class SageAddon : public Napi::Addon<SageAddon>, public AddonState {
                              InstanceMethod("version", &SageAddon::Version),
                              InstanceMethod("capabilities", &SageAddon::Capabilities),
                              InstanceMethod("statuses", &SageAddon::Statuses),
+                             InstanceMethod("constants", &SageAddon::Constants),
                              InstanceMethod("validName", &SageAddon::ValidName),
                              InstanceMethod("unlink", &SageAddon::Unlink),
                              InstanceMethod("list", &SageAddon::List),
@@ -71,6 +73,11 @@ class SageAddon : public Napi::Addon<SageAddon>, public AddonState {
     caps.Set("sharedMemory", Napi::Boolean::New(env, true));
     caps.Set("maxHandlesPerQueue", Napi::Number::New(env, sage::kMaxSlots));
     caps.Set("shmPrefix", sage::kShmPrefix);
+#ifdef SAGE_TEST_HOOKS
+    caps.Set("testHooks", Napi::Boolean::New(env, true));
+#else
+    caps.Set("testHooks", Napi::Boolean::New(env, false));
+#endif
     return caps;
   }
 
@@ -86,6 +93,26 @@ class SageAddon : public Napi::Addon<SageAddon>, public AddonState {
       o.Set("message", sage::status_message(s));
       out.Set(static_cast<uint32_t>(i), o);
     }
+    return out;
+  }
+
+  // { status: { Ok: 0, Empty: 1, ... }, notify: { Readable: 1, Writable: 2 } }, made from the
+  // same lists as the C++ enums (SAGE_STATUSES, SAGE_NOTIFY_KINDS), so the TypeScript copies can
+  // be checked against it (test/native/contract.test.ts).
+  Napi::Value Constants(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object status = Napi::Object::New(env);
+    for (int i = 0; i <= static_cast<int>(sage::kLastStatus); ++i) {
+      status.Set(sage::status_name(static_cast<sage::Status>(i)), Napi::Number::New(env, i));
+    }
+    Napi::Object notify = Napi::Object::New(env);
+#define SAGE_NOTIFY_KIND_ENTRY(name, value) \
+  notify.Set(#name, Napi::Number::New(env, sage_binding::NotifyKind::k##name));
+    SAGE_NOTIFY_KINDS(SAGE_NOTIFY_KIND_ENTRY)
+#undef SAGE_NOTIFY_KIND_ENTRY
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("status", status);
+    out.Set("notify", notify);
     return out;
   }
 
@@ -115,15 +142,25 @@ class SageAddon : public Napi::Addon<SageAddon>, public AddonState {
     return out;
   }
 
-  // Test-only: stop this process at a named point of the data path (see sage::HookPoint).
+  // Test-only: stop this process at a named point of the data path (see native/core/test_hooks.h).
+  // Only the hooks-enabled test build (SAGE_TEST_HOOKS) has the hooks; in a production build the
+  // method exists only to say so.
   Napi::Value SetTestHook(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+#ifdef SAGE_TEST_HOOKS
     sage::HookPoint p;
     if (!info[0].IsString() || !sage::parse_hook_point(info[0].As<Napi::String>().Utf8Value(), &p)) {
       throw Napi::TypeError::New(env, "unknown hook point");
     }
     sage::set_test_hook(p);
     return env.Undefined();
+#else
+    (void)info;
+    throw MakeError(env, "ERR_TEST_HOOKS_DISABLED",
+                    "setTestHook: this build of the sage-queue addon has no test hooks (production builds never "
+                    "do); build the test addon with `npm run build:test-addon` and point SAGE_QUEUE_NATIVE_ADDON "
+                    "at it");
+#endif
   }
 
 };

@@ -47,8 +47,6 @@ int64_t timeout_arg(const Napi::Value& v) {
 
 thread_local std::vector<sage::Slice> t_slices;
 
-enum NotifyKind { kReadable = 1, kWritable = 2 };
-
 }  // namespace
 
 Napi::Function NativeQueue::Define(Napi::Env env) {
@@ -295,7 +293,7 @@ Napi::Value NativeQueue::ArmReadable(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Usable(info)) return env.Undefined();
   EnsureTsfn(env);
-  StartNotifier(&read_notifier_, true, kReadable);
+  StartNotifier(&read_notifier_, true, NotifyKind::kReadable);
   read_armed_ = true;
   UpdateRef(env);
   read_notifier_->arm(0);
@@ -306,7 +304,7 @@ Napi::Value NativeQueue::ArmWritable(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Usable(info)) return env.Undefined();
   EnsureTsfn(env);
-  StartNotifier(&write_notifier_, false, kWritable);
+  StartNotifier(&write_notifier_, false, NotifyKind::kWritable);
   write_armed_ = true;
   UpdateRef(env);
   uint64_t bytes = info[0].IsNumber() ? static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()) : 0;
@@ -320,11 +318,11 @@ Napi::Value NativeQueue::Disarm(const Napi::CallbackInfo& info) {
   if (!Usable(info)) return env.Undefined();
   int kind = info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 3;
   bool cancel = info.Length() < 2 || info[1].ToBoolean();  // false: it already fired
-  if (kind & kReadable) {
+  if (kind & NotifyKind::kReadable) {
     if (read_notifier_ && cancel) read_notifier_->disarm();
     read_armed_ = false;
   }
-  if (kind & kWritable) {
+  if (kind & NotifyKind::kWritable) {
     if (write_notifier_ && cancel) write_notifier_->disarm();
     write_armed_ = false;
   }

@@ -11,6 +11,19 @@ namespace sage_binding {
 
 class AddonState;
 
+// Kinds passed to the JS notify callback (bit flags: disarm() takes a mask of them). The one list
+// the enum and the addon's constants().notify table (checked against the TypeScript NotifyKind)
+// are made from.
+#define SAGE_NOTIFY_KINDS(X) \
+  X(Readable, 1)             \
+  X(Writable, 2)
+
+struct NotifyKind {
+#define SAGE_NOTIFY_KIND_CONSTANT(name, value) static constexpr int k##name = value;
+  SAGE_NOTIFY_KINDS(SAGE_NOTIFY_KIND_CONSTANT)
+#undef SAGE_NOTIFY_KIND_CONSTANT
+};
+
 class NativeQueue : public Napi::ObjectWrap<NativeQueue> {
  public:
   static Napi::Function Define(Napi::Env env);

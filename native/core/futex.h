@@ -27,7 +27,7 @@ inline uint64_t realtime_ns() {
 
 // Sleeps while *word == expected, at most until the absolute CLOCK_MONOTONIC deadline (0 = no
 // deadline). Returns 0 when woken (or spuriously), ETIMEDOUT, or EAGAIN if the word had changed.
-inline int futex_wait_until(std::atomic<uint32_t>* word, uint32_t expected, uint64_t deadline_ns) {
+[[nodiscard]] inline int futex_wait_until(std::atomic<uint32_t>* word, uint32_t expected, uint64_t deadline_ns) {
   timespec ts;
   timespec* tsp = nullptr;
   if (deadline_ns != 0) {
@@ -42,7 +42,8 @@ inline int futex_wait_until(std::atomic<uint32_t>* word, uint32_t expected, uint
   return errno == EINTR ? 0 : errno;
 }
 
-inline int futex_wake_all(std::atomic<uint32_t>* word) {
+// Returns how many waiters were woken (or -1 with errno set).
+[[nodiscard]] inline int futex_wake_all(std::atomic<uint32_t>* word) {
   return static_cast<int>(syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0));
 }
 

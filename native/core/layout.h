@@ -64,6 +64,7 @@ enum SlotRole : uint32_t { kRoleProducer = 1, kRoleConsumer = 2, kRoleCreator = 
 // One per attached handle. `alive` is a robust process-shared mutex held by the attaching thread
 // for as long as the handle is attached: when the process dies the kernel marks it owner-died,
 // which is how survivors learn of the death (never from a bare PID, which can be reused).
+// Claimed, released and reaped only through liveness.h.
 struct alignas(kHotAlign) ProcessSlot {
   pthread_mutex_t alive;
   std::atomic<uint32_t> state;

@@ -3,8 +3,9 @@
 // Consumers take committed records under another short robust lock (mark READING, advance
 // `head`), copy outside it and mark them CONSUMED. Producers reclaim consumed space lazily.
 // A dead producer's claim is turned into padding by the consumer that finds it at the head; a
-// dead consumer's READING records are reclaimed by producers. Locks are robust: a holder that
-// dies leaves a redo journal that the next holder re-applies.
+// dead consumer's READING records are reclaimed by producers. Locks are robust: a producer that
+// dies holding its lock leaves a redo journal that the next holder re-applies; a consumer, an
+// undo journal that the next holder rolls back. Slot liveness (who is alive) is in liveness.cpp.
 #include "sage_ring.h"
 
 #include <sys/mman.h>
@@ -14,6 +15,8 @@
 #include <cstring>
 
 #include "futex.h"
+#include "liveness.h"
+#include "test_hooks.h"
 
 namespace sage {
 
@@ -26,6 +29,19 @@ constexpr uint64_t kStuckPollNs = 2000000;  // 2 ms
 constexpr uint64_t kMaxSleepNs = 100000000;  // 100 ms
 constexpr uint64_t kHealIntervalNs = 10000000;
 }  // namespace
+
+static_assert(kLastStatus == Status::Initialising, "SAGE_STATUSES lists every status, the last one last");
+
+const char* status_name(Status s) {
+  switch (s) {
+#define SAGE_STATUS_NAME_CASE(name) \
+  case Status::name:                \
+    return #name;
+    SAGE_STATUSES(SAGE_STATUS_NAME_CASE)
+#undef SAGE_STATUS_NAME_CASE
+  }
+  return "Unknown";
+}
 
 const char* status_code(Status s) {
   switch (s) {
@@ -85,51 +101,16 @@ const char* status_message(Status s) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Test hooks
-
-namespace {
-std::atomic<int> g_hook{0};
-
-inline void hook(HookPoint p) {
-  if (__builtin_expect(g_hook.load(std::memory_order_relaxed) == static_cast<int>(p), 0)) {
-    static const char* names[] = {"none", "after-claim", "mid-copy", "before-commit", "after-take",
-                                  "mid-read", "in-prod-lock", "in-cons-lock"};
-    char line[64];
-    int n = snprintf(line, sizeof line, "SAGE_HOOK %s\n", names[static_cast<int>(p)]);
-    if (write(2, line, static_cast<size_t>(n)) < 0) {
-    }
-    for (;;) pause();  // wait here to be killed
-  }
-}
-}  // namespace
-
-void set_test_hook(HookPoint p) { g_hook.store(static_cast<int>(p), std::memory_order_relaxed); }
-
-bool parse_hook_point(const std::string& name, HookPoint* out) {
-  static const struct {
-    const char* n;
-    HookPoint p;
-  } table[] = {{"none", HookPoint::None},          {"after-claim", HookPoint::AfterClaim},
-               {"mid-copy", HookPoint::MidCopy},    {"before-commit", HookPoint::BeforeCommit},
-               {"after-take", HookPoint::AfterTake}, {"mid-read", HookPoint::MidRead},
-               {"in-prod-lock", HookPoint::InProdLock}, {"in-cons-lock", HookPoint::InConsLock}};
-  for (const auto& e : table) {
-    if (name == e.n) {
-      *out = e.p;
-      return true;
-    }
-  }
-  return false;
-}
-
-// ---------------------------------------------------------------------------------------------
 // Lifetime
 
 Queue::~Queue() { release(); }
 
 void Queue::release() {
   if (hdr_ == nullptr) return;
-  release_slot();
+  if (attached_) {
+    attached_ = false;
+    release_slot(hdr_, slot_);
+  }
   munmap(hdr_, map_size_);
   hdr_ = nullptr;
   data_ = nullptr;
@@ -181,7 +162,8 @@ void Queue::recover_prod() {
     j.valid.store(0, std::memory_order_release);
   }
   hdr_->lock_recoveries.fetch_add(1, std::memory_order_relaxed);
-  pthread_mutex_consistent(&hdr_->prod_lock);
+  // We hold the mutex in the owner-died state (EOWNERDEAD): marking it consistent cannot fail.
+  (void)pthread_mutex_consistent(&hdr_->prod_lock);
 }
 
 void Queue::recover_cons() {
@@ -221,11 +203,14 @@ void Queue::recover_cons() {
   // Covers a holder that died after committing its take but before publishing the limit.
   hdr_->reclaim_limit.store(hdr_->head.load(std::memory_order_relaxed), std::memory_order_release);
   hdr_->lock_recoveries.fetch_add(1, std::memory_order_relaxed);
-  pthread_mutex_consistent(&hdr_->cons_lock);
+  // We hold the mutex in the owner-died state (EOWNERDEAD): marking it consistent cannot fail.
+  (void)pthread_mutex_consistent(&hdr_->cons_lock);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Records
+
+bool Queue::owner_alive(uint32_t owner) { return sage::owner_alive(hdr_, owner, owner_); }
 
 RecordHeader* Queue::record_at(uint64_t pos) const {
   const uint64_t off = pos & mask_;
@@ -309,13 +294,7 @@ void Queue::heal_waiters() {
   const uint64_t now = monotonic_ns();
   if (now - last_heal < kHealIntervalNs) return;
   last_heal = now;
-  for (uint32_t i = 0; i < kMaxSlots; ++i) {
-    ProcessSlot& s = hdr_->slots[i];
-    if (s.state.load(std::memory_order_acquire) == kSlotActive &&
-        (s.data_waiters.load(std::memory_order_relaxed) | s.space_waiters.load(std::memory_order_relaxed))) {
-      owner_alive(make_owner(i, s.gen.load(std::memory_order_relaxed)));
-    }
-  }
+  reap_dead_waiters(hdr_, owner_);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -385,12 +364,12 @@ Status Queue::try_put(const Slice* msgs, size_t n, size_t* written) {
   j.cursor = pos;
   j.msgs = tmsgs + k;
   j.valid.store(1, std::memory_order_release);
-  hook(HookPoint::InProdLock);
+  SAGE_HOOK(InProdLock);
   hdr_->tail_msgs.store(tmsgs + k, std::memory_order_relaxed);
   hdr_->tail.store(pos, std::memory_order_release);  // headers above are visible to acquirers
   j.valid.store(0, std::memory_order_release);
   unlock_prod();
-  hook(HookPoint::AfterClaim);
+  SAGE_HOOK(AfterClaim);
 
   ProcessSlot& me = hdr_->slots[slot_];
   if (!(me.role.load(std::memory_order_relaxed) & kRoleProducer)) me.role.fetch_or(kRoleProducer, std::memory_order_relaxed);
@@ -403,12 +382,12 @@ Status Queue::try_put(const Slice* msgs, size_t n, size_t* written) {
     auto* r = reinterpret_cast<RecordHeader*>(data_ + (pos & mask_));
     uint8_t* dst = reinterpret_cast<uint8_t*>(r) + kRecordHeaderSize;
     const uint32_t len = msgs[i].length;
-    if (i == 0 && g_hook.load(std::memory_order_relaxed) == static_cast<int>(HookPoint::MidCopy)) {
+    if (i == 0 && SAGE_HOOK_ARMED(MidCopy)) {
       memcpy(dst, msgs[i].data, len / 2);
-      hook(HookPoint::MidCopy);
+      SAGE_HOOK(MidCopy);
     }
     if (len) memcpy(dst, msgs[i].data, len);
-    if (i == 0) hook(HookPoint::BeforeCommit);
+    if (i == 0) SAGE_HOOK(BeforeCommit);
     r->state.store(rec_state(kRecCommitted, owner_), std::memory_order_release);  // publishes payload
     pos += rec;
   }
@@ -454,7 +433,7 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
     j.msgs = hm0;
     j.valid.store(1, std::memory_order_release);
     journaled = true;
-    hook(HookPoint::InConsLock);
+    SAGE_HOOK(InConsLock);
   };
   while (h < tail && k < max) {
     RecordHeader* r = record_at(h);
@@ -525,7 +504,7 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
     if (h != head) wake(false);  // padding skipped: space to reclaim
     return Status::Empty;
   }
-  hook(HookPoint::AfterTake);
+  SAGE_HOOK(AfterTake);
   ProcessSlot& me = hdr_->slots[slot_];
   if (!(me.role.load(std::memory_order_relaxed) & kRoleConsumer)) me.role.fetch_or(kRoleConsumer, std::memory_order_relaxed);
 
@@ -537,9 +516,9 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
     RecordHeader* r = record_at(taken_[i]);
     const uint32_t len = lengths[i];
     const uint8_t* src = reinterpret_cast<uint8_t*>(r) + kRecordHeaderSize;
-    if (i == 0 && g_hook.load(std::memory_order_relaxed) == static_cast<int>(HookPoint::MidRead)) {
+    if (i == 0 && SAGE_HOOK_ARMED(MidRead)) {
       memcpy(dst + at, src, len / 2);
-      hook(HookPoint::MidRead);
+      SAGE_HOOK(MidRead);
     }
     if (len) memcpy(dst + at, src, len);
     r->state.store(rec_state(kRecConsumed, owner_), std::memory_order_release);  // space reusable
@@ -553,42 +532,45 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
 // ---------------------------------------------------------------------------------------------
 // Waiting
 
-bool Queue::readable_now(bool* stuck) {
+Status Queue::readable_now(bool* stuck) {
   *stuck = false;
-  if (hdr_->closed.load(std::memory_order_acquire)) return true;
+  if (hdr_->closed.load(std::memory_order_acquire)) return Status::Ok;
   const uint64_t h = hdr_->head.load(std::memory_order_acquire);
   const uint64_t t = hdr_->tail.load(std::memory_order_acquire);
-  if (h == t) return false;
+  if (h == t) return Status::Empty;
   RecordHeader* r = record_at(h);
-  if (r == nullptr) return true;  // let the get report the corruption
+  if (r == nullptr) return Status::Corrupt;
   const uint32_t s = r->state.load(std::memory_order_acquire);
-  if (rec_kind(s) != kRecClaimed) return true;
-  if (!owner_alive(rec_owner(s))) return true;  // the get will turn it into padding
+  if (rec_kind(s) != kRecClaimed) return Status::Ok;  // a get makes progress (or reports corruption)
+  if (!owner_alive(rec_owner(s))) return Status::Ok;  // the get will turn it into padding
   *stuck = true;  // a producer is writing it; poll in case it dies
-  return false;
+  return Status::Empty;
 }
 
-bool Queue::writable_now(uint64_t bytes, bool* stuck) {
+Status Queue::writable_now(uint64_t bytes, bool* stuck) {
   *stuck = false;
-  if (hdr_->closed.load(std::memory_order_acquire)) return true;
+  if (hdr_->closed.load(std::memory_order_acquire)) return Status::Ok;
   if (maxsize_ != 0 && hdr_->tail_msgs.load(std::memory_order_acquire) - hdr_->head_msgs.load(std::memory_order_acquire) >= maxsize_) {
-    return false;
+    return Status::Full;
   }
   const uint64_t rec = record_size(bytes);
   for (int pass = 0; pass < 2; ++pass) {
     const uint64_t tail = hdr_->tail.load(std::memory_order_acquire);
     const uint64_t off = tail & mask_;
     const uint64_t pad = off + rec > cap_ ? cap_ - off : 0;
-    if (tail + pad + rec - hdr_->freed.load(std::memory_order_acquire) <= cap_) return true;
+    if (tail + pad + rec - hdr_->freed.load(std::memory_order_acquire) <= cap_) return Status::Ok;
     if (pass == 1 || tail + pad + rec - hdr_->reclaim_limit.load(std::memory_order_acquire) > cap_) break;
-    // Consumers have moved on but nobody reclaimed their space yet: do it now.
+    // Consumers have moved on but nobody reclaimed their space yet: do it now. A corrupt record
+    // below reclaim_limit would keep the space from ever coming free: report it instead of
+    // waiting for space that cannot come.
     lock_prod();
-    reclaim_locked();
+    const Status rs = reclaim_locked();
     unlock_prod();
+    if (rs != Status::Ok) return rs;
   }
   // Blocked behind records still being read: if a reader died, only polling notices.
   *stuck = hdr_->reclaim_limit.load(std::memory_order_acquire) != hdr_->freed.load(std::memory_order_acquire);
-  return false;
+  return Status::Full;
 }
 
 Status Queue::wait_on(bool for_data, uint64_t bytes, int64_t timeout_ms, const std::atomic<bool>* cancel) {
@@ -601,9 +583,11 @@ Status Queue::wait_on(bool for_data, uint64_t bytes, int64_t timeout_ms, const s
   std::atomic<uint32_t>* regs = for_data ? &hdr_->data_regs : &hdr_->space_regs;
   ProcessSlot& me = hdr_->slots[slot_];
   std::atomic<uint32_t>* my_waiters = for_data ? &me.data_waiters : &me.space_waiters;
+  const Status not_ready = for_data ? Status::Empty : Status::Full;
   bool stuck = false;
   for (;;) {
-    if (for_data ? readable_now(&stuck) : writable_now(bytes, &stuck)) return Status::Ok;
+    const Status first = for_data ? readable_now(&stuck) : writable_now(bytes, &stuck);
+    if (first != not_ready) return first;  // Ok, or the corruption the probe found
     if (cancel && cancel->load(std::memory_order_acquire)) return Status::Cancelled;
     uint64_t now = monotonic_ns();
     if (deadline != 0 && now >= deadline) return Status::TimedOut;
@@ -616,17 +600,20 @@ Status Queue::wait_on(bool for_data, uint64_t bytes, int64_t timeout_ms, const s
     regs->fetch_add(1, std::memory_order_acq_rel);     // before the count: a waker that sees the
     waiters->fetch_add(1, std::memory_order_acq_rel);  // count (its RMW pairs with this one) sees it
     const uint32_t observed = seq->load(std::memory_order_acquire);
-    bool ready = for_data ? readable_now(&stuck) : writable_now(bytes, &stuck);
-    if (!ready && !(cancel && cancel->load(std::memory_order_acquire))) {
+    const Status probe = for_data ? readable_now(&stuck) : writable_now(bytes, &stuck);
+    if (probe == not_ready && !(cancel && cancel->load(std::memory_order_acquire))) {
       uint64_t until = deadline;
       const uint64_t poll = monotonic_ns() + (stuck ? kStuckPollNs : kMaxSleepNs);
       if (until == 0 || poll < until) until = poll;
       hdr_->waits.fetch_add(1, std::memory_order_relaxed);
-      futex_wait_until(seq, observed, until);
+      // Woken, timed out or the word had changed (EAGAIN): every outcome means the same thing,
+      // loop and re-check readiness, cancel and the deadline. (EFAULT/EINVAL cannot happen: the
+      // word is an aligned atomic in our live mapping.)
+      (void)futex_wait_until(seq, observed, until);
     }
     waiters->fetch_sub(1, std::memory_order_relaxed);
     my_waiters->fetch_sub(1, std::memory_order_relaxed);
-    if (ready) return Status::Ok;
+    if (probe != not_ready) return probe;
   }
 }
 
@@ -643,8 +630,10 @@ void Queue::wake_all() {
   if (hdr_ == nullptr) return;
   hdr_->data_seq.fetch_add(1, std::memory_order_release);
   hdr_->space_seq.fetch_add(1, std::memory_order_release);
-  futex_wake_all(&hdr_->data_seq);
-  futex_wake_all(&hdr_->space_seq);
+  // How many were woken does not matter here (nobody may be asleep), and a failure (EFAULT,
+  // EINVAL) is impossible on these aligned words of our live mapping.
+  (void)futex_wake_all(&hdr_->data_seq);
+  (void)futex_wake_all(&hdr_->space_seq);
 }
 
 namespace {
@@ -692,7 +681,9 @@ Status Queue::get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, s
 
 void Queue::close() {
   if (hdr_ == nullptr || !attached_) return;
-  // Under both locks, so no put is between its closed-check and its claim.
+  // Under the producer lock, so no put is between its closed-check (made under that lock) and
+  // its claim. Gets need no lock: they report Closed only once head has caught up with a tail
+  // re-read after seeing `closed`.
   lock_prod();
   hdr_->closed.store(1, std::memory_order_seq_cst);
   unlock_prod();
@@ -760,14 +751,7 @@ Stats Queue::stats() {
     } else {
       // Probe without reaping, so a dead process stays visible (e.g. to `sage-queue ls`) until
       // the data path or `gc` cleans it up.
-      int rc = pthread_mutex_trylock(&slot.alive);
-      if (rc == EBUSY) {
-        info.alive = true;
-      } else {
-        if (rc == EOWNERDEAD) pthread_mutex_consistent(&slot.alive);
-        if (rc == 0 || rc == EOWNERDEAD) pthread_mutex_unlock(&slot.alive);
-        info.alive = false;
-      }
+      info.alive = probe_slot(hdr_, i) == SlotLiveness::Alive;
     }
     s.slots.push_back(info);
   }

@@ -12,33 +12,49 @@
 
 namespace sage {
 
-enum class Status : int {
-  Ok = 0,
-  Empty,             // nothing to get (or the head record is not committed yet)
-  Full,              // no space (or maxsize reached)
-  Closed,            // closed: puts fail; gets fail once drained
-  TooLarge,          // message over max_message_size: nothing written
-  BufferTooSmall,    // the destination cannot hold the next message; `needed` says how much
-  TimedOut,
-  Cancelled,
-  InvalidName,
-  InvalidArgument,
-  Exists,
-  NotFound,
-  NotOurs,           // the segment is not a SAGE queue
-  VersionMismatch,   // a SAGE queue of another layout version or build
-  NotInitialised,    // its creator has not finished (or died while creating it)
-  NoSpace,           // /dev/shm cannot hold the segment
-  NoSlots,           // too many handles attached
-  PermissionDenied,
-  Corrupt,           // a record or cursor failed a bounds check
-  SystemError,
-  Initialising,      // its creator is alive and still initialising it (try again)
-};
-constexpr Status kLastStatus = Status::Initialising;
+// Every status, in value order (Ok = 0, then 1, 2, ...): the one list the enum, kLastStatus and
+// the addon's constants() table (checked against the TypeScript NativeStatus) are made from.
+#define SAGE_STATUSES(X)                                                                          \
+  X(Ok)                                                                                           \
+  X(Empty)            /* nothing to get (or the head record is not committed yet) */              \
+  X(Full)             /* no space (or maxsize reached) */                                         \
+  X(Closed)           /* closed: puts fail; gets fail once drained */                             \
+  X(TooLarge)         /* message over max_message_size: nothing written */                        \
+  X(BufferTooSmall)   /* the destination cannot hold the next message; `needed` says how much */  \
+  X(TimedOut)                                                                                     \
+  X(Cancelled)                                                                                    \
+  X(InvalidName)                                                                                  \
+  X(InvalidArgument)                                                                              \
+  X(Exists)                                                                                       \
+  X(NotFound)                                                                                     \
+  X(NotOurs)          /* the segment is not a SAGE queue */                                       \
+  X(VersionMismatch)  /* a SAGE queue of another layout version or build */                       \
+  X(NotInitialised)   /* its creator has not finished (or died while creating it) */              \
+  X(NoSpace)          /* /dev/shm cannot hold the segment */                                      \
+  X(NoSlots)          /* too many handles attached */                                             \
+  X(PermissionDenied)                                                                             \
+  X(Corrupt)          /* a record or cursor failed a bounds check */                              \
+  X(SystemError)                                                                                  \
+  X(Initialising)     /* its creator is alive and still initialising it (try again) */
 
-const char* status_code(Status s);     // stable code, e.g. "ERR_QUEUE_EMPTY"
-const char* status_message(Status s);  // human sentence
+// [[nodiscard]] on the type: a Status returned by any function must be looked at.
+enum class [[nodiscard]] Status : int {
+#define SAGE_STATUS_ENUMERATOR(name) name,
+  SAGE_STATUSES(SAGE_STATUS_ENUMERATOR)
+#undef SAGE_STATUS_ENUMERATOR
+};
+
+namespace detail {
+#define SAGE_STATUS_ONE(name) +1
+constexpr int kStatusCount = 0 SAGE_STATUSES(SAGE_STATUS_ONE);
+#undef SAGE_STATUS_ONE
+}  // namespace detail
+constexpr Status kLastStatus = static_cast<Status>(detail::kStatusCount - 1);
+
+// The enumerator's name, e.g. "Empty" (the key of the addon's constants().status table).
+[[nodiscard]] const char* status_name(Status s);
+[[nodiscard]] const char* status_code(Status s);     // stable code, e.g. "ERR_QUEUE_EMPTY"
+[[nodiscard]] const char* status_message(Status s);  // human sentence
 
 struct CreateOptions {
   uint64_t capacity = 1 << 20;     // data bytes; rounded up to a power of two
@@ -74,17 +90,11 @@ struct Slice {
   uint32_t length;
 };
 
-// Test-only stop points: when armed, the process writes "SAGE_HOOK <name>\n" to stderr and
-// sleeps forever there, so a test can SIGKILL it at exactly that instant.
-enum class HookPoint : int { None = 0, AfterClaim, MidCopy, BeforeCommit, AfterTake, MidRead, InProdLock, InConsLock };
-void set_test_hook(HookPoint p);
-bool parse_hook_point(const std::string& name, HookPoint* out);
-
 // Inspect maps an existing queue without attaching (no slot, no liveness lock): for tools that
 // only read stats. An inspecting handle must not put, get or wait.
 enum class OpenMode { Create, Open, OpenOrCreate, Inspect };
 
-bool valid_queue_name(const std::string& name);
+[[nodiscard]] bool valid_queue_name(const std::string& name);
 std::string shm_name_for(const std::string& name);   // "/sageq.<name>"
 extern const char* const kShmPrefix;                  // "sageq."
 
@@ -94,9 +104,9 @@ extern const char* const kShmPrefix;                  // "sageq."
 class Queue {
  public:
   // Creates and/or attaches. On failure returns the status and sets *sys_errno when relevant.
-  static Status open(const std::string& name, OpenMode mode, const CreateOptions& opts,
+  [[nodiscard]] static Status open(const std::string& name, OpenMode mode, const CreateOptions& opts,
                      std::unique_ptr<Queue>* out, int* sys_errno, uint64_t init_wait_ms = 1000);
-  static Status unlink(const std::string& name, int* sys_errno);
+  [[nodiscard]] static Status unlink(const std::string& name, int* sys_errno);
   // Names (without prefix) of every sage-queue segment in /dev/shm.
   static std::vector<std::string> list();
 
@@ -112,21 +122,21 @@ class Queue {
   // --- non-blocking operations (also the fast path of the blocking ones) ---
   // Puts up to n messages in order; *written says how many went in. A batch stops early at the
   // first message that does not fit (Full) -- earlier ones are committed.
-  Status try_put(const Slice* msgs, size_t n, size_t* written);
+  [[nodiscard]] Status try_put(const Slice* msgs, size_t n, size_t* written);
   // Gets up to max messages, copying payloads back to back into dst (16-byte aligned starts are
   // not guaranteed); lengths[i] receives each length. BufferTooSmall sets *needed when not even
   // the first message fits.
-  Status try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got,
+  [[nodiscard]] Status try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got,
                  size_t* needed);
 
   // --- blocking operations (timeout_ms < 0 = forever) ---
-  Status put(const Slice* msgs, size_t n, size_t* written, int64_t timeout_ms);
-  Status get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got,
+  [[nodiscard]] Status put(const Slice* msgs, size_t n, size_t* written, int64_t timeout_ms);
+  [[nodiscard]] Status get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got,
              size_t* needed, int64_t timeout_ms);
   // Waits until a get could make progress (or the queue closes), without taking anything.
-  Status wait_readable(int64_t timeout_ms, const std::atomic<bool>* cancel);
+  [[nodiscard]] Status wait_readable(int64_t timeout_ms, const std::atomic<bool>* cancel);
   // Waits until `bytes` of payload could be put (or the queue closes).
-  Status wait_writable(uint64_t bytes, int64_t timeout_ms, const std::atomic<bool>* cancel);
+  [[nodiscard]] Status wait_writable(uint64_t bytes, int64_t timeout_ms, const std::atomic<bool>* cancel);
   // Wakes every waiter of this queue in every process (used to cancel a local wait).
   void wake_all();
 
@@ -148,25 +158,27 @@ class Queue {
 
  private:
   Queue() = default;
-  Status attach_slot();
-  void release_slot();
+  [[nodiscard]] Status attach_slot();  // claims a slot (liveness.h) for this handle
   void lock_prod();
   void lock_cons();
   void unlock_prod();
   void unlock_cons();
   void recover_prod();
   void recover_cons();
-  // Is the owner of a record still attached and alive? Reaps its slot if it died.
-  bool owner_alive(uint32_t owner);
-  void reap_slot(uint32_t index);
-  Status reclaim_locked();     // advance `freed` over consumed records (prod lock held)
+  // Is the owner of a record still attached and alive? Reaps its slot if it died (liveness.h).
+  [[nodiscard]] bool owner_alive(uint32_t owner);
+  // Advances `freed` over consumed records (prod lock held). Corrupt if a record below
+  // `reclaim_limit` fails a bounds check (`freed` then stays before it).
+  [[nodiscard]] Status reclaim_locked();
   void wake(bool data);
   void heal_waiters();
-  // Readiness probes used by waiters. `stuck` = blocked behind a record whose owner must be
-  // re-checked periodically (a dead owner is only noticed by polling).
-  bool readable_now(bool* stuck);
-  bool writable_now(uint64_t record_bytes, bool* stuck);
-  Status wait_on(bool for_data, uint64_t record_bytes, int64_t timeout_ms, const std::atomic<bool>* cancel);
+  // Readiness probes used by waiters: Ok when a get (put of `bytes`) could make progress or the
+  // queue is closed; Empty (Full) when not yet; Corrupt when the probe found the segment corrupt.
+  // `stuck` = blocked behind a record whose owner must be re-checked periodically (a dead owner
+  // is only noticed by polling).
+  [[nodiscard]] Status readable_now(bool* stuck);
+  [[nodiscard]] Status writable_now(uint64_t bytes, bool* stuck);
+  [[nodiscard]] Status wait_on(bool for_data, uint64_t record_bytes, int64_t timeout_ms, const std::atomic<bool>* cancel);
   RecordHeader* record_at(uint64_t pos) const;
 
   Header* hdr_ = nullptr;

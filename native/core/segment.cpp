@@ -1,6 +1,6 @@
 // Segment lifecycle: names, create (O_EXCL, fallocate, initialise, "initialised" last), open
-// (bounded wait for initialisation, header validation), unlink, list; and the slot table that
-// tells survivors which attached handles are dead.
+// (bounded wait for initialisation, header validation), unlink, list. Attaching a handle takes a
+// slot (liveness.cpp).
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -13,6 +13,7 @@
 #include <random>
 
 #include "futex.h"
+#include "liveness.h"
 #include "sage_ring.h"
 
 namespace sage {
@@ -59,15 +60,6 @@ uint64_t data_offset() { return align_up(sizeof(Header), 4096); }
 uint64_t random_nonce() {
   std::random_device rd;
   return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^ monotonic_ns();
-}
-
-bool init_robust_mutex(pthread_mutex_t* m) {
-  pthread_mutexattr_t a;
-  if (pthread_mutexattr_init(&a) != 0) return false;
-  bool ok = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED) == 0 &&
-            pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST) == 0 && pthread_mutex_init(m, &a) == 0;
-  pthread_mutexattr_destroy(&a);
-  return ok;
 }
 
 }  // namespace
@@ -121,8 +113,16 @@ Status Queue::open(const std::string& name, OpenMode mode, const CreateOptions& 
       if (fd >= 0) {
         // Held until "initialised" is stored: the OS drops it if we die, so openers can tell a
         // slow creator from a dead one.
-        flock(fd, LOCK_EX);
-        fchmod(fd, opts.mode);  // the umask must not weaken or widen the requested mode
+        // fchmod: the umask must not weaken or widen the requested mode. Either failing on the
+        // descriptor we just created is a system error: without the lock a live creator looks
+        // dead to openers, and without the mode the segment may be readable by others.
+        if (flock(fd, LOCK_EX) != 0 || fchmod(fd, opts.mode) != 0) {
+          err = errno;
+          shm_unlink(shm.c_str());
+          ::close(fd);
+          if (sys_errno) *sys_errno = err;
+          return Status::SystemError;
+        }
         const uint64_t size = data_offset() + cap;
         int rc = posix_fallocate(fd, 0, static_cast<off_t>(size));
         void* p = rc == 0 ? mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
@@ -281,102 +281,18 @@ Status Queue::open(const std::string& name, OpenMode mode, const CreateOptions& 
   return Status::SystemError;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Slots
-
 Status Queue::attach_slot() {
-  for (int pass = 0; pass < 2; ++pass) {
-    for (uint32_t i = 0; i < kMaxSlots; ++i) {
-      ProcessSlot& s = hdr_->slots[i];
-      uint32_t expected = kSlotFree;
-      if (!s.state.compare_exchange_strong(expected, kSlotClaiming, std::memory_order_acq_rel)) continue;
-      s.claiming_ns.store(monotonic_ns(), std::memory_order_relaxed);
-      const uint32_t gen = s.gen.fetch_add(1, std::memory_order_relaxed) + 1;
-      if (!init_robust_mutex(&s.alive) || pthread_mutex_lock(&s.alive) != 0) {
-        s.state.store(kSlotFree, std::memory_order_release);
-        return Status::SystemError;
-      }
-      s.pid.store(getpid(), std::memory_order_relaxed);
-      s.role.store(0, std::memory_order_relaxed);
-      s.attached_ns.store(realtime_ns(), std::memory_order_relaxed);
-      s.data_waiters.store(0, std::memory_order_relaxed);
-      s.space_waiters.store(0, std::memory_order_relaxed);
-      expected = kSlotClaiming;
-      if (!s.state.compare_exchange_strong(expected, kSlotActive, std::memory_order_acq_rel)) {
-        // A survivor decided this claim was abandoned while we were stopped: start over.
-        pthread_mutex_unlock(&s.alive);
-        continue;
-      }
-      slot_ = i;
-      owner_ = make_owner(i, gen);
+  SlotClaim claim;
+  switch (claim_slot(hdr_, &claim)) {
+    case ClaimResult::Ok:
+      slot_ = claim.index;
+      owner_ = claim.owner;
       attached_ = true;
       return Status::Ok;
-    }
-    // Full: clean up handles whose processes died, and slots stuck half-claimed, then retry.
-    const uint64_t now = monotonic_ns();
-    for (uint32_t i = 0; i < kMaxSlots; ++i) {
-      ProcessSlot& s = hdr_->slots[i];
-      uint32_t st = s.state.load(std::memory_order_acquire);
-      if (st == kSlotActive) {
-        owner_alive(make_owner(i, s.gen.load(std::memory_order_relaxed)));
-      } else if (st == kSlotClaiming && now - s.claiming_ns.load(std::memory_order_relaxed) > 2000000000ull) {
-        s.state.compare_exchange_strong(st, kSlotFree, std::memory_order_acq_rel);
-      }
-    }
+    case ClaimResult::NoSlots: return Status::NoSlots;
+    case ClaimResult::SystemError: return Status::SystemError;
   }
-  return Status::NoSlots;
-}
-
-void Queue::release_slot() {
-  if (!attached_) return;
-  attached_ = false;
-  ProcessSlot& s = hdr_->slots[slot_];
-  s.state.store(kSlotReaping, std::memory_order_release);
-  hdr_->data_waiters.fetch_sub(s.data_waiters.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
-  hdr_->space_waiters.fetch_sub(s.space_waiters.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
-  pthread_mutex_unlock(&s.alive);
-  s.state.store(kSlotFree, std::memory_order_release);
-}
-
-void Queue::reap_slot(uint32_t index) {
-  // Called holding the dead slot's `alive` mutex (after EOWNERDEAD): we are its only reaper.
-  ProcessSlot& s = hdr_->slots[index];
-  s.state.store(kSlotReaping, std::memory_order_release);
-  uint32_t dw = s.data_waiters.exchange(0, std::memory_order_relaxed);
-  uint32_t sw = s.space_waiters.exchange(0, std::memory_order_relaxed);
-  if (dw) hdr_->data_waiters.fetch_sub(dw, std::memory_order_relaxed);
-  if (sw) hdr_->space_waiters.fetch_sub(sw, std::memory_order_relaxed);
-  if (dw || sw) hdr_->waiter_heals.fetch_add(1, std::memory_order_relaxed);
-  pthread_mutex_consistent(&s.alive);
-  pthread_mutex_unlock(&s.alive);
-  hdr_->slots_reaped.fetch_add(1, std::memory_order_relaxed);
-  s.state.store(kSlotFree, std::memory_order_release);
-}
-
-bool Queue::owner_alive(uint32_t owner) {
-  const uint32_t index = owner_slot(owner);
-  if (index >= kMaxSlots) return false;  // garbage owner: nobody to wait for
-  if (owner == owner_) return true;
-  ProcessSlot& s = hdr_->slots[index];
-  if (s.state.load(std::memory_order_acquire) != kSlotActive) return false;
-  if ((s.gen.load(std::memory_order_relaxed) & 0xFFFFu) != owner_gen(owner)) return false;
-  int rc = pthread_mutex_trylock(&s.alive);
-  if (rc == EBUSY) return true;
-  if (rc == EOWNERDEAD) {
-    reap_slot(index);
-    return false;
-  }
-  if (rc == 0) {
-    // Unlocked while still marked active: its owner was probed dead earlier (stats) but not
-    // reaped, or is mid-release. Reap it if it is still marked active.
-    if (s.state.load(std::memory_order_acquire) == kSlotActive) {
-      reap_slot(index);
-    } else {
-      pthread_mutex_unlock(&s.alive);
-    }
-    return false;
-  }
-  return false;
+  return Status::SystemError;
 }
 
 }  // namespace sage

@@ -123,6 +123,13 @@ std::string name_for(const char* tag) {
   return n;
 }
 
+// Removes a segment of ours that may or may not exist. Anything but "removed" or "was not
+// there" (say, permission denied) means the run is not testing what it thinks: stop.
+void remove_segment(const std::string& name) {
+  const Status s = Queue::unlink(name, nullptr);
+  if (s != Status::Ok && s != Status::NotFound) fail("cannot remove %s: %s", name.c_str(), sage::status_code(s));
+}
+
 std::string path_for(const std::string& name) { return std::string("/dev/shm/") + sage::kShmPrefix + name; }
 
 void write_file(const std::string& name, const uint8_t* data, size_t n, uint64_t size) {
@@ -392,11 +399,13 @@ void run_ops(Reader& r, Handles& hs, const std::string& name, uint8_t* mapping, 
       case 3: checked_get(q, r, true); break;
       case 4:
         if (hs.sleepy) q->set_spin_ns(0);
-        expect(q->wait_readable(hs.sleepy ? 1 : 0, nullptr), {Status::Ok, Status::TimedOut}, "wait_readable");
+        // Corrupt: the wait found the (fuzzed) segment corrupt and says so instead of waiting.
+        expect(q->wait_readable(hs.sleepy ? 1 : 0, nullptr), {Status::Ok, Status::TimedOut, Status::Corrupt}, "wait_readable");
         break;
       case 5:
         if (hs.sleepy) q->set_spin_ns(0);
-        expect(q->wait_writable(r.u16(), hs.sleepy ? 1 : 0, nullptr), {Status::Ok, Status::TimedOut, Status::TooLarge}, "wait_writable");
+        expect(q->wait_writable(r.u16(), hs.sleepy ? 1 : 0, nullptr), {Status::Ok, Status::TimedOut, Status::TooLarge, Status::Corrupt},
+               "wait_writable");
         break;
       case 6: check_stats(q); break;
       case 7:
@@ -509,7 +518,7 @@ const std::vector<uint8_t>& template_image() {
   static std::vector<uint8_t> img;
   if (!img.empty()) return img;
   const std::string name = name_for("tpl");
-  Queue::unlink(name, nullptr);
+  remove_segment(name);
   std::unique_ptr<Queue> q;
   sage::CreateOptions o;
   o.capacity = 4096;
@@ -522,7 +531,7 @@ const std::vector<uint8_t>& template_image() {
   img.resize(static_cast<size_t>(st.st_size));
   if (pread(fd, img.data(), img.size(), 0) != static_cast<ssize_t>(img.size())) fail("short template read");
   ::close(fd);
-  Queue::unlink(name, nullptr);
+  remove_segment(name);
   return img;
 }
 
@@ -549,7 +558,7 @@ void mode_raw(Reader& r) {
     check_stats(q.get());
     q->release();
   }
-  Queue::unlink(name, nullptr);
+  remove_segment(name);
 }
 
 void mode_header(Reader& r, bool extended) {
@@ -586,12 +595,12 @@ void mode_header(Reader& r, bool extended) {
   }
   hs.b.reset();
   hs.a.reset();
-  Queue::unlink(name, nullptr);
+  remove_segment(name);
 }
 
 void mode_records(Reader& r, bool extended) {
   const std::string name = name_for("rec");
-  Queue::unlink(name, nullptr);
+  remove_segment(name);
   const uint8_t cfg = r.u8();
   sage::CreateOptions o;
   o.capacity = 4096u << (cfg & 1);
@@ -613,12 +622,17 @@ void mode_records(Reader& r, bool extended) {
     std::memset(payload, static_cast<int>(i), len);
     Slice s{payload, len};
     size_t w = 0;
-    hs.a->try_put(&s, 1, &w);
+    // The queue is sound until corrupted below: a put of at most max_message_size either fits
+    // or finds the ring full, and a get into a buffer of 2048 bytes (>= every length put)
+    // either takes one or finds the queue empty.
+    const Status ps = hs.a->try_put(&s, 1, &w);
+    if (ps != Status::Ok && ps != Status::Full) fail("honest put on a sound queue: %s", sage::status_code(ps));
     if (r.u8() & 1) {
       uint8_t dst[2048];
       uint32_t l;
       size_t got, needed;
-      hs.a->try_get(dst, sizeof dst, &l, 1, &got, &needed);
+      const Status gs = hs.a->try_get(dst, sizeof dst, &l, 1, &got, &needed);
+      if (gs != Status::Ok && gs != Status::Empty) fail("honest get on a sound queue: %s", sage::status_code(gs));
     }
   }
   // Corrupt it through a second mapping of the same segment.
@@ -645,13 +659,15 @@ void mode_records(Reader& r, bool extended) {
   hs.b.reset();
   hs.a.reset();
   munmap(map, map_size);
-  Queue::unlink(name, nullptr);
+  remove_segment(name);
 }
 
 }  // namespace
 
 void cleanup() {
-  for (const auto& n : created()) Queue::unlink(n, nullptr);
+  // Best effort at exit (also from the watchdog and atexit): most are already gone (NotFound),
+  // and there is nobody left to report a failure to.
+  for (const auto& n : created()) (void)Queue::unlink(n, nullptr);
 }
 
 int run_one(const uint8_t* data, size_t size) {

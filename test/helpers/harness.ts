@@ -181,6 +181,8 @@ export interface SpawnOptions {
   execArgv?: string[];
   /** A label used in error messages. */
   label?: string;
+  /** The child's environment (default: this process's). */
+  env?: NodeJS.ProcessEnv;
 }
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: unknown) => void; op: string };
@@ -208,6 +210,7 @@ export class Child {
       serialization: 'advanced',
       execArgv: options.execArgv ?? [],
       cwd: REPO,
+      env: options.env ?? process.env,
     });
     processes.add(this.proc);
     this.proc.stdout?.setEncoding('utf8');

@@ -11,8 +11,12 @@ import { auditDeliveries, frames, range } from '../helpers/frames';
 import type { Delivery, SizeSpec } from '../helpers/frames';
 import { nowMs, queueName, sleep, spawnAgent, spawnAgents, track, until, useCleanup } from '../helpers/harness';
 import type { Child, ChildEvent, PutResult, WaitGetResult } from '../helpers/harness';
+import { testAddonEnv } from '../helpers/test-addon';
 
 useCleanup();
+
+/** Every child of this file loads the hooks-enabled addon (setTestHook), see test/fixtures/test-addon.cjs. */
+const HOOKS = { env: testAddonEnv() };
 
 const SMALL: SizeSpec = { min: 100, max: 2000 };
 
@@ -59,7 +63,7 @@ describe('a producer SIGKILLed mid-put', () => {
     async (point, lockRecoveries) => {
       const name = queueName(`pk-${point}`);
       const q = track(SageQueue.create<Buffer>(name, { capacity: 1 << 16, codec: 'raw' }));
-      const [victim, survivor, c1, c2] = await spawnAgents(['victim-producer', 'survivor-producer', 'consumer-1', 'consumer-2']);
+      const [victim, survivor, c1, c2] = await spawnAgents(['victim-producer', 'survivor-producer', 'consumer-1', 'consumer-2'], HOOKS);
       await Promise.all([victim, survivor, c1, c2].map((c) => c.call('open', { how: 'open', name })));
       const consumers = [c1, c2];
       for (const c of consumers) void c.request('consume', { mode: 'get', report: 'each' });
@@ -136,7 +140,7 @@ describe('a producer SIGKILLed mid-put', () => {
     const name = queueName('pk-blocked');
     const q = track(SageQueue.create<Buffer>(name, { capacity: 1 << 16, codec: 'raw', maxsize: 4 }));
     putFrames(q, 0, 0, 4, SMALL);
-    const [victim, survivor] = await spawnAgents(['victim-producer', 'survivor-producer']);
+    const [victim, survivor] = await spawnAgents(['victim-producer', 'survivor-producer'], HOOKS);
     await Promise.all([victim, survivor].map((c) => c.call('open', { how: 'open', name })));
 
     void victim.request('putFrames', { producer: 1, count: 1, sizes: SMALL });
@@ -189,7 +193,7 @@ describe('a consumer SIGKILLed mid-get', () => {
       const name = queueName(`ck-${point}`);
       const q = track(SageQueue.create<Buffer>(name, { capacity: 1 << 16, codec: 'raw' }));
       putFrames(q, 0, 0, 50, { min: 100, max: 1000 });
-      const [victim, consumer, producer] = await spawnAgents(['victim-consumer', 'consumer', 'producer']);
+      const [victim, consumer, producer] = await spawnAgents(['victim-consumer', 'consumer', 'producer'], HOOKS);
       await Promise.all([victim, consumer, producer].map((c) => c.call('open', { how: 'open', name })));
 
       await victim.call('hook', { point });
@@ -242,7 +246,7 @@ describe('a consumer SIGKILLed mid-get', () => {
     const name = queueName('ck-lock');
     const q = track(SageQueue.create<Buffer>(name, { capacity: 1 << 16, codec: 'raw' }));
     putFrames(q, 0, 0, 50, { min: 100, max: 1000 });
-    const [victim, consumer, producer] = await spawnAgents(['victim-consumer', 'consumer', 'producer']);
+    const [victim, consumer, producer] = await spawnAgents(['victim-consumer', 'consumer', 'producer'], HOOKS);
     await Promise.all([victim, consumer, producer].map((c) => c.call('open', { how: 'open', name })));
 
     await victim.call('hook', { point: 'in-cons-lock' });
@@ -286,7 +290,7 @@ describe('a consumer SIGKILLed mid-get', () => {
     async (_label, async) => {
       const name = queueName('ck-wait');
       const q = track(SageQueue.create<Buffer>(name, { capacity: 1 << 16, codec: 'raw' }));
-      const [waiter, producer] = await spawnAgents(['waiter', 'producer']);
+      const [waiter, producer] = await spawnAgents(['waiter', 'producer'], HOOKS);
       await Promise.all([waiter, producer].map((c) => c.call('open', { how: 'open', name })));
 
       void waiter.request<WaitGetResult>('waitGet', { async });
@@ -325,7 +329,7 @@ describe('a consumer SIGKILLed mid-get', () => {
 describe('processes that die or stop', () => {
   it('a queue whose creating process was SIGKILLed can still be opened and used by another process', async () => {
     const name = queueName('creator');
-    const creator = await spawnAgent('creator');
+    const creator = await spawnAgent('creator', HOOKS);
     await creator.call('open', { how: 'create', name, options: { capacity: 1 << 16, codec: 'json', maxsize: 10 } });
     await creator.call('putValues', { values: ['a', 'b', 'c'] });
     creator.kill('SIGKILL');
@@ -339,7 +343,7 @@ describe('processes that die or stop', () => {
     expect(q.qsize()).toBe(3);
     expect([q.get(), q.get(), q.get()]).toEqual(['a', 'b', 'c']);
 
-    const other = await spawnAgent('other');
+    const other = await spawnAgent('other', HOOKS);
     await other.call('open', { how: 'open', name });
     await other.call('putValues', { values: ['d', 'e'] });
     expect(q.get(true, 2000)).toBe('d');
@@ -351,7 +355,7 @@ describe('processes that die or stop', () => {
   it('a SIGSTOPped consumer holding nothing does not hold up the other consumers; after SIGCONT every message is still delivered once', async () => {
     const name = queueName('stopped');
     const q = track(SageQueue.create<Buffer>(name, { capacity: 1 << 16, codec: 'raw' }));
-    const [stopped, other] = await spawnAgents(['stopped-consumer', 'other-consumer']);
+    const [stopped, other] = await spawnAgents(['stopped-consumer', 'other-consumer'], HOOKS);
     await Promise.all([stopped, other].map((c) => c.call('open', { how: 'open', name })));
     for (const c of [stopped, other]) void c.request('consume', { mode: 'get', report: 'each' });
     await until(

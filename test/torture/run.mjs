@@ -16,6 +16,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +34,9 @@ const HOOKS = {
 };
 const HOOK_PROBABILITY = 0.25;
 const REPO = path.resolve(HERE, '..', '..');
+// Replacements arm the core's test hooks: every child (and this controller) loads the hooks-enabled
+// addon (`npm run build:test-addon`; SAGE_QUEUE_NATIVE_ADDON, inherited by the children).
+process.env.SAGE_QUEUE_NATIVE_ADDON = createRequire(import.meta.url)('../fixtures/test-addon.cjs').testAddonPath();
 
 // ------------------------------------------------------------------------------------------------
 // Options
