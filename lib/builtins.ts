@@ -9,7 +9,7 @@ import { LocalQueue } from './queue/local-queue';
 import { getRegisteredQueueTypes, registerQueueImplementation } from './queue/registry';
 import type { QueueImplementation } from './queue/registry';
 import { SageQueue } from './queue/sage-queue';
-import { openRedisDescriptor } from './redis/descriptor';
+import { RedisQueue } from './redis/redis-queue';
 
 /** A built-in type that cannot work in Node.js; it stays registered so such descriptors parse. */
 function unsupported(type: string, hint: string): QueueImplementation {
@@ -27,7 +27,7 @@ const BUILTINS: ReadonlyArray<readonly [string, QueueImplementation]> = [
   ['local', LocalQueue],
   ['sage_queue', SageQueue],
   ['shm', SageQueue],
-  ['redis', openRedisDescriptor],
+  ['redis', RedisQueue],
   ['ray_actor', unsupported('ray_actor', RAY_HINT)],
   ['ray_queue', unsupported('ray_queue', RAY_HINT)],
   ['rpc', unsupported('rpc', 'There is no RPC queue implementation yet; register one with registerQueueImplementation')],

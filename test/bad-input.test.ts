@@ -476,7 +476,8 @@ row('QueueDescriptor.createShmQueue({}) (no shmName)', TYPE, () => QueueDescript
 row('QueueDescriptor.createShmQueue({ shmName: "" })', VALUE, () => QueueDescriptor.createShmQueue({ shmName: '' }));
 row('QueueDescriptor.createSageQueue({ capacity: NaN })', RANGE, () => QueueDescriptor.createSageQueue({ capacity: NaN }));
 row('QueueDescriptor.createSageQueue({ namespace: "" })', VALUE, () => QueueDescriptor.createSageQueue({ namespace: '' }));
-row('QueueDescriptor.createSageQueue({ autoCleanup: "yes" })', TYPE, () => QueueDescriptor.createSageQueue({ autoCleanup: 'yes' as never }));
+row('QueueDescriptor.createSageQueue({ create: "yes" })', TYPE, () => QueueDescriptor.createSageQueue({ create: 'yes' as never }));
+row('QueueDescriptor.createSageQueue({ autoCleanup: true })', 'ERR_UNSUPPORTED_OPTION', () => QueueDescriptor.createSageQueue({ autoCleanup: true } as never));
 row('QueueDescriptor.createSageQueue({ mode: 0o10000 })', RANGE, () => QueueDescriptor.createSageQueue({ mode: 0o10000 }));
 row('QueueDescriptor.createRayActorQueue({}) (no actorName)', TYPE, () => QueueDescriptor.createRayActorQueue({} as never));
 for (const [label, v, code] of [['0', 0, RANGE], ['65536', 65536, RANGE], ['1.5', 1.5, RANGE], ['"80"', '80', TYPE]] as Array<[string, unknown, string]>) {

@@ -155,8 +155,12 @@ export interface SageQueueDescriptorOptions {
   queueId?: string;
   /** Default 1000. */
   maxsize?: number;
-  /** Default true. */
-  autoCleanup?: boolean;
+  /**
+   * Resolving the descriptor creates the queue when it does not exist (default false: resolving
+   * attaches to an existing queue and throws ERR_QUEUE_NOT_FOUND otherwise, so a typo cannot
+   * make an empty queue whose consumer waits forever).
+   */
+  create?: boolean;
   /** Default null. */
   namespace?: string | null;
   /** Default true. */
@@ -333,22 +337,33 @@ export class QueueDescriptor {
 
   /**
    * SAGE shared-memory queue (type "sage_queue"), id `sage_<8 hex>`, metadata
-   * `{ maxsize, auto_cleanup, namespace, enable_multi_tenant }` plus `capacity`,
-   * `max_message_size`, `codec`, `mode` when given.
+   * `{ maxsize, auto_cleanup: false, namespace, enable_multi_tenant }` plus `create: true`,
+   * `capacity`, `max_message_size`, `codec`, `mode` when given. SAGE's `autoCleanup` is not
+   * offered: a segment stays until SageQueue.destroy(name) or `sage-queue gc` removes it (a
+   * "last handle unlinks" rule would race with a process attaching at that moment).
    */
   static createSageQueue(options?: SageQueueDescriptorOptions): QueueDescriptor {
     const opts = checkOptions<SageQueueDescriptorOptions>(options);
+    if ('autoCleanup' in opts) {
+      throw new InvalidArgumentValueError(
+        'options.autoCleanup is not supported: a sage_queue segment stays until SageQueue.destroy(name) or `sage-queue gc` ' +
+          'removes it (a "last handle unlinks" rule would race with a process attaching at that moment)',
+        (opts as { autoCleanup?: unknown }).autoCleanup,
+        'ERR_UNSUPPORTED_OPTION',
+      );
+    }
     checkKnownKeys(opts, [
-      'queueId', 'maxsize', 'autoCleanup', 'namespace', 'enableMultiTenant', 'capacity', 'maxMessageSize', 'codec', 'mode',
+      'queueId', 'maxsize', 'create', 'namespace', 'enableMultiTenant', 'capacity', 'maxMessageSize', 'codec', 'mode',
     ]);
     const queueId = checkQueueIdArg(opts.queueId, 'sage_');
     const namespace = opts.namespace === undefined || opts.namespace === null ? null : checkNonEmptyString(opts.namespace, 'options.namespace');
     const metadata: JsonObject = {
       maxsize: checkMaxsize(opts.maxsize, 1000),
-      auto_cleanup: checkBoolean(opts.autoCleanup, 'options.autoCleanup', true),
+      auto_cleanup: false,
       namespace,
       enable_multi_tenant: checkBoolean(opts.enableMultiTenant, 'options.enableMultiTenant', true),
     };
+    if (checkBoolean(opts.create, 'options.create', false)) metadata.create = true;
     if (opts.capacity !== undefined) metadata.capacity = checkInteger(opts.capacity, 'options.capacity', 1);
     if (opts.maxMessageSize !== undefined) metadata.max_message_size = checkInteger(opts.maxMessageSize, 'options.maxMessageSize', 1);
     if (opts.codec !== undefined) metadata.codec = checkNonEmptyString(opts.codec, 'options.codec');

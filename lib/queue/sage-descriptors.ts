@@ -6,21 +6,24 @@
 import { DescriptorError, describe } from '../errors';
 import type { CodecName } from './codecs';
 import type { QueueDescriptor } from './descriptor';
-import type { SageQueueOptions } from './sage-options';
+import type { OpenMode, SageQueueOptions } from './sage-options';
 
 function descriptorNumber(desc: QueueDescriptor, key: string): number | undefined {
   const v = desc.metadata[key];
   return typeof v === 'number' ? v : undefined;
 }
 
-/** The segment name and options a `sage_queue` or `shm` descriptor opens. */
-export function sageOpenArgs(desc: QueueDescriptor): { name: string; options: SageQueueOptions } {
+/**
+ * The segment name, options and open mode of a `sage_queue` or `shm` descriptor: it attaches to
+ * an existing queue, and creates one only when a `sage_queue` descriptor says `create: true`.
+ */
+export function sageOpenArgs(desc: QueueDescriptor): { name: string; options: SageQueueOptions; mode: OpenMode } {
   if (desc.queueType === 'shm') {
     const shmName = desc.metadata.shm_name;
     if (typeof shmName !== 'string') {
       throw new DescriptorError(`an "shm" descriptor needs metadata.shm_name (a string); received ${describe(shmName)}`);
     }
-    return { name: shmName, options: { maxsize: descriptorNumber(desc, 'maxsize') } };
+    return { name: shmName, options: {}, mode: 'open' };
   }
   if (desc.queueType !== 'sage_queue') {
     throw new DescriptorError(`a SageQueue opens "sage_queue" and "shm" descriptors, not ${JSON.stringify(desc.queueType)}`);
@@ -29,7 +32,8 @@ export function sageOpenArgs(desc: QueueDescriptor): { name: string; options: Sa
   const codec = desc.metadata.codec;
   return {
     name: typeof ns === 'string' && ns.length > 0 ? `${ns}.${desc.queueId}` : desc.queueId,
-    options: {
+    mode: desc.metadata.create === true ? 'openOrCreate' : 'open',
+    options: desc.metadata.create !== true ? { codec: typeof codec === 'string' ? (codec as CodecName) : undefined } : {
       capacity: descriptorNumber(desc, 'capacity'),
       maxMessageSize: descriptorNumber(desc, 'max_message_size'),
       maxsize: descriptorNumber(desc, 'maxsize'),

@@ -68,7 +68,7 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
       if (options !== undefined) {
         throw new InvalidArgumentTypeError('options', 'absent when opening a descriptor (its metadata carries the options)', options);
       }
-      ({ name: nameOrDescriptor, options } = sageOpenArgs(nameOrDescriptor));
+      ({ name: nameOrDescriptor, options, mode } = sageOpenArgs(nameOrDescriptor));
     }
     this.#name = checkName(nameOrDescriptor);
     const { create, wanted, spinUs, initWaitMs } = parseSageOptions(options);

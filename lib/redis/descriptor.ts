@@ -9,8 +9,7 @@ import { DescriptorError, InvalidArgumentTypeError, describe } from '../errors';
 import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
 import { splitRedisUrl } from './connection';
 import { checkAckMode, checkKeyName, redisDescriptor } from './queue-options';
-import type { RedisAckMode } from './queue-options';
-import { RedisQueue } from './redis-queue';
+import type { RedisAckMode, RedisQueueOptions } from './queue-options';
 
 
 export interface RedisQueueDescriptorOptions {
@@ -77,31 +76,28 @@ function metaInt(desc: QueueDescriptor, key: string, min: number): number | unde
   return v;
 }
 
-/** Opens a "redis" descriptor (the `redis` queue type; registered in lib/builtins.ts). */
-export function openRedisDescriptor(desc: QueueDescriptor): RedisQueue<unknown, unknown> {
+/**
+ * The RedisQueue options a "redis" descriptor carries (the password never travels: it comes from
+ * the resolving process's environment). Throws DescriptorError for malformed metadata.
+ */
+export function redisOptionsFromDescriptor(desc: QueueDescriptor): RedisQueueOptions {
   const url = metaString(desc, 'url', true) as string;
   const ackMode = metaString(desc, 'ack_mode', false);
   if (ackMode !== undefined && ackMode !== 'auto' && ackMode !== 'explicit') {
     throw new DescriptorError(`metadata.ack_mode of a "redis" descriptor must be "auto" or "explicit"; received ${describe(ackMode)}`);
   }
   const codec = metaString(desc, 'codec', false);
-  try {
-    return new RedisQueue<unknown, unknown>({
-      url,
-      stream: metaString(desc, 'stream', true) as string,
-      group: metaString(desc, 'group', false),
-      maxsize: metaInt(desc, 'maxsize', 0),
-      codec: codec as CodecName | undefined,
-      ackMode: ackMode as RedisAckMode | undefined,
-      claimIdleMs: metaInt(desc, 'claim_idle_ms', 10),
-      maxDeliveries: metaInt(desc, 'max_deliveries', 1),
-      deadLetterStream: metaString(desc, 'dead_letter_stream', false),
-      passwordEnv: metaString(desc, 'password_env', false),
-      queueId: desc.queueId,
-    });
-  } catch (e) {
-    if (e instanceof DescriptorError) throw e;
-    throw new DescriptorError(`a "redis" descriptor has invalid metadata: ${(e as Error).message}`);
-  }
+  return {
+    url,
+    stream: metaString(desc, 'stream', true) as string,
+    group: metaString(desc, 'group', false),
+    maxsize: metaInt(desc, 'maxsize', 0),
+    codec: codec as CodecName | undefined,
+    ackMode: ackMode as RedisAckMode | undefined,
+    claimIdleMs: metaInt(desc, 'claim_idle_ms', 10),
+    maxDeliveries: metaInt(desc, 'max_deliveries', 1),
+    deadLetterStream: metaString(desc, 'dead_letter_stream', false),
+    passwordEnv: metaString(desc, 'password_env', false),
+    queueId: desc.queueId,
+  };
 }
-

@@ -19,11 +19,12 @@
  * `{jobs}`, to keep them in one slot): `<stream>`, `<stream>:closed`, `<stream>:dead` (default
  * dead-letter stream), `<stream>:s:<instance>` (session hash, expires).
  */
-import { InvalidArgumentTypeError, QueueClosedError, QueueReleasedError } from '../errors';
-import type { QueueDescriptor } from '../queue/descriptor';
+import { DescriptorError, InvalidArgumentTypeError, QueueClosedError, QueueReleasedError } from '../errors';
+import { QueueDescriptor } from '../queue/descriptor';
 import type { AsyncWaitOptions } from '../queue/queue-like';
-import { forgetResolved } from '../queue/registry';
+import { releaseResolved } from '../queue/registry';
 import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
+import { redisOptionsFromDescriptor } from './descriptor';
 import { QueueBackend } from './queue-backend';
 import { QueueConsumer, READ_MAX } from './queue-consumer';
 import { deadLetterFromRow } from './queue-entries';
@@ -57,8 +58,18 @@ class RedisQueueImpl<T = unknown, Out = T> {
   readonly #consumer: QueueConsumer;
   #closing: Promise<void> | undefined;
 
-  constructor(options: RedisQueueOptions) {
-    const s = resolveQueueOptions(options);
+  constructor(options: RedisQueueOptions | QueueDescriptor) {
+    let s: ReturnType<typeof resolveQueueOptions>;
+    if (options instanceof QueueDescriptor) {
+      try {
+        s = resolveQueueOptions(redisOptionsFromDescriptor(options));
+      } catch (e) {
+        if (e instanceof DescriptorError) throw e;
+        throw new DescriptorError(`a "redis" descriptor has invalid metadata: ${(e as Error).message}`);
+      }
+    } else {
+      s = resolveQueueOptions(options);
+    }
     this.#s = s;
     this.stream = s.stream;
     this.group = s.group;
@@ -272,7 +283,7 @@ class RedisQueueImpl<T = unknown, Out = T> {
     this.#consumer.rejectAll(() => new QueueReleasedError('this RedisQueue was released while the get waited'));
     this.#producer.rejectAll(() => new QueueReleasedError());
     await this.#b.shutdown();
-    if (this.queueId !== undefined) forgetResolved(this.queueId, this);
+    releaseResolved(this);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -298,6 +309,8 @@ class RedisQueueImpl<T = unknown, Out = T> {
  * RedisQueue` fails to compile); wrap it instead.
  */
 export interface RedisQueueConstructor {
+  /** Opens the queue a "redis" descriptor names (its metadata says which ackMode). */
+  new <T = unknown>(descriptor: QueueDescriptor): RedisQueueImpl<T, T | RedisMessage<T>>;
   new <T = unknown>(options: RedisQueueOptions & { ackMode: 'explicit' }): RedisQueueImpl<T, RedisMessage<T>>;
   new <T = unknown>(options: RedisQueueOptions & { ackMode?: 'auto' }): RedisQueueImpl<T, T>;
   new <T = unknown>(options: RedisQueueOptions): RedisQueueImpl<T, T | RedisMessage<T>>;

@@ -296,14 +296,14 @@ describe('QueueDescriptor factories', () => {
     const d = QueueDescriptor.createSageQueue();
     expect(d.queueType).toBe('sage_queue');
     expect(d.queueId).toMatch(/^sage_[0-9a-f]{8}$/);
-    expect(d.metadata).toEqual({ maxsize: 1000, auto_cleanup: true, namespace: null, enable_multi_tenant: true });
+    expect(d.metadata).toEqual({ maxsize: 1000, auto_cleanup: false, namespace: null, enable_multi_tenant: true });
   });
 
-  it('createSageQueue: adds capacity, max_message_size, codec and mode only when given', () => {
+  it('createSageQueue: adds create, capacity, max_message_size, codec and mode only when given', () => {
     const d = QueueDescriptor.createSageQueue({
       queueId: 's',
       maxsize: 10,
-      autoCleanup: false,
+      create: true,
       namespace: 'tenant-a',
       enableMultiTenant: false,
       capacity: 1 << 20,
@@ -316,6 +316,7 @@ describe('QueueDescriptor factories', () => {
       auto_cleanup: false,
       namespace: 'tenant-a',
       enable_multi_tenant: false,
+      create: true,
       capacity: 1 << 20,
       max_message_size: 4096,
       codec: 'msgpack',
@@ -358,7 +359,10 @@ describe('QueueDescriptor factories', () => {
     type(() => QueueDescriptor.createLocalQueue(3 as never));
     type(() => QueueDescriptor.createShmQueue({} as never));
     value(() => QueueDescriptor.createShmQueue({ shmName: '' }));
-    type(() => QueueDescriptor.createSageQueue({ autoCleanup: 'yes' as never }));
+    type(() => QueueDescriptor.createSageQueue({ create: 'yes' as never }));
+    // SAGE's autoCleanup is refused with a reason, not accepted and ignored.
+    const e = thrown(() => QueueDescriptor.createSageQueue({ autoCleanup: true } as never), InvalidArgumentValueError, 'ERR_UNSUPPORTED_OPTION');
+    expect(e.message).toMatch(/SageQueue\.destroy|sage-queue gc/);
     type(() => QueueDescriptor.createSageQueue({ enableMultiTenant: 1 as never }));
     type(() => QueueDescriptor.createSageQueue({ namespace: 3 as never }));
     range(() => QueueDescriptor.createSageQueue({ capacity: 0 }));

@@ -494,6 +494,7 @@ describe('SageQueue descriptors', () => {
 
   it('an shm descriptor resolves to a SageQueue on the named segment', async () => {
     const name = uniq();
+    track(SageQueue.create(name, { maxsize: 5 }));
     const desc = QueueDescriptor.createShmQueue({ shmName: name, maxsize: 5 });
     const q = track(resolveDescriptor<number>(desc) as SageQueue<number>);
     expect(q).toBeInstanceOf(SageQueue);
@@ -507,6 +508,7 @@ describe('SageQueue descriptors', () => {
   // they were resolved under: every later resolve returned the released handle.
   it('an shm descriptor resolves to a fresh, working handle after the resolved one is released', async () => {
     const name = uniq();
+    track(SageQueue.create(name));
     const desc = QueueDescriptor.createShmQueue({ shmName: name, queueId: `${name}-id` });
     const first = track(resolveDescriptor<number>(desc) as SageQueue<number>);
     first.release();
@@ -519,7 +521,7 @@ describe('SageQueue descriptors', () => {
 
   it('a namespaced sage_queue descriptor resolves to a fresh, working handle after the resolved one is released', async () => {
     const id = uniq();
-    const desc = QueueDescriptor.createSageQueue({ queueId: id, namespace: 'ns' });
+    const desc = QueueDescriptor.createSageQueue({ queueId: id, namespace: 'ns', create: true });
     created.add(`ns.${id}`);
     const first = track(resolveDescriptor<number>(desc) as SageQueue<number>);
     expect(first.name).toBe(`ns.${id}`);
@@ -528,6 +530,16 @@ describe('SageQueue descriptors', () => {
     expect(second).not.toBe(first);
     await second.putAsync(2);
     await expect(second.getAsync()).resolves.toBe(2);
+  });
+
+  it('resolving a sage_queue or shm descriptor whose segment does not exist throws ERR_QUEUE_NOT_FOUND and creates nothing, unless the descriptor says create: true', () => {
+    const id = uniq();
+    thrown(() => resolveDescriptor(QueueDescriptor.createSageQueue({ queueId: id })), SharedMemoryError, 'ERR_QUEUE_NOT_FOUND');
+    thrown(() => resolveDescriptor(QueueDescriptor.createShmQueue({ shmName: id })), SharedMemoryError, 'ERR_QUEUE_NOT_FOUND');
+    expect(SageQueue.list()).not.toContain(id);
+    const q = track(resolveDescriptor<number>(QueueDescriptor.createSageQueue({ queueId: id, create: true, maxsize: 7 })) as SageQueue<number>);
+    expect(SageQueue.list()).toContain(id);
+    expect(q.maxsize).toBe(7);
   });
 
   it('new SageQueue(descriptor) opens the segment a sage_queue or shm descriptor names', () => {
