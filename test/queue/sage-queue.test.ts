@@ -234,6 +234,20 @@ describe('SageQueue batches', () => {
     expect(q.getMany(10, { block: false })).toEqual([]);
   });
 
+  // Encoding runs user code (toJSON, getters), which may call putMany on the same handle; the
+  // two calls used to share the staging buffer and lengths, which corrupted the outer batch.
+  it('putMany is re-entrant: an item whose toJSON calls putMany on the same handle corrupts neither batch', () => {
+    const q = track(make<unknown>({ codec: 'json' }));
+    const sneaky = {
+      toJSON(): unknown {
+        q.putMany(['inner-1', { inner: 2, pad: 'x'.repeat(300) }]);
+        return { outer: 1 };
+      },
+    };
+    expect(q.putMany(['first', sneaky, 'last'])).toBe(3);
+    expect(q.getMany(10, { block: false })).toEqual(['inner-1', { inner: 2, pad: 'x'.repeat(300) }, 'first', { outer: 1 }, 'last']);
+  });
+
   it('a non-blocking putMany puts what fits and says how many', () => {
     const q = track(make<number>({ maxsize: 5 }));
     expect(q.putMany([1, 2, 3, 4, 5, 6, 7], { block: false })).toBe(5);
