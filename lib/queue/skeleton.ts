@@ -14,7 +14,7 @@ export interface WaitOptions {
 }
 
 /** Validates AsyncWaitOptions (`timeoutMs`: finite ms >= 0; `signal`: an AbortSignal). */
-export function parseWaitOptions(options: AsyncWaitOptions | undefined): WaitOptions {
+export function parseWaitOptions(options: unknown): WaitOptions {
   const opts = checkOptions<AsyncWaitOptions>(options);
   checkKnownKeys(opts, ['timeoutMs', 'signal']);
   return { timeoutMs: checkTimeoutMs(opts.timeoutMs, 'options.timeoutMs'), signal: checkSignal(opts.signal, 'options.signal') };

@@ -16,8 +16,8 @@ import type { QueueBackend } from './queue-backend';
 import { decodeEntry } from './queue-entries';
 import type { RawEntry } from './queue-entries';
 import { makeMessage } from './queue-messages';
-import { checkWait } from './queue-options';
-import type { Wait } from './queue-options';
+import { parseWaitOptions } from '../queue/skeleton';
+import type { WaitOptions as Wait } from '../queue/skeleton';
 import { parseReadReply, parseReclaimReply } from './queue-scripts';
 
 /** Most entries one get (or one read) takes. */
@@ -67,7 +67,7 @@ export class QueueConsumer {
   get(max: number, options: unknown, what: string): Promise<unknown[]> {
     let wait: Wait;
     try {
-      wait = checkWait(options);
+      wait = parseWaitOptions(options);
       if (wait.signal?.aborted) throw wait.signal.reason;
       this.#b.checkNotReleased();
     } catch (e) {

@@ -54,19 +54,12 @@ export interface RedisQueueOptions {
 
 export interface RedisBatchOptions extends AsyncWaitOptions {}
 
-/** A call's wait, checked. */
-export interface Wait {
-  timeoutMs: number | undefined;
-  signal: AbortSignal | undefined;
-}
-
 const OPTION_KEYS = [
   'url', 'stream', 'group', 'consumer', 'maxsize', 'codec', 'ackMode', 'claimIdleMs', 'maxDeliveries', 'deadLetterStream',
   'deadLetterMaxLen', 'commandTimeoutMs', 'unavailableTimeoutMs', 'blockSliceMs', 'password', 'passwordEnv', 'queueId',
 ] as const;
 const DEFAULT_URL = 'redis://127.0.0.1:6379';
 const MAX_KEY_LENGTH = 1024;
-const WAIT_KEYS = ['timeoutMs', 'signal'] as const;
 
 /** A key, group, consumer or variable name: a non-empty string of at most 1024 characters. */
 export function checkKeyName(value: unknown, name: string): string {
@@ -83,12 +76,6 @@ export function checkAckMode(value: unknown): RedisAckMode {
   throw new InvalidArgumentValueError(`options.ackMode must be 'auto' or 'explicit'; received ${describe(value)}`, value);
 }
 
-/** `{ timeoutMs, signal }` of a put or get. */
-export function checkWait(options: unknown, name = 'options'): Wait {
-  const o = checkOptions<AsyncWaitOptions>(options, name);
-  checkKnownKeys(o, WAIT_KEYS, name);
-  return { timeoutMs: checkTimeoutMs(o.timeoutMs, `${name}.timeoutMs`), signal: checkSignal(o.signal, `${name}.signal`) };
-}
 
 /** What a RedisQueue runs with: every option checked and defaulted, and the keys derived from the stream. */
 export interface QueueSettings {

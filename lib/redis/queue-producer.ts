@@ -11,7 +11,7 @@ import { RedisBackendError } from './connection';
 import { CHUNK, SESSION_TTL_MS, SESSION_WINDOW } from './queue-backend';
 import type { QueueBackend } from './queue-backend';
 import { FIELD_OF_CODEC } from './queue-entries';
-import type { Wait } from './queue-options';
+import type { WaitOptions as Wait } from '../queue/skeleton';
 import { parsePutReply } from './queue-scripts';
 
 interface DirectPut {

@@ -31,7 +31,8 @@ import { deadLetterFromRow } from './queue-entries';
 import type { DeadLetterEntry } from './queue-entries';
 import { ackMessages } from './queue-messages';
 import type { RedisMessage } from './queue-messages';
-import { checkKeyName, checkWait, redisDescriptor, resolveQueueOptions } from './queue-options';
+import { checkKeyName, redisDescriptor, resolveQueueOptions } from './queue-options';
+import { drainUntilClosed, parseWaitOptions } from '../queue/skeleton';
 import type { QueueSettings, RedisAckMode, RedisBatchOptions, RedisQueueOptions } from './queue-options';
 import { QueueProducer } from './queue-producer';
 import { parseInfoReply } from './queue-scripts';
@@ -130,7 +131,7 @@ class RedisQueueImpl<T = unknown, Out = T> {
    */
   putAsync(item: T, options?: AsyncWaitOptions): Promise<void> {
     try {
-      const wait = checkWait(options);
+      const wait = parseWaitOptions(options);
       if (wait.signal?.aborted) throw wait.signal.reason;
       this.#producer.checkWritable();
       const bytes = this.#s.codec.encode(item);
@@ -148,7 +149,7 @@ class RedisQueueImpl<T = unknown, Out = T> {
   putManyAsync(items: readonly T[], options?: RedisBatchOptions): Promise<number> {
     try {
       if (!Array.isArray(items)) throw new InvalidArgumentTypeError('items', 'an array', items);
-      const wait = checkWait(options);
+      const wait = parseWaitOptions(options);
       if (wait.signal?.aborted) throw wait.signal.reason;
       this.#producer.checkWritable();
       const payloads = items.map((item) => this.#s.codec.encode(item));
@@ -188,17 +189,8 @@ class RedisQueueImpl<T = unknown, Out = T> {
   }
 
   /** Yields entries until the queue is closed and drained. */
-  async *[Symbol.asyncIterator](): AsyncGenerator<Out, void, undefined> {
-    for (;;) {
-      let item: Out;
-      try {
-        item = await this.getAsync();
-      } catch (e) {
-        if (e instanceof QueueClosedError) return;
-        throw e;
-      }
-      yield item;
-    }
+  [Symbol.asyncIterator](): AsyncGenerator<Out, void, undefined> {
+    return drainUntilClosed(() => this.getAsync());
   }
 
   // ----------------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
+import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -487,6 +489,46 @@ describe('SageQueue segments', () => {
     expect(s.processes.every((p) => p.pid === process.pid && p.alive)).toBe(true);
     expect(s.processes.find((p) => p.roles.includes('creator'))?.roles).toContain('producer');
     expect(q.bufferLoad()).toBeCloseTo(0.3);
+  });
+});
+
+describe('SageQueue inspection and gc (library API)', () => {
+  const dist = path.resolve(__dirname, '..', '..', 'dist', 'index.js');
+
+  it('inspect tells alive, idle and dead queues apart without attaching; gc removes only the dead (and idle with includeIdle)', () => {
+    const alive = track(make());
+    const idle = uniq();
+    SageQueue.create(idle).release();
+    const dead = uniq();
+    // A child attaches and is SIGKILLed: its slot stays, owned by a dead process.
+    const r = spawnSync(process.execPath, ['-e', `const { SageQueue } = require(${JSON.stringify(dist)}); SageQueue.create(${JSON.stringify(dead)}); process.kill(process.pid, 'SIGKILL');`]);
+    expect(r.signal).toBe('SIGKILL');
+
+    expect(SageQueue.inspect(alive.name)).toMatchObject({ liveness: 'alive', alive: 1, dead: 0, error: null });
+    expect(SageQueue.inspect(idle)).toMatchObject({ liveness: 'idle', alive: 0, dead: 0 });
+    expect(SageQueue.inspect(dead)).toMatchObject({ liveness: 'dead', alive: 0, dead: 1 });
+    expect(SageQueue.inspect(alive.name).stats?.processes.length).toBe(1); // inspecting did not attach
+    expect(SageQueue.inspect(uniq())).toMatchObject({ liveness: 'broken', error: { code: 'ERR_QUEUE_NOT_FOUND' } });
+    expect(SageQueue.inspectAll().map((v) => v.name)).toEqual(expect.arrayContaining([alive.name, idle, dead]));
+
+    const mine = [alive.name, idle, dead];
+    const dry = SageQueue.gc({ includeIdle: true, dryRun: true, only: mine });
+    expect(dry.candidates.map((v) => v.name).sort()).toEqual([idle, dead].sort());
+    expect(dry.removed).toEqual([]);
+    expect(SageQueue.list()).toEqual(expect.arrayContaining(mine));
+
+    expect(SageQueue.gc({ only: mine }).removed).toEqual([dead]);
+    expect(SageQueue.gc({ only: mine, includeIdle: true }).removed).toEqual([idle]);
+    expect(SageQueue.list()).toContain(alive.name);
+    expect(SageQueue.list()).not.toContain(dead);
+    expect(SageQueue.list()).not.toContain(idle);
+  });
+
+  it('gc and inspect validate their arguments', () => {
+    thrown(() => SageQueue.gc({ only: 'x' as never }), InvalidArgumentTypeError, 'ERR_INVALID_ARG_TYPE');
+    thrown(() => SageQueue.gc({ includeIdle: 1 as never }), InvalidArgumentTypeError, 'ERR_INVALID_ARG_TYPE');
+    thrown(() => SageQueue.gc({ bogus: true } as never), InvalidArgumentTypeError, 'ERR_INVALID_ARG_TYPE');
+    thrown(() => SageQueue.inspect('bad/name'), InvalidArgumentValueError, 'ERR_INVALID_QUEUE_NAME');
   });
 });
 

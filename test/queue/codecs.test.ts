@@ -1,0 +1,92 @@
+/** The codecs on their own: what each carries, what it refuses, and how a bad record is reported. */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { InvalidArgumentValueError, SerializationError } from '../../lib/errors';
+import { CODEC_NAMES, codecById, codecByName } from '../../lib/queue/codecs';
+import { thrown } from '../support/expect-errors';
+
+describe('codec table', () => {
+  it('names and ids map both ways, ids are the ones recorded in segments (raw 0, json 1, v8 2, msgpack 3)', () => {
+    expect(CODEC_NAMES).toEqual(['raw', 'json', 'v8', 'msgpack']);
+    CODEC_NAMES.forEach((name, id) => {
+      expect(codecByName(name).id).toBe(id);
+      expect(codecById(id)?.name).toBe(name);
+    });
+    expect(codecById(4)).toBeUndefined();
+    expect(codecById(-1)).toBeUndefined();
+  });
+
+  it('an unknown codec name is ERR_UNKNOWN_CODEC naming the known ones', () => {
+    const e = thrown(() => codecByName('protobuf'), InvalidArgumentValueError, 'ERR_UNKNOWN_CODEC');
+    expect(e.message).toMatch(/raw.*json.*v8.*msgpack/);
+  });
+});
+
+describe('round trips', () => {
+  const json = fc.jsonValue();
+  for (const name of ['json', 'v8', 'msgpack'] as const) {
+    it(`${name}: any JSON value decodes to a deep copy of itself`, () => {
+      const codec = codecByName(name);
+      fc.assert(
+        fc.property(json, (value) => {
+          const back = codec.decode(Buffer.from(codec.encode(value)));
+          // JSON turns -0 into 0; the other codecs keep it, which toEqual treats as different.
+          expect(back).toEqual(name === 'json' ? JSON.parse(JSON.stringify(value)) : value);
+        }),
+        { numRuns: 200 },
+      );
+    });
+  }
+
+  it('v8 carries Map, Set, Date, BigInt, typed arrays and cycles; json does not', () => {
+    const cyclic: Record<string, unknown> = { n: 1 };
+    cyclic.self = cyclic;
+    const value = { m: new Map([[1, 'a']]), s: new Set([2]), d: new Date(5), b: 10n, u: new Uint16Array([1, 2]), cyclic };
+    const back = codecByName('v8').decode(Buffer.from(codecByName('v8').encode(value))) as typeof value;
+    expect(back.m.get(1)).toBe('a');
+    expect(back.s.has(2)).toBe(true);
+    expect(back.d.getTime()).toBe(5);
+    expect(back.b).toBe(10n);
+    expect([...back.u]).toEqual([1, 2]);
+    expect((back.cyclic as Record<string, unknown>).self).toBe(back.cyclic);
+    thrown(() => codecByName('json').encode({ b: 1n }), SerializationError, 'ERR_SERIALIZATION');
+    thrown(() => codecByName('json').encode(cyclic), SerializationError, 'ERR_SERIALIZATION');
+  });
+
+  it('raw takes bytes or a string and hands back the record bytes themselves (zero copy)', () => {
+    const raw = codecByName('raw');
+    expect(raw.zeroCopy).toBe(true);
+    const bytes = Buffer.from([1, 2, 3]);
+    expect(raw.encode(bytes)).toBe(bytes);
+    expect(Buffer.from(raw.encode('hé')).toString('utf8')).toBe('hé');
+    expect(raw.decode(bytes)).toBe(bytes);
+    thrown(() => raw.encode({ not: 'bytes' }), SerializationError, 'ERR_SERIALIZATION');
+  });
+});
+
+describe('refusals', () => {
+  it('items a codec cannot carry are SerializationError saying nothing was enqueued', () => {
+    for (const [name, item] of [
+      ['json', undefined],
+      ['json', () => 1],
+      ['v8', Symbol('s')],
+      ['v8', () => 1],
+      ['msgpack', undefined],
+      ['msgpack', Symbol('s')],
+    ] as const) {
+      const e = thrown(() => codecByName(name).encode(item), SerializationError, 'ERR_SERIALIZATION');
+      expect(e.message).toMatch(/nothing was enqueued/);
+    }
+  });
+
+  it('a record that cannot be decoded is SerializationError carrying a copy of its bytes as .raw', () => {
+    for (const name of ['json', 'v8', 'msgpack'] as const) {
+      const garbage = Buffer.from([0xff, 0x00, 0xc1, 0xff, 0xfe]);
+      const e = thrown(() => codecByName(name).decode(garbage), SerializationError, 'ERR_SERIALIZATION');
+      const raw = (e as SerializationError & { raw: Buffer }).raw;
+      expect(Buffer.isBuffer(raw)).toBe(true);
+      expect(raw.equals(garbage)).toBe(true);
+      expect(raw).not.toBe(garbage);
+    }
+  });
+});
