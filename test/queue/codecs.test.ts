@@ -25,13 +25,13 @@ describe('codec table', () => {
 describe('round trips', () => {
   const json = fc.jsonValue();
   for (const name of ['json', 'v8', 'msgpack'] as const) {
-    it(`${name}: any JSON value decodes to a deep copy of itself`, () => {
+    it(`${name}: any JSON value decodes to a deep copy of itself (-0 as 0 except with v8)`, () => {
       const codec = codecByName(name);
       fc.assert(
         fc.property(json, (value) => {
           const back = codec.decode(Buffer.from(codec.encode(value)));
-          // JSON turns -0 into 0; the other codecs keep it, which toEqual treats as different.
-          expect(back).toEqual(name === 'json' ? JSON.parse(JSON.stringify(value)) : value);
+          // json and msgpack turn -0 into 0 (msgpack writes it as the integer 0); v8 keeps it.
+          expect(back).toEqual(name === 'v8' ? value : JSON.parse(JSON.stringify(value)));
         }),
         { numRuns: 200 },
       );
