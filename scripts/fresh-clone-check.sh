@@ -67,7 +67,8 @@ done
 cat >"$BIN/apt-get" <<WRAPPER
 #!/usr/bin/env bash
 # fresh-clone-check: the real apt-get, then the installed packages' commands onto this PATH.
-/usr/bin/apt-get "\$@" || exit
+# apt runs with the system PATH: its helpers (gpgv, run as user _apt) cannot enter this folder.
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /usr/bin/apt-get "\$@" || exit
 if [[ "\${1:-}" == install ]]; then
   for p in "\${@:2}"; do
     [[ "\$p" == -* ]] && continue
@@ -127,6 +128,9 @@ say "report for $HEAD_SHA, cloned into a mode-$(stat -c %a "$WORK") mktemp -d fo
 printf '  %s\n' "${results[@]}"
 if [[ -f "$WORK/test.log" ]]; then
   grep -E '^ensure-tools: ' "$WORK/test.log" | sed 's/^/  /' || true
-  sed 's/\x1b\[[0-9;]*m//g' "$WORK/test.log" | grep -E '^ +(Test Files|Tests) |^native: |^test-native: (asan|tsan|fuzz)' | sed 's/^ */  /' || true
+  # vitest's line per test file, its totals and failures; test-native's summary.
+  sed 's/\x1b\[[0-9;]*m//g' "$WORK/test.log" |
+    grep -E '^ (✓|×|❯|↓) test/|^ FAIL |^ +(Test Files|Tests) |^native: |^test-native: (asan|tsan|fuzz)' |
+    sed -E 's/^ */  /; s/ [0-9]+ms$//' || true
 fi
 exit "$failed"
