@@ -9,9 +9,8 @@ export default defineConfig({
     // process exit hooks behave as in production only in a real process of their own.
     pool: 'forks',
     // One test file at a time. This is a 2-core machine and the tests spawn processes (crash and
-    // multi-process tests are timing-sensitive under contention); and test/package.test.ts
-    // rebuilds build/ and prebuilds/ (prebuildify) and rewrites dist/ (npm pack runs `prepare`),
-    // which would pull the addon out from under any test file running beside it.
+    // multi-process tests are timing-sensitive under contention; test/package.test.ts compiles
+    // the addon in a clone of HEAD, which takes both cores).
     fileParallelism: false,
   },
 });

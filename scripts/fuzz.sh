@@ -43,19 +43,11 @@ done
 
 log() { printf '=== fuzz.sh: %s\n' "$*"; }
 
-fuzzer_runtime() { compgen -G '/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a' >/dev/null; }
-
-# --- clang with libFuzzer (Debian: clang + libclang-rt-14-dev) -------------------------------------
-if ! command -v clang++ >/dev/null || ! fuzzer_runtime; then
-  if [[ "$INSTALL" -eq 0 ]]; then
-    echo "fuzz.sh: clang++ with the libFuzzer runtime is not installed (apt-get install clang libclang-rt-14-dev)" >&2
-    exit 2
-  fi
-  log "installing clang and libclang-rt-14-dev"
-  sudo=()
-  if [[ "$(id -u)" -ne 0 ]]; then sudo=(sudo -n); fi
-  "${sudo[@]}" apt-get update -q
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends clang libclang-rt-14-dev
+# --- clang with libFuzzer (scripts/ensure-tools.sh: clang + libclang-rt-14-dev) ------------------
+if [[ "$INSTALL" -eq 0 ]]; then
+  SAGE_NO_INSTALL=1 bash "$ROOT/scripts/ensure-tools.sh" clang++ libfuzzer || exit 2
+else
+  bash "$ROOT/scripts/ensure-tools.sh" clang++ libfuzzer || exit 2
 fi
 
 # --- build ---------------------------------------------------------------------------------------

@@ -159,7 +159,7 @@ start=$SECONDS
 if [[ "${SAGE_SKIP_FUZZ:-}" == "1" ]]; then
   log "libFuzzer run skipped (SAGE_SKIP_FUZZ=1)"
   summary+=("fuzz skipped")
-elif command -v clang++ >/dev/null && compgen -G '/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a' >/dev/null; then
+elif bash "$ROOT/scripts/ensure-tools.sh" --check clang++ libfuzzer >/dev/null; then
   log "libFuzzer run (scripts/fuzz.sh --seconds ${SAGE_FUZZ_SECONDS:-20})"
   if bash "$ROOT/scripts/fuzz.sh" --seconds "${SAGE_FUZZ_SECONDS:-20}" --no-install --no-keep; then
     total_passed=$((total_passed + 1))

@@ -1,9 +1,20 @@
 /**
  * The package as shipped: the prebuilt binary in the npm tarball is what a consumer loads, with
- * no compiler anywhere on its PATH, from CommonJS and from ESM, with and without PREBUILDS_ONLY.
+ * no compiler anywhere on its PATH, from CommonJS and from ESM, with and without PREBUILDS_ONLY;
+ * the tarball carries its LICENSE and no source map that points at a file it does not ship.
  *
- * Steps: `npm run prebuild` (prebuildify) -> `npm pack` -> `npm install <tarball>` into an empty
- * project whose PATH starts with fake `cc`/`g++`/`make`/`cmake`/... that only fail loudly.
+ * Steps: `git clone` of HEAD into a temp folder -> `npm pack` there (its `prepack` runs prebuildify,
+ * its `prepare` builds dist/) -> `npm install <tarball>` into an empty project whose PATH starts
+ * with fake `cc`/`g++`/`make`/`cmake`/... that only fail loudly.
+ *
+ * Packing from a clone, not from the working tree, is what makes this a test of what a publisher
+ * gets: nothing untracked or ignored (a stale prebuilds/ or dist/ file) can leak into the tarball,
+ * and the working tree's build/, dist/ and prebuilds/ are left alone. It tests HEAD: commit first.
+ *
+ * The clone's node_modules is a symlink to the working tree's when package.json and
+ * package-lock.json there are the ones HEAD records (the dependencies are then the ones the clone
+ * would install; npm pack and the build only read them). Otherwise the clone gets its own
+ * `npm ci --prefer-offline --ignore-scripts`, from the npm cache when it can.
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -16,14 +27,14 @@ import {
   readFileSync,
   realpathSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join, resolve } from 'node:path';
+import { delimiter, dirname, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const repo = resolve(__dirname, '..');
-const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { name: string; version: string };
 const platformDir = `${process.platform}-${process.arch}`;
 
 /** The fake toolchain: every one of these prints this and exits 1. */
@@ -98,6 +109,17 @@ function lastJsonLine(out: string): LoadReport {
   return JSON.parse(lines[lines.length - 1] ?? '') as LoadReport;
 }
 
+/** Every file under dir, as paths relative to it. */
+function filesUnder(dir: string, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(join(dir, prefix), { withFileTypes: true })) {
+    const rel = prefix === '' ? entry.name : `${prefix}/${entry.name}`;
+    if (entry.isDirectory()) out.push(...filesUnder(dir, rel));
+    else out.push(rel);
+  }
+  return out;
+}
+
 function sha256(file: string): string {
   return createHash('sha256').update(readFileSync(file)).digest('hex');
 }
@@ -121,10 +143,13 @@ const ESM_PROBE = [
 
 describe('the published package loads its shipped prebuilt binary', () => {
   let root: string | undefined;
+  let clone = '';
+  let pkg = { name: '', version: '' };
   let prebuildName = '';
   let prebuildSha = '';
   let tarball = '';
   let tarEntries: string[] = [];
+  let unpacked = '';
   let consumer = '';
   let fakebin = '';
   let installOutput = '';
@@ -133,27 +158,46 @@ describe('the published package loads its shipped prebuilt binary', () => {
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), 'sage-queue-package-'));
     const packDir = join(root, 'pack');
+    clone = join(root, 'clone');
+    unpacked = join(root, 'unpacked');
     consumer = join(root, 'consumer');
     fakebin = join(root, 'fakebin');
-    for (const d of [packDir, consumer, fakebin]) mkdirSync(d);
+    for (const d of [packDir, unpacked, consumer, fakebin]) mkdirSync(d);
 
-    // 1. The prebuilt binary, from a clean prebuilds/<platform> (a stale file would be shipped too).
-    rmSync(join(repo, 'prebuilds', platformDir), { recursive: true, force: true });
-    await run('npm', ['run', 'prebuild'], { cwd: repo, env: childEnv(), timeoutMs: 240_000 });
-    const built = readdirSync(join(repo, 'prebuilds', platformDir)).filter((f) => f.endsWith('.node'));
+    // 1. A clean clone of HEAD (local clone: objects are hard-linked, nothing is fetched).
+    const head = (await run('git', ['rev-parse', 'HEAD'], { cwd: repo, env: childEnv(), timeoutMs: 30_000 })).stdout.trim();
+    await run('git', ['clone', '--quiet', '--no-checkout', repo, clone], { cwd: root, env: childEnv(), timeoutMs: 60_000 });
+    await run('git', ['checkout', '--quiet', '--detach', head], { cwd: clone, env: childEnv(), timeoutMs: 60_000 });
+    pkg = JSON.parse(readFileSync(join(clone, 'package.json'), 'utf8')) as { name: string; version: string };
+
+    // 2. Its dependencies: the working tree's, if they are the ones HEAD records; else its own.
+    const sameDeps = ['package.json', 'package-lock.json'].every(
+      (f) => existsSync(join(repo, f)) && readFileSync(join(repo, f)).equals(readFileSync(join(clone, f))),
+    );
+    if (sameDeps && existsSync(join(repo, 'node_modules'))) {
+      symlinkSync(join(repo, 'node_modules'), join(clone, 'node_modules'), 'dir');
+    } else {
+      await run('npm', ['ci', '--prefer-offline', '--ignore-scripts', '--no-audit', '--no-fund'], {
+        cwd: clone,
+        env: childEnv(),
+        timeoutMs: 240_000,
+      });
+    }
+
+    // 3. The tarball: `prepack` builds prebuilds/<platform>/ (prebuildify), `prepare` builds dist/.
+    await run('npm', ['pack', '--pack-destination', packDir], { cwd: clone, env: childEnv(), timeoutMs: 300_000 });
+    const built = readdirSync(join(clone, 'prebuilds', platformDir)).filter((f) => f.endsWith('.node'));
     expect(built, 'prebuildify wrote exactly one binary').toHaveLength(1);
     prebuildName = built[0]!;
-    prebuildSha = sha256(join(repo, 'prebuilds', platformDir, prebuildName));
-
-    // 2. The tarball (npm pack runs `prepare`, which rebuilds dist/).
-    await run('npm', ['pack', '--pack-destination', packDir], { cwd: repo, env: childEnv(), timeoutMs: 120_000 });
+    prebuildSha = sha256(join(clone, 'prebuilds', platformDir, prebuildName));
     const tgz = readdirSync(packDir).filter((f) => f.endsWith('.tgz'));
     expect(tgz, 'npm pack wrote one tarball').toHaveLength(1);
     tarball = join(packDir, tgz[0]!);
     const listing = await run('tar', ['-tzf', tarball], { cwd: root, env: childEnv(), timeoutMs: 30_000 });
     tarEntries = listing.stdout.split('\n').filter((l) => l !== '');
+    await run('tar', ['-xzf', tarball, '-C', unpacked], { cwd: root, env: childEnv(), timeoutMs: 30_000 });
 
-    // 3. A toolchain that only fails loudly, first on PATH. Each call is also logged to a file,
+    // 4. A toolchain that only fails loudly, first on PATH. Each call is also logged to a file,
     //    in case npm hides a script's output.
     for (const tool of FAKE_TOOLS) {
       const file = join(fakebin, tool);
@@ -171,7 +215,7 @@ describe('the published package loads its shipped prebuilt binary', () => {
     }
     consumerEnv = childEnv({ pathPrefix: fakebin });
 
-    // 4. An empty project installs the tarball. npm 11 asks projects to approve dependencies'
+    // 5. An empty project installs the tarball. npm 11 asks projects to approve dependencies'
     //    install scripts (package.json "allowScripts"); approve ours so that its install script
     //    (node-gyp-build) really runs against the fake toolchain, and deny msgpackr's optional
     //    native extension, whose install script is not what this test is about.
@@ -206,7 +250,7 @@ describe('the published package loads its shipped prebuilt binary', () => {
     expect(prebuildName).toMatch(/\.glibc\.node$/);
     expect(prebuildName).not.toMatch(/(^|\.)abi\d+(\.|$)/);
     expect(prebuildName).not.toMatch(/(^|\.)(electron|musl)(\.|$)/);
-    const binary = readFileSync(join(repo, 'prebuilds', platformDir, prebuildName));
+    const binary = readFileSync(join(clone, 'prebuilds', platformDir, prebuildName));
     expect(binary.includes('napi_register_module_v1'), 'the binary registers itself through Node-API').toBe(true);
   });
 
@@ -221,6 +265,7 @@ describe('the published package loads its shipped prebuilt binary', () => {
       'binding.gyp',
       'CMakeLists.txt',
       'native/core/version.h',
+      'LICENSE',
     ]) {
       expect(files, `tarball lists ${f}`).toContain(f);
     }
@@ -228,6 +273,40 @@ describe('the published package loads its shipped prebuilt binary', () => {
     for (const f of files) {
       expect(f, 'no build output, dependencies or tarballs in the package').not.toMatch(/^(build[^/]*|node_modules)\/|\.tgz$/);
     }
+  });
+
+  it('the tarball ships an MIT LICENSE matching package.json, and package.json names the repository, homepage and issue tracker', () => {
+    const shipped = join(unpacked, 'package');
+    const license = readFileSync(join(shipped, 'LICENSE'), 'utf8');
+    expect(license).toMatch(/^MIT License\n/);
+    expect(license).toContain('Copyright (c) 2026 the sage-queue authors');
+    const manifest = JSON.parse(readFileSync(join(shipped, 'package.json'), 'utf8')) as Record<string, unknown>;
+    expect(manifest.license).toBe('MIT');
+    expect(manifest.repository).toEqual({ type: 'git', url: 'git+https://github.com/sage-queue/sage-queue.git' });
+    expect(manifest.homepage).toBe('https://github.com/sage-queue/sage-queue#readme');
+    expect(manifest.bugs).toEqual({ url: 'https://github.com/sage-queue/sage-queue/issues' });
+  });
+
+  it('every source map in the tarball, and every source it names, is in the tarball', () => {
+    const shipped = join(unpacked, 'package');
+    const files = filesUnder(shipped);
+    const maps = files.filter((f) => f.endsWith('.map'));
+    expect(maps.length, 'dist/ ships its source maps').toBeGreaterThan(0);
+    const missing: string[] = [];
+    // A script's sourceMappingURL names a shipped map ...
+    for (const js of files.filter((f) => /\.(c|m)?js$/.test(f))) {
+      const url = /\/\/# sourceMappingURL=(\S+)\s*$/.exec(readFileSync(join(shipped, js), 'utf8'))?.[1];
+      if (url === undefined || url.startsWith('data:')) continue;
+      if (!existsSync(join(shipped, dirname(js), url))) missing.push(`${js} -> ${url}`);
+    }
+    // ... and a map's sources are shipped files.
+    for (const map of maps) {
+      const parsed = JSON.parse(readFileSync(join(shipped, map), 'utf8')) as { sourceRoot?: string; sources: string[] };
+      for (const source of parsed.sources) {
+        if (!existsSync(join(shipped, dirname(map), parsed.sourceRoot ?? '', source))) missing.push(`${map} -> ${source}`);
+      }
+    }
+    expect(missing).toEqual([]);
   });
 
   it('the fake toolchain is what PATH finds in the consumer project', async () => {

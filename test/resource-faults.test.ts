@@ -11,9 +11,11 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { SageQueue, SharedMemoryError } from '../lib/index';
+import { readablePackageCopy } from './support/readable-package';
+import type { ReadablePackage } from './support/readable-package';
 
 const REPO = path.resolve(__dirname, '..');
 const DIST = path.join(REPO, 'dist', 'index.js');
@@ -87,10 +89,14 @@ interface Run {
 }
 
 /** Runs `node -e code` (after `prefix`, e.g. setpriv ...) with SAGE_DIST set; resolves on exit. */
-function runNode(code: string, opts: { prefix?: string[]; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Run> & { child: ChildProcess } {
+function runNode(
+  code: string,
+  opts: { prefix?: string[]; env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {},
+): Promise<Run> & { child: ChildProcess } {
   const prefix = opts.prefix ?? [];
   const argv = [...prefix, process.execPath, '-e', code];
   const child = spawn(argv[0] as string, argv.slice(1), {
+    cwd: opts.cwd,
     env: { ...process.env, SAGE_DIST: DIST, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
@@ -238,9 +244,18 @@ describe('the segment unlinked while in use', () => {
 });
 
 describe('permission denied on attach (an opener running as user nobody)', () => {
+  // nobody loads the package from a world-readable copy in a temp folder, never from the checkout,
+  // which may live where nobody cannot read (a mktemp -d folder, a home directory).
+  let pkg: ReadablePackage | undefined;
+  beforeAll(() => {
+    if (CAN_SETPRIV) pkg = readablePackageCopy(REPO);
+  });
+  afterAll(() => pkg?.dispose());
+
   it.skipIf(!CAN_SETPRIV)(
     "mode 0600: nobody's open, open-or-create and destroy fail with ERR_PERMISSION_DENIED and the queue is unchanged; mode 0666: nobody can attach and put",
     async () => {
+      const { dist, dir } = pkg as ReadablePackage;
       const closed = qname('perm600');
       const q = track(SageQueue.create<string>(closed, { codec: 'json', mode: 0o600 }));
       q.put('mine');
@@ -255,7 +270,7 @@ describe('permission denied on attach (an opener running as user nobody)', () =>
           destroy: err(() => SageQueue.destroy(name)),
         }));`;
       const nobody = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
-      const run = await runNode(code, { prefix: nobody, env: { Q: closed } });
+      const run = await runNode(code, { prefix: nobody, cwd: dir, env: { Q: closed, SAGE_DIST: dist } });
       const out = lastJson<Record<string, unknown>>(run);
       expect(out.uid).toBe(65534);
       expect(out.open).toEqual({ code: 'ERR_PERMISSION_DENIED', name: 'SharedMemoryError', errno: 13 });
@@ -273,7 +288,7 @@ describe('permission denied on attach (an opener running as user nobody)', () =>
         q.put('from nobody');
         q.release();
         console.log(JSON.stringify({ ok: true }));`;
-      const run2 = await runNode(put, { prefix: nobody, env: { Q: open } });
+      const run2 = await runNode(put, { prefix: nobody, cwd: dir, env: { Q: open, SAGE_DIST: dist } });
       expect(run2.code, run2.stderr).toBe(0);
       expect(shared.get(false)).toBe('from nobody');
     },
