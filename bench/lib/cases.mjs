@@ -17,6 +17,7 @@ export const GET_MAX = 1024;
 export const THROUGHPUT_ROWS = [
   { row: 'sage-raw-single', label: 'SageQueue raw: put() / get()', cols: ['64', '4096'] },
   { row: 'sage-raw-batch', label: 'SageQueue raw: putMany() / getMany()', cols: ['64', '4096'] },
+  { row: 'sage-raw-zero', label: 'SageQueue raw: putMany() / getRawBatch() (zero allocation)', cols: ['64', '4096'] },
   { row: 'sage-v8-single', label: 'SageQueue v8: put() / get()', cols: ['64', '4096', 'obj'] },
   { row: 'sage-v8-batch', label: 'SageQueue v8: putMany() / getMany()', cols: ['64', '4096', 'obj'] },
   { row: 'send-json', label: 'process.send, serialization json', cols: ['64', '4096', 'obj'] },
@@ -47,6 +48,8 @@ function throughputCase(row, col, t) {
       return { ...base, transport: 'sage', codec: 'raw', mode: 'single' };
     case 'sage-raw-batch':
       return { ...base, transport: 'sage', codec: 'raw', mode: 'batch', batch: BATCH[col], getMax: GET_MAX };
+    case 'sage-raw-zero':
+      return { ...base, transport: 'sage', codec: 'raw', mode: 'zero', batch: BATCH[col], getMax: GET_MAX };
     case 'sage-v8-single':
       return { ...base, transport: 'sage', codec: 'v8', mode: 'single' };
     case 'sage-v8-batch':
@@ -118,6 +121,8 @@ const wakes = (row, col) => ({ id: `throughput/${row}/${col}`, metric: 'wakesPer
 export const TARGETS = [
   { key: 'batched-raw-64-vs-unix-batched', label: 'batched raw 64 B vs batched Unix socket', num: tp('sage-raw-batch', '64'), den: tp('unix-batch', '64'), op: '>', bound: 1.0 },
   { key: 'batched-raw-64-vs-cpp', label: 'batched raw 64 B vs C++-only ring (batched)', num: tp('sage-raw-batch', '64'), den: tp('cpp-batch', '64'), op: '>=', bound: 0.25 },
+  { key: 'zero-alloc-raw-64-vs-cpp', label: 'zero-allocation batched raw 64 B (getRawBatch) vs C++-only ring (batched)', num: tp('sage-raw-zero', '64'), den: tp('cpp-batch', '64'), op: '>=', bound: 0.35 },
+  { key: 'single-raw-64-vs-cpp-single', label: 'single-call raw 64 B vs C++-only ring (single calls)', num: tp('sage-raw-single', '64'), den: tp('cpp-single', '64'), op: '>=', bound: 0.4 },
   { key: 'single-raw-64-vs-unix-each', label: 'single-call raw 64 B vs Unix socket, one write per message', num: tp('sage-raw-single', '64'), den: tp('unix-each', '64'), op: '>=', bound: 3 },
   { key: 'batched-raw-4k-vs-unix-batched', label: 'batched raw 4 KiB vs batched Unix socket', num: tp('sage-raw-batch', '4096'), den: tp('unix-batch', '4096'), op: '>=', bound: 2 },
   { key: 'pingpong-p50-vs-send-json', label: 'ping-pong p50: process.send json ÷ SageQueue (sync, default)', num: lat('send-json'), den: lat('sage-sync-default'), op: '>=', bound: 5 },
@@ -131,7 +136,6 @@ export const TARGETS = [
 export const INFO_RATIOS = [
   { key: 'async-p50-vs-unix', label: 'ping-pong p50: Unix socket ÷ SageQueue async (default spin)', num: lat('unix'), den: lat('sage-async-default') },
   { key: 'sync-spin0-p50-vs-unix', label: 'ping-pong p50: Unix socket ÷ SageQueue sync, spinUs 0', num: lat('unix'), den: lat('sage-sync-spin0') },
-  { key: 'single-raw-64-vs-cpp-single', label: 'single-call raw 64 B vs C++-only ring (single calls)', num: tp('sage-raw-single', '64'), den: tp('cpp-single', '64') },
   { key: 'batched-raw-4k-vs-cpp', label: 'batched raw 4 KiB vs C++-only ring (batched)', num: tp('sage-raw-batch', '4096'), den: tp('cpp-batch', '4096') },
   { key: 'batched-v8-64-vs-send-advanced', label: 'batched v8 64 B vs process.send advanced 64 B', num: tp('sage-v8-batch', '64'), den: tp('send-advanced', '64') },
   { key: 'batched-v8-obj-vs-send-json', label: 'batched v8 small object vs process.send json small object', num: tp('sage-v8-batch', 'obj'), den: tp('send-json', 'obj') },

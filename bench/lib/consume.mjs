@@ -19,6 +19,15 @@ export function consumeBytes(m) {
   consumed++;
 }
 
+/** A message read in place: `len` bytes at `off` in `buf` (no view is made). */
+export function consumeAt(buf, off, len) {
+  const seq = (buf[off] | (buf[off + 1] << 8) | (buf[off + 2] << 16) | (buf[off + 3] << 24)) >>> 0;
+  if (seq !== expected) outOfOrder++;
+  expected = (seq + 1) >>> 0;
+  checksum = (checksum + buf[off + len - 1]) | 0;
+  consumed++;
+}
+
 /** A Buffer that went through JSON: { type: 'Buffer', data: number[] }. */
 export function consumeJsonBuffer(m) {
   const d = m.data;

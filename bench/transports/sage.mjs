@@ -5,13 +5,15 @@
 //         the queue reports closed-and-drained.
 //   single:  put(item) / get()                        one native call per message each side
 //   batch:   putMany(items) / getMany(getMax)          one native call per batch each side
+//   zero:    putMany(items) / getRawBatch(getMax)      as batch; the consumer reads records in
+//            place through offsets/lengths (no allocation per message)
 // ping:   the client puts on <name>.a and waits on <name>.b; the server echoes.
 //   sync:    put() / get(true)  (get spins spinUs, then sleeps on a futex)
 //   async:   putAsync() / getAsync()  (a native thread waits, then wakes the event loop)
 import { SageQueue, QueueClosedError } from '../../dist/index.mjs';
 
 import { announceReady, reportAndExit, usageSince, usageSnapshot, waitForGo } from '../lib/child-io.mjs';
-import { consumerFor, latencySummary, makeBytes, makeObject, makeWindow, tally } from '../lib/consume.mjs';
+import { consumeAt, consumerFor, latencySummary, makeBytes, makeObject, makeWindow, tally } from '../lib/consume.mjs';
 
 function openOpts(cfg) {
   return cfg.spinUs === undefined ? {} : { spinUs: cfg.spinUs };
@@ -92,6 +94,21 @@ export async function streamConsumer(cfg) {
       }
       consume(m);
       if ((++total & 255) === 0) win.check(total);
+    }
+  } else if (cfg.mode === 'zero') {
+    const max = cfg.getMax;
+    for (;;) {
+      let batch;
+      try {
+        batch = q.getRawBatch(max);
+      } catch (e) {
+        if (e instanceof QueueClosedError) break;
+        throw e;
+      }
+      const { buffer, offsets, lengths, count } = batch;
+      for (let i = 0; i < count; i++) consumeAt(buffer, offsets[i], lengths[i]);
+      total += count;
+      win.check(total);
     }
   } else {
     const max = cfg.getMax;

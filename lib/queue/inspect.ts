@@ -130,3 +130,15 @@ export function collectGarbage(options?: GcOptions): GcResult {
   }
   return result;
 }
+
+/** Removes the name `name` from /dev/shm (attached handles keep working); false if it did not exist. */
+export function unlinkQueue(name: string): boolean {
+  try {
+    native().unlink(name);
+    return true;
+  } catch (e) {
+    const err = nativeError(e, name) as Error & { code?: string };
+    if (err.code === 'ERR_QUEUE_NOT_FOUND') return false;
+    throw err;
+  }
+}

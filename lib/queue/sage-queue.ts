@@ -18,14 +18,13 @@ import {
   QueueEmptyError,
   QueueFullError,
   QueueReleasedError,
-  SageQueueError,
   QueueClosedError,
   describe,
 } from '../errors';
 import { native, NativeStatus, NotifyKind } from '../native';
 import type { NativeQueue, NativeStats } from '../native';
 import { nativeError, statusError } from '../native/errors';
-import { collectGarbage, inspectAllQueues, inspectQueue } from './inspect';
+import { collectGarbage, inspectAllQueues, inspectQueue, unlinkQueue } from './inspect';
 import type { GcOptions, GcResult, QueueInspection } from './inspect';
 import { trackLive, untrackLive } from './live-handles';
 import { NotifyArming } from './notify-arming';
@@ -36,6 +35,8 @@ import { checkName, parseSageOptions } from './sage-options';
 import type { BatchOptions, IterateOptions, OpenMode, SageQueueOptions, SageQueueStats } from './sage-options';
 import { drainUntilClosed, parseWaitOptions, waitArmed } from './skeleton';
 import { BatchWriter } from './batch-writer';
+import { RawBatchReader } from './raw-batch';
+import type { RawBatch } from './raw-batch';
 import { BATCH_MAX, NO_WAIT, SlabReader } from './slab-reader';
 import { checkBoolean, checkInteger, checkKnownKeys, checkOptions, checkSignal, checkTimeoutMs } from '../validate';
 
@@ -50,6 +51,7 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
   readonly #maxsize: number;
   readonly #reader = new SlabReader();
   readonly #writer = new BatchWriter();
+  #rawBatch: RawBatchReader | undefined;
   readonly #getters = new WaiterList<T>();
   readonly #putters = new WaiterList<void, Uint8Array>();
   readonly #arming = new NotifyArming();
@@ -113,15 +115,7 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
 
   /** Removes the name from /dev/shm (attached handles keep working). False if it did not exist. */
   static destroy(name: string): boolean {
-    checkName(name);
-    try {
-      native().unlink(name);
-      return true;
-    } catch (e) {
-      const err = nativeError(e, name);
-      if ((err as SageQueueError).code === 'ERR_QUEUE_NOT_FOUND') return false;
-      throw err;
-    }
+    return unlinkQueue(checkName(name));
   }
 
   /** Names of every sage-queue segment on this machine. */
@@ -297,21 +291,36 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
    * Throws QueueClosedError once the queue is closed and drained.
    */
   getMany(max: number, options?: BatchOptions): T[] {
+    const n = this.#batchGet(max, options, 'getMany', this.#reader);
+    return n > 0 ? this.#reader.decodeBatch<T>(n, this.#codec) : [];
+  }
+
+  /**
+   * Like getMany, without allocating per message: the records land back to back in one buffer
+   * this handle reuses, described by offsets and lengths (see RawBatch), valid until the next
+   * getRawBatch call. The bytes are the codec's (decode them yourself unless the codec is raw).
+   * Returns a batch with count 0 when not blocking and empty; throws as getMany otherwise.
+   */
+  getRawBatch(max: number, options?: BatchOptions): RawBatch {
+    const batch = (this.#rawBatch ??= new RawBatchReader());
+    this.#batchGet(max, options, 'getRawBatch', batch);
+    return batch;
+  }
+
+  /** The batch gets' pattern: take what is there; wait if allowed; 0 when not waiting and empty. */
+  #batchGet(max: number, options: BatchOptions | undefined, what: string, into: SlabReader | RawBatchReader): number {
     const limit = checkInteger(max, 'max', 1, BATCH_MAX);
     const opts = checkOptions<BatchOptions>(options);
     checkKnownKeys(opts, ['block', 'timeoutMs']);
     const wait = checkBoolean(opts.block, 'options.block', true);
     const timeout = checkTimeoutMs(opts.timeoutMs, 'options.timeoutMs');
     const q = this.#handle();
-    const reader = this.#reader;
-    let n = reader.takeBatch(q, limit, NO_WAIT);
-    if (n === 0 && reader.lastStatus === NativeStatus.Empty && wait && timeout !== 0) n = reader.takeBatch(q, limit, timeout ?? -1);
-    if (n > 0) return reader.decodeBatch<T>(n, this.#codec);
-    if (reader.lastStatus === NativeStatus.Empty) {
-      if (wait && timeout !== 0) throw new QueueEmptyError(`getMany timed out after ${timeout} ms: the queue is still empty`, true);
-      return [];
-    }
-    throw this.#statusError(reader.lastStatus);
+    let n = into.takeBatch(q, limit, NO_WAIT);
+    if (n === 0 && into.lastStatus === NativeStatus.Empty && wait && timeout !== 0) n = into.takeBatch(q, limit, timeout ?? -1);
+    if (n > 0) return n;
+    if (into.lastStatus !== NativeStatus.Empty) throw this.#statusError(into.lastStatus);
+    if (wait && timeout !== 0) throw new QueueEmptyError(`${what} timed out after ${timeout} ms: the queue is still empty`, true);
+    return 0;
   }
 
   // ------------------------------------------------------------------------------------------

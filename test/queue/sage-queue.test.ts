@@ -250,6 +250,38 @@ describe('SageQueue batches', () => {
     expect(q.getMany(10, { block: false })).toEqual(['inner-1', { inner: 2, pad: 'x'.repeat(300) }, 'first', { outer: 1 }, 'last']);
   });
 
+  it('getRawBatch hands out records through one reused buffer with offsets and lengths, in order', () => {
+    const q = track(make<Buffer>({ codec: 'raw', capacity: 1 << 20, maxMessageSize: 400_000 }));
+    const sent = Array.from({ length: 100 }, (_, i) => Buffer.alloc(1 + ((i * 37) % 200), i));
+    q.putMany(sent);
+    const first = q.getRawBatch(64);
+    expect(first.count).toBe(64);
+    const { buffer, offsets, lengths } = first;
+    for (let i = 0; i < 64; i++) {
+      expect(buffer.subarray(offsets[i], (offsets[i] as number) + (lengths[i] as number)).equals(sent[i] as Buffer)).toBe(true);
+    }
+    const second = q.getRawBatch(64);
+    expect(second.count).toBe(36);
+    // The same objects again: nothing is allocated per call or per message.
+    expect(second).toBe(first);
+    expect(second.buffer).toBe(buffer);
+    expect(second.offsets).toBe(offsets);
+    expect(second.lengths).toBe(lengths);
+    expect(second.buffer.subarray(second.offsets[35], (second.offsets[35] as number) + (second.lengths[35] as number)).equals(sent[99] as Buffer)).toBe(true);
+    // Empty: count 0 without blocking; a timed wait throws as getMany does.
+    expect(q.getRawBatch(8, { block: false }).count).toBe(0);
+    thrown(() => q.getRawBatch(8, { timeoutMs: 20 }), QueueEmptyError, 'ERR_QUEUE_EMPTY');
+    // A record larger than the buffer grows it.
+    const big = Buffer.alloc(300_000, 7);
+    q.put(big);
+    const b = q.getRawBatch(4);
+    expect(b.count).toBe(1);
+    expect(b.buffer.subarray(0, b.lengths[0]).equals(big)).toBe(true);
+    q.close();
+    thrown(() => q.getRawBatch(4), QueueClosedError, 'ERR_QUEUE_CLOSED');
+    thrown(() => q.getRawBatch(0), ArgumentRangeError, 'ERR_OUT_OF_RANGE');
+  });
+
   it('a non-blocking putMany puts what fits and says how many', () => {
     const q = track(make<number>({ maxsize: 5 }));
     expect(q.putMany([1, 2, 3, 4, 5, 6, 7], { block: false })).toBe(5);
