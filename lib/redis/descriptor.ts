@@ -12,25 +12,14 @@ import { checkAckMode, checkKeyName, redisDescriptor } from './queue-options';
 import type { RedisAckMode, RedisQueueOptions } from './queue-options';
 
 
-export interface RedisQueueDescriptorOptions {
+/** What a "redis" descriptor carries: the queue's options that another process may share (no consumer name, no password). */
+export type RedisQueueDescriptorOptions = Pick<
+  RedisQueueOptions,
+  'stream' | 'group' | 'maxsize' | 'codec' | 'ackMode' | 'claimIdleMs' | 'maxDeliveries' | 'deadLetterStream' | 'passwordEnv' | 'queueId'
+> & {
   /** redis:// or rediss:// URL. A password in it is stripped (the resolving process reads it from `passwordEnv`). */
   url: string;
-  stream: string;
-  /** Default 'sage'. */
-  group?: string;
-  /** Default `redis_<8 hex>`. */
-  queueId?: string;
-  /** Default 0 (unbounded). */
-  maxsize?: number;
-  /** Default 'v8'. */
-  codec?: CodecName;
-  ackMode?: RedisAckMode;
-  claimIdleMs?: number;
-  maxDeliveries?: number;
-  deadLetterStream?: string;
-  /** Environment variable the resolving process reads the password from. Default SAGE_REDIS_PASSWORD. */
-  passwordEnv?: string;
-}
+};
 
 const DESCRIPTOR_KEYS = ['url', 'stream', 'group', 'queueId', 'maxsize', 'codec', 'ackMode', 'claimIdleMs', 'maxDeliveries', 'deadLetterStream', 'passwordEnv'] as const;
 

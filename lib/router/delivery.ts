@@ -19,19 +19,10 @@ import type { AsyncQueueLike } from '../queue/queue-like';
 import type { Connection } from './connection';
 import { isItemFault, reasonOf } from './faults';
 import type { Packet } from './packet';
-import type { DeadLetter, DeliveryFault, DeliveryReport } from './reports';
+import type { DeadLetter, DeliveryFault, DeliveryReport, DeliveryTotals } from './reports';
 import type { ResolvedRouterOptions } from './router-options';
 import type { SelectionContext } from './strategies';
 
-/** The router totals the delivery policy keeps. */
-export interface DeliveryTotals {
-  sent: number;
-  attempts: number;
-  delivered: number;
-  deadLettered: number;
-  failed: number;
-  retried: number;
-}
 
 /** Picks the target of one attempt from the group's current connections. */
 export type SelectFn = (group: readonly Connection[], context: SelectionContext) => Connection | undefined;

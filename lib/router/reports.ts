@@ -66,10 +66,8 @@ export interface RouteManyReport {
   ok: boolean;
 }
 
-export interface RouterStats {
-  name: string;
-  strategy: StrategyName;
-  routed: number;
+/** The router totals the delivery policy keeps (part of RouterStats). */
+export interface DeliveryTotals {
   /** Copies routed (one per packet and broadcast group, or per target for broadcast):
    * sent = delivered + deadLettered + failed. */
   sent: number;
@@ -79,6 +77,12 @@ export interface RouterStats {
   deadLettered: number;
   failed: number;
   retried: number;
+}
+
+export interface RouterStats extends DeliveryTotals {
+  name: string;
+  strategy: StrategyName;
+  routed: number;
   decisions: Record<StrategyName, number>;
   /** Unkeyed packets routed round-robin under a keyed strategy. */
   unkeyedFallbacks: number;
