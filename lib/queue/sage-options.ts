@@ -3,7 +3,7 @@ import { InvalidArgumentTypeError, InvalidArgumentValueError, describe } from '.
 import { native } from '../native';
 import type { NativeCreateOptions, NativeStats } from '../native';
 import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
-import { codecByName } from './codecs';
+import { DEFAULT_CODEC, codecByName } from './codecs';
 import type { Codec, CodecName } from './codecs';
 
 /** Options used when the queue is created (ignored when an existing queue is opened). */
@@ -16,7 +16,8 @@ export interface SageQueueOptions {
   maxsize?: number;
   /** File mode of the segment. Default 0o600 (owner only). */
   mode?: number;
-  /** Message codec, recorded in the segment. Default 'v8'. When opening, must match if given. */
+  /** Message codec, recorded in the segment. Default 'records' (queues created before it keep
+   * theirs, e.g. 'v8'). When opening, must match if given. */
   codec?: CodecName;
   /** Spin this long (microseconds) before sleeping in a wait. Default 50; 0 = sleep at once. */
   spinUs?: number;
@@ -69,7 +70,7 @@ export function parseSageOptions(options: SageQueueOptions | undefined): ParsedS
     }
   }
   const wanted = opts.codec === undefined ? undefined : codecByName(opts.codec);
-  const codec = (wanted ?? codecByName('v8')).id;
+  const codec = (wanted ?? codecByName(DEFAULT_CODEC)).id;
   const spinUs = opts.spinUs === undefined ? 50 : checkInteger(opts.spinUs, 'options.spinUs', 0, 1_000_000);
   const initWaitMs = opts.initWaitMs === undefined ? 1000 : checkInteger(opts.initWaitMs, 'options.initWaitMs', 0, 600_000);
   return { create: { ...create, codec }, wanted, spinUs, initWaitMs };

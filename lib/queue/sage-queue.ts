@@ -11,6 +11,9 @@ import { WaiterList } from './async-waiters';
 import { codecById } from './codecs';
 import type { Codec, CodecName } from './codecs';
 import { QueueDescriptor } from './descriptor';
+import { openRecordCodec } from './record-codec';
+import type { BoundCodec } from './record-codec';
+import { removeStructureTables, structureTablePath } from './structure-log';
 import {
   InvalidArgumentTypeError,
   InvalidArgumentValueError,
@@ -92,7 +95,8 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     }
     q.setSpinUs(spinUs);
     this.#q = q;
-    this.#codec = codec;
+    // A codec with a shared structure table is bound to the table of this incarnation of the queue.
+    this.#codec = codec.shared === true ? openRecordCodec(structureTablePath(this.#name, info.nonce), q.stats()?.mode ?? 0o600) : codec;
     this.#capacity = info.capacity;
     this.#maxMessageSize = info.maxMessageSize;
     this.#maxsize = info.maxsize;
@@ -111,17 +115,22 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     return new SageQueue<T>(name, opts, 'open');
   }
 
-  /** Removes the name from /dev/shm (attached handles keep working). False if it did not exist. */
+  /**
+   * Removes the name from /dev/shm, and the queue's structure table (attached handles keep
+   * working: they hold the table open). False if there was no segment of that name.
+   */
   static destroy(name: string): boolean {
     checkName(name);
     try {
       native().unlink(name);
-      return true;
     } catch (e) {
       const err = nativeError(e, name);
-      if ((err as SageQueueError).code === 'ERR_QUEUE_NOT_FOUND') return false;
-      throw err;
+      if ((err as SageQueueError).code !== 'ERR_QUEUE_NOT_FOUND') throw err;
+      removeStructureTables(name);
+      return false;
     }
+    removeStructureTables(name);
+    return true;
   }
 
   /** Names of every sage-queue segment on this machine. */
@@ -426,6 +435,7 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     this.#q = null;
     this.#arming.reset();
     q.release();
+    (this.#codec as Partial<BoundCodec>).close?.();
     untrackLive(this.#liveRef);
     this.#getters.rejectAll(() => new QueueReleasedError());
     this.#putters.rejectAll(() => new QueueReleasedError());
