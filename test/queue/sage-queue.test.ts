@@ -200,8 +200,16 @@ describe('SageQueue codecs', () => {
     expect(out.map(String)).toEqual(['a', 'b', 'c', '']);
   });
 
-  it('v8 (the default) keeps Date, Map, Set, BigInt and typed arrays', () => {
+  it('records (the default) keeps Date, Map, Set, 64-bit BigInt, typed arrays and undefined', () => {
     const q = track(make());
+    expect(q.codec).toBe('records');
+    const value = { d: new Date(123), m: new Map([[1, 'x']]), s: new Set([1, 2]), b: 2n ** 60n, f: new Float64Array([1.5, 2.5]), u: undefined };
+    q.put(value);
+    expect(q.get()).toEqual(value);
+  });
+
+  it('v8 (the old default) keeps Date, Map, Set, BigInt and typed arrays', () => {
+    const q = track(make({ codec: 'v8' }));
     expect(q.codec).toBe('v8');
     const value = { d: new Date(123), m: new Map([[1, 'x']]), s: new Set([1, 2]), b: 2n ** 70n, f: new Float64Array([1.5, 2.5]) };
     q.put(value);
