@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -53,6 +53,8 @@ afterEach(() => {
     // refuses, and cleanup must not depend on the addon loading.
     const path = `/dev/shm/sageq.${name}`;
     if (existsSync(path)) unlinkSync(path);
+    // And the structure table a records queue keeps beside it (sageq.<name>@<nonce>.structs).
+    for (const f of readdirSync('/dev/shm')) if (f.startsWith(`sageq.${name}@`)) unlinkSync(`/dev/shm/${f}`);
   }
   created.clear();
 });
