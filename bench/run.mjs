@@ -244,6 +244,20 @@ async function main() {
       }
     }
   }
+  if (!opts.only) {
+    // The in-process codec micro-benchmarks (npm run bench:micro), summarised.
+    log('micro: each codec encoding and decoding the small object (benchmark.js)');
+    const micro = spawnSync(process.execPath, [path.join(ROOT, 'bench/micro.mjs'), '--json', ...(opts.quick ? ['--quick'] : [])], { encoding: 'utf8' });
+    if (micro.status === 0) {
+      doc.micro = JSON.parse(micro.stdout).rows;
+      extra.push('', '### Codecs in one process (benchmark.js, small object; npm run bench:micro)', '', '| codec | bytes | encode ns/object | decode ns/object |', '|---|---:|---:|---:|');
+      for (const codec of [...new Set(doc.micro.map((r) => r.codec))]) {
+        const e = doc.micro.find((r) => r.codec === codec && r.op === 'encode');
+        const d = doc.micro.find((r) => r.codec === codec && r.op === 'decode');
+        extra.push(`| ${codec} | ${e.bytes} | ${e.nsPerOp.toFixed(0)} ±${e.rme.toFixed(1)}% | ${d.nsPerOp.toFixed(0)} ±${d.rme.toFixed(1)}% |`);
+      }
+    } else warnings.push(`codec micro-benchmarks failed: ${(micro.stderr || '').split('\n')[0]}`);
+  }
   doc.durationS = Math.round((Date.now() - measureStarted) / 100) / 10;
   doc.waitedForIdleS = waitedS;
   const left = runner.leftovers();

@@ -82,6 +82,8 @@ interface Fixtures {
   json: SageQueue<unknown>;
   raw: SageQueue<Buffer | string>;
   msgpack: SageQueue<unknown>;
+  /** Created without a codec option: the default, records. */
+  records: SageQueue<unknown>;
   local: LocalQueue<unknown>;
   full: LocalQueue<unknown>;
   empty: LocalQueue<unknown>;
@@ -95,6 +97,7 @@ const CONTENT: Record<string, unknown[]> = {
   json: [{ a: 1 }, [2], 'three'],
   raw: ['one', 'two', 'three'],
   msgpack: [{ a: 1 }, [2], 'three'],
+  records: [{ a: 1 }, new Map([[1, 2]]), 'three'],
   local: [1, 2, 3],
   full: [1, 2],
 };
@@ -112,7 +115,7 @@ function fresh(tag = 'n'): string {
 }
 
 function fill(): void {
-  for (const k of ['v8', 'json', 'raw', 'msgpack'] as const) for (const v of CONTENT[k] as unknown[]) fx[k].put(v as never);
+  for (const k of ['v8', 'json', 'raw', 'msgpack', 'records'] as const) for (const v of CONTENT[k] as unknown[]) fx[k].put(v as never);
   for (const v of CONTENT.local as unknown[]) fx.local.put(v);
   for (const v of CONTENT.full as unknown[]) fx.full.put(v);
 }
@@ -139,10 +142,11 @@ beforeAll(() => {
   const names = { v8: fresh('v8'), json: fresh('json'), raw: fresh('raw') };
   const msgpackName = fresh('msgpack');
   fx = {
-    v8: SageQueue.create(names.v8, { capacity: 4096 }),
+    v8: SageQueue.create(names.v8, { capacity: 4096, codec: 'v8' }),
     json: SageQueue.create(names.json, { capacity: 4096, codec: 'json' }),
     raw: SageQueue.create(names.raw, { capacity: 4096, codec: 'raw' }),
     msgpack: SageQueue.create(msgpackName, { capacity: 4096, codec: 'msgpack' }),
+    records: SageQueue.create(fresh('records'), { capacity: 4096 }),
     local: new LocalQueue({ maxsize: 5 }),
     full: new LocalQueue({ maxsize: 2 }),
     empty: new LocalQueue(),
@@ -160,7 +164,7 @@ afterEach(() => {
 });
 
 afterAll(() => {
-  for (const q of [fx?.v8, fx?.json, fx?.raw, fx?.msgpack]) q?.release();
+  for (const q of [fx?.v8, fx?.json, fx?.raw, fx?.msgpack, fx?.records]) q?.release();
   for (const n of created) {
     try {
       SageQueue.destroy(n);
@@ -274,6 +278,7 @@ row('SageQueue.create(an existing name)', 'ERR_QUEUE_EXISTS', () => SageQueue.cr
 }
 row('SageQueue.open(a json queue, { codec: "raw" })', 'ERR_CODEC_MISMATCH', () => SageQueue.open(fx.names.json, { codec: 'raw' }));
 row('new SageQueue(a v8 queue, { codec: "json" })', 'ERR_CODEC_MISMATCH', () => new SageQueue(fx.names.v8, { codec: 'json' }));
+row('new SageQueue(a v8 queue, { codec: "records" })', 'ERR_CODEC_MISMATCH', () => new SageQueue(fx.names.v8, { codec: 'records' }));
 
 // SageQueue: instance methods on the fixtures.
 const Q = (): SageQueue<unknown> => fx.v8;
@@ -307,6 +312,10 @@ const notSerialisable: Array<[string, () => SageQueue<unknown>, unknown]> = [
   ['msgpack: a function', () => fx.msgpack, () => 1],
   ['msgpack: a symbol', () => fx.msgpack, Symbol('s')],
   ['msgpack: undefined', () => fx.msgpack, undefined],
+  ['records: a function', () => fx.records, () => 1],
+  ['records: a symbol', () => fx.records, Symbol('s')],
+  ['records: an object holding a function', () => fx.records, { f: () => 1 }],
+  ['records: an object holding a symbol', () => fx.records, { deep: [{ s: Symbol('s') }] }],
 ];
 for (const [label, q, item] of notSerialisable) {
   row(`q.put(${label})`, SERIAL, () => q().put(item));
@@ -647,6 +656,7 @@ describe('bad-input matrix', () => {
     expect(drainSage(fx.json)).toEqual(CONTENT.json);
     expect(drainSage(fx.raw as SageQueue<unknown>).map(String)).toEqual(CONTENT.raw);
     expect(drainSage(fx.msgpack)).toEqual(CONTENT.msgpack);
+    expect(drainSage(fx.records)).toEqual(CONTENT.records);
     expect(drainLocal(fx.local)).toEqual(CONTENT.local);
     expect(drainLocal(fx.full)).toEqual(CONTENT.full);
     expect(fx.empty.qsize()).toBe(0);

@@ -20,6 +20,8 @@ export const THROUGHPUT_ROWS = [
   { row: 'sage-raw-zero', label: 'SageQueue raw: putMany() / getRawBatch() (zero allocation)', cols: ['64', '4096'] },
   { row: 'sage-v8-single', label: 'SageQueue v8: put() / get()', cols: ['64', '4096', 'obj'] },
   { row: 'sage-v8-batch', label: 'SageQueue v8: putMany() / getMany()', cols: ['64', '4096', 'obj'] },
+  { row: 'sage-records-single', label: 'SageQueue records (default codec): put() / get()', cols: ['obj'] },
+  { row: 'sage-records-batch', label: 'SageQueue records (default codec): putMany() / getMany()', cols: ['obj'] },
   { row: 'send-json', label: 'process.send, serialization json', cols: ['64', '4096', 'obj'] },
   { row: 'send-advanced', label: 'process.send, serialization advanced', cols: ['64', '4096', 'obj'] },
   { row: 'unix-each', label: 'Unix socket, one write per message', cols: ['64', '4096'] },
@@ -54,6 +56,10 @@ function throughputCase(row, col, t) {
       return { ...base, transport: 'sage', codec: 'v8', mode: 'single' };
     case 'sage-v8-batch':
       return { ...base, transport: 'sage', codec: 'v8', mode: 'batch', batch: BATCH[col], getMax: GET_MAX };
+    case 'sage-records-single':
+      return { ...base, transport: 'sage', codec: 'records', mode: 'single' };
+    case 'sage-records-batch':
+      return { ...base, transport: 'sage', codec: 'records', mode: 'batch', batch: BATCH[col], getMax: GET_MAX };
     case 'send-json':
       return { ...base, transport: 'process-send', serialization: 'json' };
     case 'send-advanced':
@@ -128,6 +134,8 @@ export const TARGETS = [
   { key: 'pingpong-p50-vs-send-json', label: 'ping-pong p50: process.send json ÷ SageQueue (sync, default)', num: lat('send-json'), den: lat('sage-sync-default'), op: '>=', bound: 5 },
   { key: 'pingpong-p50-vs-send-advanced', label: 'ping-pong p50: process.send advanced ÷ SageQueue (sync, default)', num: lat('send-advanced'), den: lat('sage-sync-default'), op: '>=', bound: 5 },
   { key: 'pingpong-p50-vs-unix', label: 'ping-pong p50: Unix socket ÷ SageQueue (sync, default)', num: lat('unix'), den: lat('sage-sync-default'), op: '>=', bound: 5 },
+  { key: 'batched-records-obj-vs-send-json', label: 'batched records (default codec) small object vs process.send json', num: tp('sage-records-batch', 'obj'), den: tp('send-json', 'obj'), op: '>=', bound: 3 },
+  { key: 'single-records-obj-vs-send-json', label: 'single-call records (default codec) small object vs process.send json', num: tp('sage-records-single', 'obj'), den: tp('send-json', 'obj'), op: '>=', bound: 2 },
   { key: 'wakes-per-msg-single-64', label: 'FUTEX_WAKE calls per message, raw 64 B single-call stream', value: wakes('sage-raw-single', '64'), op: '<', bound: 0.01 },
   { key: 'wakes-per-msg-batched-64', label: 'FUTEX_WAKE calls per message, raw 64 B batched stream', value: wakes('sage-raw-batch', '64'), op: '<', bound: 0.01 },
 ];

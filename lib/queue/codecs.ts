@@ -4,16 +4,21 @@
  *
  * - `raw`: Buffer / Uint8Array / string in, Buffer out. No encoding cost.
  * - `json`: JSON text (UTF-8). Plain data only.
- * - `v8` (default): the structured-clone format of `node:v8` — Date, Map, Set, BigInt, RegExp,
- *   typed arrays, cycles. Functions and symbols cannot be sent.
+ * - `v8`: the structured-clone format of `node:v8` — Date, Map, Set, BigInt, RegExp,
+ *   typed arrays, cycles. Functions and symbols cannot be sent. The default before `records`.
  * - `msgpack`: MessagePack through msgpackr (compact, other languages can read it).
+ * - `records` (default): MessagePack records whose structures are shared by every process attached
+ *   to the queue (record-codec.ts). Needs a per-queue table, so only SageQueue offers it: the
+ *   entry here names it; SageQueue binds it to the queue's table (`shared: true`).
  */
 import * as v8 from 'node:v8';
 import type { Packr } from 'msgpackr';
 
 import { InvalidArgumentValueError, SerializationError, describe } from '../errors';
 
-export type CodecName = 'raw' | 'json' | 'v8' | 'msgpack';
+export type CodecName = 'raw' | 'json' | 'v8' | 'msgpack' | 'records';
+/** Codecs that need no per-queue state (what queues other than SageQueue offer). */
+export type StatelessCodecName = Exclude<CodecName, 'records'>;
 
 export interface Codec {
   /** Stored in the segment. */
@@ -21,6 +26,8 @@ export interface Codec {
   readonly name: CodecName;
   /** True when decode returns the record bytes themselves (views must not be reused). */
   readonly zeroCopy: boolean;
+  /** True when the codec must be bound to a queue's shared structure table before use. */
+  readonly shared?: boolean;
   encode(item: unknown): Uint8Array;
   decode(bytes: Buffer): unknown;
 }
@@ -130,10 +137,26 @@ const msgpack: Codec = {
   },
 };
 
-const byName: Record<CodecName, Codec> = { raw, json, v8: structured, msgpack };
-const byId: readonly Codec[] = [raw, json, structured, msgpack];
+// Unbound: SageQueue replaces it with openRecordCodec(table) once it knows the queue's table.
+const records: Codec = {
+  id: 4,
+  name: 'records',
+  zeroCopy: false,
+  shared: true,
+  encode(item) {
+    throw encodeFailed('records', item, new TypeError('the records codec needs a queue (its structure table): use it through a SageQueue'));
+  },
+  decode(bytes) {
+    throw decodeFailed('records', bytes, new TypeError('the records codec needs a queue (its structure table)'));
+  },
+};
 
-export const CODEC_NAMES: readonly CodecName[] = ['raw', 'json', 'v8', 'msgpack'];
+const byName: Record<CodecName, Codec> = { raw, json, v8: structured, msgpack, records };
+const byId: readonly Codec[] = [raw, json, structured, msgpack, records];
+
+export const CODEC_NAMES: readonly CodecName[] = ['raw', 'json', 'v8', 'msgpack', 'records'];
+/** The codec of a new SageQueue when none is asked for. */
+export const DEFAULT_CODEC: CodecName = 'records';
 
 export function codecByName(name: unknown): Codec {
   if (typeof name === 'string' && Object.prototype.hasOwnProperty.call(byName, name)) return byName[name as CodecName];
@@ -142,6 +165,18 @@ export function codecByName(name: unknown): Codec {
     name,
     'ERR_UNKNOWN_CODEC',
   );
+}
+
+/** A codec that needs no queue (RedisQueue, tests): refuses 'records' with ERR_UNKNOWN_CODEC. */
+export function statelessCodecByName(name: unknown): Codec & { name: StatelessCodecName } {
+  if (name === 'records') {
+    throw new InvalidArgumentValueError(
+      "codec 'records' shares its structure table through /dev/shm beside a SageQueue; use raw, json, v8 or msgpack here",
+      name,
+      'ERR_UNKNOWN_CODEC',
+    );
+  }
+  return codecByName(name) as Codec & { name: StatelessCodecName };
 }
 
 /** The codec recorded in a segment; undefined if the id is not one this build knows. */

@@ -5,12 +5,15 @@
  * Inspecting maps a segment read-only in spirit: it takes no handle slot, so the inspector never
  * shows up as an attached process and never keeps a dead queue alive.
  */
+import { unlinkSync } from 'node:fs';
+
 import { checkBoolean, checkKnownKeys, checkOptions } from '../validate';
 import { InvalidArgumentTypeError } from '../errors';
 import { native } from '../native';
 import type { NativeStats } from '../native';
 import { nativeError } from '../native/errors';
 import { codecById } from './codecs';
+import { listTables, removeStructureTables } from './structure-log';
 
 /**
  * A queue's state as seen from outside: `alive` (some attached process is alive), `dead` (every
@@ -46,6 +49,9 @@ export interface GcResult {
   /** What was garbage when looked at (with dryRun: what would be removed). */
   candidates: QueueInspection[];
   removed: string[];
+  /** Structure-table files (/dev/shm/sageq.<name>@<nonce>.structs) removed because their queue
+   * was removed, is gone, or is another incarnation of that name (with dryRun: would be). */
+  removedTables: string[];
   failed: Array<{ name: string; code: string; message: string }>;
 }
 
@@ -116,29 +122,62 @@ export function collectGarbage(options?: GcOptions): GcResult {
   }
   const views = opts.only === undefined ? inspectAllQueues() : [...opts.only].sort().map(inspectQueue);
   const candidates = views.filter((v) => isGarbage(v, includeIdle));
-  const result: GcResult = { candidates, removed: [], failed: [] };
-  if (dryRun) return result;
-  for (const v of candidates) {
-    if (!isGarbage(inspectQueue(v.name), includeIdle)) continue;
-    try {
-      native().unlink(v.name);
-      result.removed.push(v.name);
-    } catch (e) {
-      const err = nativeError(e, v.name) as Error & { code?: string };
-      result.failed.push({ name: v.name, code: err.code ?? 'ERR_SYSTEM', message: err.message });
+  const result: GcResult = { candidates, removed: [], removedTables: [], failed: [] };
+  if (!dryRun) {
+    for (const v of candidates) {
+      if (!isGarbage(inspectQueue(v.name), includeIdle)) continue;
+      try {
+        native().unlink(v.name);
+        result.removed.push(v.name);
+        removeStructureTables(v.name);
+      } catch (e) {
+        const err = nativeError(e, v.name) as Error & { code?: string };
+        result.failed.push({ name: v.name, code: err.code ?? 'ERR_SYSTEM', message: err.message });
+      }
     }
   }
+  result.removedTables = collectOrphanTables(opts.only, dryRun);
   return result;
 }
 
-/** Removes the name `name` from /dev/shm (attached handles keep working); false if it did not exist. */
+/**
+ * Removes the name `name` from /dev/shm and the queue's structure table (attached handles keep
+ * working: they hold both open); false if there was no segment of that name.
+ */
 export function unlinkQueue(name: string): boolean {
   try {
     native().unlink(name);
-    return true;
   } catch (e) {
     const err = nativeError(e, name) as Error & { code?: string };
-    if (err.code === 'ERR_QUEUE_NOT_FOUND') return false;
-    throw err;
+    if (err.code !== 'ERR_QUEUE_NOT_FOUND') throw err;
+    removeStructureTables(name);
+    return false;
   }
+  removeStructureTables(name);
+  return true;
+}
+
+/**
+ * Structure tables whose queue is gone, or belong to an earlier incarnation of its name (another
+ * nonce): nobody can use them any more. A queue still initialising has no nonce to compare yet,
+ * so its tables are kept.
+ */
+function collectOrphanTables(only: readonly string[] | undefined, dryRun: boolean): string[] {
+  const out: string[] = [];
+  for (const t of listTables()) {
+    if (only !== undefined && !only.includes(t.name)) continue;
+    const view = inspectQueue(t.name);
+    const nonce = view.stats?.nonce;
+    const orphan = nonce !== undefined ? nonce !== t.nonce : view.error?.code === 'ERR_QUEUE_NOT_FOUND';
+    if (!orphan) continue;
+    if (!dryRun) {
+      try {
+        unlinkSync(`/dev/shm/${t.file}`);
+      } catch {
+        continue; // gone already, or not ours to remove
+      }
+    }
+    out.push(t.file);
+  }
+  return out;
 }

@@ -1,9 +1,11 @@
 /** The options of SageQueue and their validation (what is created, how a handle waits). */
 import { InvalidArgumentTypeError, InvalidArgumentValueError, describe } from '../errors';
 import { native } from '../native';
-import type { NativeCreateOptions, NativeStats } from '../native';
+import type { NativeCreateOptions, NativeQueueInfo, NativeStats } from '../native';
 import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
-import { codecByName } from './codecs';
+import { DEFAULT_CODEC, codecById, codecByName } from './codecs';
+import { openRecordCodec } from './record-codec';
+import { structureTablePath } from './structure-log';
 import type { Codec, CodecName } from './codecs';
 
 /** Options used when the queue is created (ignored when an existing queue is opened). */
@@ -16,7 +18,8 @@ export interface SageQueueOptions {
   maxsize?: number;
   /** File mode of the segment. Default 0o600 (owner only). */
   mode?: number;
-  /** Message codec, recorded in the segment. Default 'v8'. When opening, must match if given. */
+  /** Message codec, recorded in the segment. Default 'records' (queues created before it keep
+   * theirs, e.g. 'v8'). When opening, must match if given. */
   codec?: CodecName;
   /** Spin this long (microseconds) before sleeping in a wait. Default 50; 0 = sleep at once. */
   spinUs?: number;
@@ -69,7 +72,7 @@ export function parseSageOptions(options: SageQueueOptions | undefined): ParsedS
     }
   }
   const wanted = opts.codec === undefined ? undefined : codecByName(opts.codec);
-  const codec = (wanted ?? codecByName('v8')).id;
+  const codec = (wanted ?? codecByName(DEFAULT_CODEC)).id;
   const spinUs = opts.spinUs === undefined ? 50 : checkInteger(opts.spinUs, 'options.spinUs', 0, 1_000_000);
   const initWaitMs = opts.initWaitMs === undefined ? 1000 : checkInteger(opts.initWaitMs, 'options.initWaitMs', 0, 600_000);
   return { create: { ...create, codec }, wanted, spinUs, initWaitMs };
@@ -86,4 +89,23 @@ export function checkName(name: unknown): string {
     );
   }
   return name;
+}
+
+/**
+ * The codec a handle uses for the queue `name`: the one recorded in its segment, which must be
+ * `wanted` when the caller named one (ERR_CODEC_MISMATCH otherwise). A codec with a shared
+ * structure table is bound to the table of this incarnation of the queue (its nonce).
+ */
+export function codecOfQueue(name: string, info: NativeQueueInfo, wanted: Codec | undefined, mode: () => number): Codec {
+  const codec = codecById(info.codec);
+  if (codec === undefined || (wanted !== undefined && wanted.id !== codec.id)) {
+    throw new InvalidArgumentValueError(
+      codec === undefined
+        ? `queue ${name} uses codec id ${info.codec}, which this version of sage-queue does not know`
+        : `queue ${name} uses the ${codec.name} codec, not ${wanted?.name}; open it without a codec option or with codec '${codec.name}'`,
+      wanted?.name,
+      'ERR_CODEC_MISMATCH',
+    );
+  }
+  return codec.shared === true ? openRecordCodec(structureTablePath(name, info.nonce), mode()) : codec;
 }

@@ -11,6 +11,7 @@ import { WaiterList } from './async-waiters';
 import { codecById } from './codecs';
 import type { Codec, CodecName } from './codecs';
 import { QueueDescriptor } from './descriptor';
+import type { BoundCodec } from './record-codec';
 import {
   InvalidArgumentTypeError,
   InvalidArgumentValueError,
@@ -19,6 +20,7 @@ import {
   QueueFullError,
   QueueReleasedError,
   QueueClosedError,
+  SharedMemoryError,
   describe,
 } from '../errors';
 import { native, NativeStatus, NotifyKind } from '../native';
@@ -31,7 +33,7 @@ import { NotifyArming } from './notify-arming';
 import type { AsyncWaitOptions, LoadReporting, SyncAndAsyncQueue } from './queue-like';
 import { releaseResolved } from './registry';
 import { sageOpenArgs } from './sage-descriptors';
-import { checkName, parseSageOptions } from './sage-options';
+import { checkName, codecOfQueue, parseSageOptions } from './sage-options';
 import type { BatchOptions, IterateOptions, OpenMode, SageQueueOptions, SageQueueStats } from './sage-options';
 import { drainUntilClosed, parseWaitOptions, waitArmed } from './skeleton';
 import { BatchWriter } from './batch-writer';
@@ -81,20 +83,15 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
       throw nativeError(e, this.#name);
     }
     const info = q.info();
-    const codec = info === null ? undefined : codecById(info.codec);
-    if (info === null || codec === undefined || (wanted !== undefined && wanted.id !== codec.id)) {
+    try {
+      if (info === null) throw new SharedMemoryError('ERR_QUEUE_CORRUPT', `queue ${this.#name} reported no layout`, this.#name);
+      this.#codec = codecOfQueue(this.#name, info, wanted, () => q.stats()?.mode ?? 0o600);
+    } catch (e) {
       q.release();
-      throw new InvalidArgumentValueError(
-        codec === undefined
-          ? `queue ${this.#name} uses codec id ${info?.codec}, which this version of sage-queue does not know`
-          : `queue ${this.#name} uses the ${codec.name} codec, not ${wanted?.name}; open it without a codec option or with codec '${codec.name}'`,
-        options?.codec,
-        'ERR_CODEC_MISMATCH',
-      );
+      throw e;
     }
     q.setSpinUs(spinUs);
     this.#q = q;
-    this.#codec = codec;
     this.#capacity = info.capacity;
     this.#maxMessageSize = info.maxMessageSize;
     this.#maxsize = info.maxsize;
@@ -113,7 +110,10 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     return new SageQueue<T>(name, opts, 'open');
   }
 
-  /** Removes the name from /dev/shm (attached handles keep working). False if it did not exist. */
+  /**
+   * Removes the name from /dev/shm, and the queue's structure table (attached handles keep
+   * working: they hold the table open). False if there was no segment of that name.
+   */
   static destroy(name: string): boolean {
     return unlinkQueue(checkName(name));
   }
@@ -435,6 +435,7 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     this.#q = null;
     this.#arming.reset();
     q.release();
+    (this.#codec as Partial<BoundCodec>).close?.();
     untrackLive(this.#liveRef);
     this.#getters.rejectAll(() => new QueueReleasedError());
     this.#putters.rejectAll(() => new QueueReleasedError());

@@ -2,8 +2,8 @@
  * "redis" queue descriptors: creating one (the URL never carries a password) and opening one (the
  * `redis` queue type, registered in lib/builtins.ts).
  */
-import { codecByName } from '../queue/codecs';
-import type { CodecName } from '../queue/codecs';
+import { statelessCodecByName } from '../queue/codecs';
+import type { StatelessCodecName } from '../queue/codecs';
 import { QueueDescriptor } from '../queue/descriptor';
 import { DescriptorError, InvalidArgumentTypeError, describe } from '../errors';
 import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
@@ -36,7 +36,7 @@ export function createRedisQueueDescriptor(options: RedisQueueDescriptorOptions)
   const group = o.group === undefined ? 'sage' : checkKeyName(o.group, 'options.group');
   const queueId = o.queueId === undefined ? undefined : checkKeyName(o.queueId, 'options.queueId');
   const maxsize = o.maxsize === undefined ? 0 : checkInteger(o.maxsize, 'options.maxsize', 0);
-  const codec = codecByName(o.codec ?? 'v8').name;
+  const codec = statelessCodecByName(o.codec ?? 'v8').name;
   const ackMode = checkAckMode(o.ackMode);
   return redisDescriptor({
     url, stream, group, queueId, maxsize, codec, ackMode,
@@ -81,7 +81,7 @@ export function redisOptionsFromDescriptor(desc: QueueDescriptor): RedisQueueOpt
     stream: metaString(desc, 'stream', true) as string,
     group: metaString(desc, 'group', false),
     maxsize: metaInt(desc, 'maxsize', 0),
-    codec: codec as CodecName | undefined,
+    codec: codec as StatelessCodecName | undefined,
     ackMode: ackMode as RedisAckMode | undefined,
     claimIdleMs: metaInt(desc, 'claim_idle_ms', 10),
     maxDeliveries: metaInt(desc, 'max_deliveries', 1),

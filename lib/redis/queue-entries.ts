@@ -2,8 +2,8 @@
  * Stream entries of a RedisQueue as the queue sees them: the raw entry read from Redis, the
  * one-letter field that records each entry's codec, decoding, and dead-letter entries.
  */
-import { codecByName } from '../queue/codecs';
-import type { CodecName } from '../queue/codecs';
+import { statelessCodecByName } from '../queue/codecs';
+import type { StatelessCodecName } from '../queue/codecs';
 import { SerializationError } from '../errors';
 
 /** An entry read (or reclaimed) from the stream, not yet handed out. */
@@ -20,8 +20,8 @@ export interface RawEntry {
 }
 
 /** Each entry is one field whose name says which codec wrote its value. */
-export const FIELD_OF_CODEC: Readonly<Record<CodecName, string>> = { raw: 'r', json: 'j', v8: 'v', msgpack: 'm' };
-const CODEC_OF_FIELD: Readonly<Record<string, CodecName>> = { r: 'raw', j: 'json', v: 'v8', m: 'msgpack' };
+export const FIELD_OF_CODEC: Readonly<Record<StatelessCodecName, string>> = { raw: 'r', json: 'j', v8: 'v', msgpack: 'm' };
+const CODEC_OF_FIELD: Readonly<Record<string, StatelessCodecName>> = { r: 'raw', j: 'json', v: 'v8', m: 'msgpack' };
 
 /** Decodes an entry with the codec its field names; SerializationError when it cannot. */
 export function decodeEntry(entry: Pick<RawEntry, 'id' | 'field' | 'value'>): unknown {
@@ -29,7 +29,7 @@ export function decodeEntry(entry: Pick<RawEntry, 'id' | 'field' | 'value'>): un
   if (name === undefined) {
     throw new SerializationError(`stream entry ${entry.id} has field ${JSON.stringify(entry.field)}, not one written by a RedisQueue (r, j, v or m)`);
   }
-  return codecByName(name).decode(entry.value);
+  return statelessCodecByName(name).decode(entry.value);
 }
 
 /** An entry of the dead-letter stream. */

@@ -5,8 +5,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 
-import { codecByName } from '../queue/codecs';
-import type { Codec, CodecName } from '../queue/codecs';
+import { statelessCodecByName } from '../queue/codecs';
+import type { Codec, StatelessCodecName } from '../queue/codecs';
 import { QueueDescriptor } from '../queue/descriptor';
 import { InvalidArgumentTypeError, InvalidArgumentValueError, describe } from '../errors';
 import type { AsyncWaitOptions } from '../queue/queue-like';
@@ -27,7 +27,7 @@ export interface RedisQueueOptions {
   /** Most unacknowledged entries in the stream; a put waits while it is reached. 0 (default) = unbounded. */
   maxsize?: number;
   /** Message codec for what this instance puts (each entry records its codec). Default 'v8'. */
-  codec?: CodecName;
+  codec?: StatelessCodecName;
   /** 'auto' (default): gets are acknowledged before they are handed out. 'explicit': getAsync returns RedisMessage. */
   ackMode?: RedisAckMode;
   /** An entry held this long without being settled is reclaimed by another consumer. Default 30000 ms. */
@@ -83,7 +83,7 @@ export interface QueueSettings {
   readonly group: string;
   readonly consumer: string;
   readonly maxsize: number;
-  readonly codec: Codec;
+  readonly codec: Codec & { name: StatelessCodecName };
   readonly ackMode: RedisAckMode;
   readonly claimIdleMs: number;
   readonly maxDeliveries: number;
@@ -115,7 +115,7 @@ export function resolveQueueOptions(options: unknown): QueueSettings {
   const group = o.group === undefined ? 'sage' : checkKeyName(o.group, 'options.group');
   const consumer = o.consumer === undefined ? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}` : checkKeyName(o.consumer, 'options.consumer');
   const maxsize = o.maxsize === undefined ? 0 : checkInteger(o.maxsize, 'options.maxsize', 0);
-  const codec = codecByName(o.codec ?? 'v8');
+  const codec = statelessCodecByName(o.codec ?? 'v8');
   const ackMode = checkAckMode(o.ackMode);
   const claimIdleMs = o.claimIdleMs === undefined ? 30_000 : checkInteger(o.claimIdleMs, 'options.claimIdleMs', 10);
   const maxDeliveries = o.maxDeliveries === undefined ? 5 : checkInteger(o.maxDeliveries, 'options.maxDeliveries', 1);
@@ -161,7 +161,7 @@ export interface RedisDescriptorFields {
   /** Default `redis_<8 hex>`. */
   queueId: string | undefined;
   maxsize: number;
-  codec: CodecName;
+  codec: StatelessCodecName;
   ackMode: RedisAckMode;
   claimIdleMs: number | undefined;
   maxDeliveries: number | undefined;

@@ -6,13 +6,13 @@ import { CODEC_NAMES, codecById, codecByName } from '../../lib/queue/codecs';
 import { thrown } from '../support/expect-errors';
 
 describe('codec table', () => {
-  it('names and ids map both ways, ids are the ones recorded in segments (raw 0, json 1, v8 2, msgpack 3)', () => {
-    expect(CODEC_NAMES).toEqual(['raw', 'json', 'v8', 'msgpack']);
+  it('names and ids map both ways, ids are the ones recorded in segments (raw 0, json 1, v8 2, msgpack 3, records 4)', () => {
+    expect(CODEC_NAMES).toEqual(['raw', 'json', 'v8', 'msgpack', 'records']);
     CODEC_NAMES.forEach((name, id) => {
       expect(codecByName(name).id).toBe(id);
       expect(codecById(id)?.name).toBe(name);
     });
-    expect(codecById(4)).toBeUndefined();
+    expect(codecById(5)).toBeUndefined();
     expect(codecById(-1)).toBeUndefined();
   });
 
@@ -73,6 +73,7 @@ describe('refusals', () => {
       ['v8', () => 1],
       ['msgpack', undefined],
       ['msgpack', Symbol('s')],
+      ['records', { a: 1 }], // unbound: only a SageQueue gives it a structure table
     ] as const) {
       const e = thrown(() => codecByName(name).encode(item), SerializationError, 'ERR_SERIALIZATION');
       expect(e.message).toMatch(/nothing was enqueued/);

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -53,6 +53,8 @@ afterEach(() => {
     // refuses, and cleanup must not depend on the addon loading.
     const path = `/dev/shm/sageq.${name}`;
     if (existsSync(path)) unlinkSync(path);
+    // And the structure table a records queue keeps beside it (sageq.<name>@<nonce>.structs).
+    for (const f of readdirSync('/dev/shm')) if (f.startsWith(`sageq.${name}@`)) unlinkSync(`/dev/shm/${f}`);
   }
   created.clear();
 });
@@ -200,8 +202,16 @@ describe('SageQueue codecs', () => {
     expect(out.map(String)).toEqual(['a', 'b', 'c', '']);
   });
 
-  it('v8 (the default) keeps Date, Map, Set, BigInt and typed arrays', () => {
+  it('records (the default) keeps Date, Map, Set, 64-bit BigInt, typed arrays and undefined', () => {
     const q = track(make());
+    expect(q.codec).toBe('records');
+    const value = { d: new Date(123), m: new Map([[1, 'x']]), s: new Set([1, 2]), b: 2n ** 60n, f: new Float64Array([1.5, 2.5]), u: undefined };
+    q.put(value);
+    expect(q.get()).toEqual(value);
+  });
+
+  it('v8 (the old default) keeps Date, Map, Set, BigInt and typed arrays', () => {
+    const q = track(make({ codec: 'v8' }));
     expect(q.codec).toBe('v8');
     const value = { d: new Date(123), m: new Map([[1, 'x']]), s: new Set([1, 2]), b: 2n ** 70n, f: new Float64Array([1.5, 2.5]) };
     q.put(value);
