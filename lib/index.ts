@@ -6,7 +6,10 @@ installBuiltinQueueTypes();
 export {
   SageQueueError, QueueEmptyError, QueueFullError, QueueClosedError, QueueReleasedError, SharedMemoryError,
   MessageTooLargeError, SerializationError, UnsupportedQueueTypeError, DescriptorError, WouldDeadlockError, RouterDisposedError,
-  InvalidArgumentTypeError, ArgumentRangeError, InvalidArgumentValueError,
+  InvalidArgumentTypeError, ArgumentRangeError, InvalidArgumentValueError, PoolNotReadyError, SHARED_MEMORY_ERROR_CODES,
+} from './errors';
+export type {
+  SageQueueErrorCode, QueueErrorCode, SharedMemoryErrorCode, InvalidArgumentValueErrorCode, ComponentErrorCode,
 } from './errors';
 export * from './queue';
 
@@ -31,7 +34,7 @@ export {
 export type {
   Hop, PacketOptions, PacketWire, ConnectionInit, ConnectionHealth, ConnectionCounters, HealthState, LoadSample, RouterOptions,
   RouteReport, RouteManyReport, DeliveryReport, DeliveryStatus, DeliveryFault, DeadLetter, SelectionContext, RouterStats, StopSignal, PartitionKey,
-  StrategyName, Clock, RoundRobinPick, LoadScoreOptions,
+  StrategyName, Clock, RoundRobinPick, LoadScoreOptions, RouterEvents, RetryEvent, EjectEvent, RecoverEvent, DeadLetterEvent, RouteEvent,
 } from './router';
 
 export * from './cluster';
