@@ -29,7 +29,7 @@ export function capabilities(): NativeCapabilities {
 
 export {
   Packet, Connection, BaseRouter, isStopSignal, HashRing, stableHash, STRATEGIES, systemClock, ITEM_FAULT, isItemFault, markItemFault,
-  availableCandidates, hashTarget, buildRing, ringTarget, roundRobinTarget, leastLoadedTarget, loadScore, broadcastTargets,
+  availableCandidates, hashTarget, buildRing, ringTarget, roundRobinTarget, leastLoadedTarget, loadScore, broadcastTargets, ROUTE_LATENCY_BUCKETS,
 } from './router';
 export type {
   Hop, PacketOptions, PacketWire, ConnectionInit, ConnectionHealth, ConnectionCounters, HealthState, LoadSample, RouterOptions,

@@ -6,3 +6,5 @@ export type {
 } from './pool-events';
 export { joinWorkerPool } from './join';
 export type { PoolWorker } from './join';
+export { collectMetrics } from './metrics';
+export type { MetricsSources, MetricsCollector, MetricsPool } from './metrics';

@@ -19,3 +19,4 @@ export { STRATEGIES } from './strategy-names';
 export type { StrategyName } from './strategy-names';
 export { systemClock } from './clock';
 export type { Clock } from './clock';
+export { ROUTE_LATENCY_BUCKETS } from './metrics';

@@ -4,7 +4,7 @@
  * the right type; each `@ts-expect-error` line must fail to compile (tsc reports an unused
  * directive otherwise), so none of these can pass with `any`.
  */
-import { BaseRouter, SageQueueError, WorkerPool } from '../../lib/index';
+import { BaseRouter, SageQueueError, WorkerPool, collectMetrics } from '../../lib/index';
 import type {
   DeadLetterEvent, EjectEvent, RetryEvent, RouteReport, SageQueue, SageQueueErrorCode, WorkerCrashLoopInfo, WorkerExitInfo,
 } from '../../lib/index';
@@ -110,4 +110,12 @@ export function errorCodeChecks(e: unknown): string {
     }
   }
   return 'not ours';
+}
+
+export function metricsChecks(registry: import('prom-client').Registry, pool: WorkerPool<Job, Answer>, router: BaseRouter, q: SageQueue<Job>): void {
+  const collector = collectMetrics(registry, { pools: [pool], routers: [router], queues: [q] });
+  collector.add({ queues: 'host' });
+  // @ts-expect-error queues are SageQueues or 'host'
+  collector.add({ queues: 'all' });
+  collector.close();
 }
