@@ -7,4 +7,4 @@ export type {
 export { joinWorkerPool } from './join';
 export type { PoolWorker } from './join';
 export { collectMetrics } from './metrics';
-export type { MetricsSources, MetricsCollector, MetricsPool } from './metrics';
+export type { MetricsSources, MetricsCollector, MetricsPool, MetricsQueue } from './metrics';

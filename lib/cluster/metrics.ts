@@ -20,7 +20,7 @@ import { WorkerPool } from './worker-pool';
 export const POOL_METRIC_PREFIX = 'sage_queue_pool_';
 
 /** What the metrics read from a queue handle. */
-interface StatsReadable {
+export interface MetricsQueue {
   readonly name: string;
   stats(): SageQueueStats;
 }
@@ -28,8 +28,8 @@ interface StatsReadable {
 /** What the metrics read from a WorkerPool (of any payload types). */
 export interface MetricsPool {
   readonly router: BaseRouter;
-  readonly queues: readonly StatsReadable[];
-  readonly replies: StatsReadable | null;
+  readonly queues: readonly MetricsQueue[];
+  readonly replies: MetricsQueue | null;
   stats(): WorkerPoolStats;
 }
 
