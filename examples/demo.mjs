@@ -10,6 +10,7 @@ import { fork } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import cliProgress from 'cli-progress';
 import { Packet, WorkerPool, joinWorkerPool } from 'sage-queue';
 
 const { values: flags } = parseArgs({
@@ -96,13 +97,28 @@ function makeVerifier() {
   };
 }
 
-function progress(label, done, total, started) {
-  if (flags.json || !process.stderr.isTTY) return;
-  const width = 30;
-  const filled = Math.round((done / total) * width);
-  const rate = done / ((now() - started) / 1000);
-  process.stderr.write(`\r${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${((100 * done) / total).toFixed(0).padStart(3)}%  ${(rate / 1000).toFixed(0)}k pkt/s   `);
-  if (done === total) process.stderr.write('\n');
+/**
+ * A progress bar on stderr (cli-progress) for one transport, when stderr is a terminal and the
+ * output is not --json; update(done) redraws it (throttled by the library), the last one ends it.
+ */
+function progressBar(label, total, started) {
+  if (flags.json || !process.stderr.isTTY) return { update() {} };
+  const bar = new cliProgress.SingleBar(
+    { format: `${label} [{bar}] {percentage}%  {rate}k pkt/s`, barsize: 30, stream: process.stderr, hideCursor: true, clearOnComplete: false },
+    cliProgress.Presets.legacy,
+  );
+  bar.start(total, 0, { rate: '0' });
+  let stopped = false;
+  return {
+    update(done) {
+      if (stopped) return;
+      bar.update(done, { rate: (done / ((now() - started) / 1000) / 1000).toFixed(0) });
+      if (done >= total) {
+        stopped = true;
+        bar.stop();
+      }
+    },
+  };
 }
 
 // -------------------------------------------------------------------------------------------
@@ -156,6 +172,7 @@ async function runSage() {
     const latencies = new Float64Array(config.messages);
     let received = 0;
     const started = now();
+    const bar = progressBar('sage-queue  ', config.messages, started);
     const drain = (block) => {
       const replyBatches = pool.replies.getMany(64, { block, timeoutMs: block ? 10_000 : undefined });
       const t = now();
@@ -180,15 +197,15 @@ async function runSage() {
       drain(false);
       if (i - lastProgress >= 20000) {
         lastProgress = i;
-        progress('sage-queue  ', received, config.messages, started);
+        bar.update(received);
       }
     }
     while (received < config.messages) {
       drain(true);
-      progress('sage-queue  ', received, config.messages, started);
+      bar.update(received);
     }
     const elapsed = (now() - started) / 1000;
-    progress('sage-queue  ', received, config.messages, started);
+    bar.update(received);
     const stats = pool.queues.map((q) => q.stats());
     const routerStats = pool.router.stats();
     const sorted = Array.from(latencies.subarray(0, received)).sort((a, b) => a - b);
@@ -218,13 +235,14 @@ async function runIpc(messages) {
     const latencies = new Float64Array(messages);
     let received = 0;
     const started = now();
+    const bar = progressBar('process.send', messages, started);
     let windowOpen = null;
     const done = new Promise((resolve) => {
       for (const c of children) {
         c.on('message', (a) => {
           verifier.see(a.k, a.s);
           latencies[received++] = now() - a.t;
-          if (received % 20000 === 0) progress('process.send', received, messages, started);
+          if (received % 20000 === 0) bar.update(received);
           if (windowOpen !== null) windowOpen();
           if (received === messages) resolve();
         });
@@ -239,7 +257,7 @@ async function runIpc(messages) {
     }
     await done;
     const elapsed = (now() - started) / 1000;
-    progress('process.send', received, messages, started);
+    bar.update(received);
     const sorted = Array.from(latencies).sort((a, b) => a - b);
     return {
       transport: 'process.send',

@@ -3,10 +3,82 @@
  * branch on it without parsing messages. Messages say what happened and what to do.
  */
 
+/** Codes of the queue operations' errors (QueueEmptyError, QueueFullError, ...). */
+export type QueueErrorCode =
+  | 'ERR_QUEUE_EMPTY'
+  | 'ERR_QUEUE_FULL'
+  | 'ERR_QUEUE_CLOSED'
+  | 'ERR_QUEUE_RELEASED'
+  | 'ERR_MESSAGE_TOO_LARGE'
+  | 'ERR_SERIALIZATION'
+  | 'ERR_WOULD_DEADLOCK';
+
+/**
+ * Codes of SharedMemoryError: what the native core reports about a segment (every code of the
+ * addon's status table is here; test/queue/error-codes.test.ts checks that against the addon).
+ */
+export const SHARED_MEMORY_ERROR_CODES = [
+  'ERR_QUEUE_EXISTS', 'ERR_QUEUE_NOT_FOUND', 'ERR_NOT_A_SAGE_QUEUE', 'ERR_LAYOUT_MISMATCH', 'ERR_QUEUE_NOT_INITIALISED',
+  'ERR_QUEUE_INITIALISING', 'ERR_NO_SHM_SPACE', 'ERR_PERMISSION_DENIED', 'ERR_TOO_MANY_HANDLES', 'ERR_QUEUE_CORRUPT',
+  'ERR_MESSAGE_TOO_LARGE', 'ERR_QUEUE_CLOSED', 'ERR_QUEUE_EMPTY', 'ERR_QUEUE_FULL', 'ERR_BUFFER_TOO_SMALL', 'ERR_CANCELLED',
+  'ERR_TIMED_OUT', 'ERR_INVALID_ARG_VALUE', 'ERR_INVALID_QUEUE_NAME', 'ERR_UNKNOWN', 'ERR_SYSTEM',
+] as const;
+export type SharedMemoryErrorCode = (typeof SHARED_MEMORY_ERROR_CODES)[number];
+
+/** Codes of InvalidArgumentValueError (a value of the right type that is not acceptable). */
+export type InvalidArgumentValueErrorCode =
+  | 'ERR_INVALID_ARG_VALUE'
+  | 'ERR_INVALID_QUEUE_NAME'
+  | 'ERR_UNKNOWN_CODEC'
+  | 'ERR_CODEC_MISMATCH'
+  | 'ERR_UNKNOWN_STRATEGY'
+  | 'ERR_QUEUE_TYPE_EXISTS'
+  | 'ERR_INVALID_RETURN_VALUE'
+  | 'ERR_CONNECTION_EXISTS'
+  | 'ERR_STORE_CLOSED'
+  | 'ERR_CROSSSLOT'
+  | 'ERR_OUT_OF_RANGE'
+  | 'ERR_UNSUPPORTED_OPTION';
+
+/** The stable codes of RedisBackendError (see lib/redis/connection.ts). */
+export type RedisBackendErrorCode =
+  | 'ERR_REDIS_UNAVAILABLE'
+  | 'ERR_REDIS_TIMEOUT'
+  | 'ERR_REDIS_REPLY'
+  | 'ERR_REDIS_AUTH'
+  | 'ERR_REDIS_PERMISSION';
+
+/** Codes of the router, the worker pool and the descriptors' errors. */
+export type ComponentErrorCode =
+  | 'ERR_INVALID_DESCRIPTOR'
+  | 'ERR_UNSUPPORTED_QUEUE_TYPE'
+  | 'ERR_ROUTER_DISPOSED'
+  | 'ERR_NOT_A_POOL_WORKER'
+  | 'ERR_PRIMARY_GONE'
+  | 'ERR_WORKER_EXITED'
+  | 'ERR_POOL_NOT_READY'
+  | 'ERR_POOL_CLOSED'
+  | 'ERR_METRICS_REGISTERED';
+
+/**
+ * Every `code` an error of this package can carry: branch on it (`switch (err.code)`) and the
+ * compiler checks the spelling. Argument errors: ERR_INVALID_ARG_TYPE, ERR_OUT_OF_RANGE and the
+ * InvalidArgumentValueErrorCode values.
+ */
+export type SageQueueErrorCode =
+  | QueueErrorCode
+  | SharedMemoryErrorCode
+  | InvalidArgumentValueErrorCode
+  | RedisBackendErrorCode
+  | ComponentErrorCode
+  | 'ERR_INVALID_ARG_TYPE'
+  | 'ERR_OUT_OF_RANGE'
+  | 'ERR_UNSUPPORTED_OPTION';
+
 /** Base class of every sage-queue error that is not a plain argument error. */
 export class SageQueueError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  readonly code: SageQueueErrorCode;
+  constructor(code: SageQueueErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = new.target.name;
@@ -57,9 +129,10 @@ export class QueueReleasedError extends SageQueueError {
  * ERR_QUEUE_CORRUPT, ERR_SYSTEM); `errno` is set when a system call failed.
  */
 export class SharedMemoryError extends SageQueueError {
+  declare readonly code: SharedMemoryErrorCode;
   readonly queueName: string;
   readonly errno: number | undefined;
-  constructor(code: string, message: string, queueName: string, errno?: number) {
+  constructor(code: SharedMemoryErrorCode, message: string, queueName: string, errno?: number) {
     super(code, message);
     this.queueName = queueName;
     this.errno = errno;
@@ -130,6 +203,25 @@ export class RouterDisposedError extends SageQueueError {
   }
 }
 
+/** WorkerPool#ready() timed out: the workers `notReady` (indexes; `pids` alike) had not attached. */
+export class PoolNotReadyError extends SageQueueError {
+  readonly pool: string;
+  readonly timeoutMs: number;
+  readonly notReady: readonly number[];
+  readonly pids: ReadonlyArray<number | undefined>;
+  constructor(pool: string, timeoutMs: number, notReady: readonly number[], pids: ReadonlyArray<number | undefined>) {
+    super(
+      'ERR_POOL_NOT_READY',
+      `worker pool ${pool}: worker(s) ${notReady.join(', ')} (pid ${pids.join(', ')}) did not attach within ${timeoutMs} ms; ` +
+        'check that the worker script calls joinWorkerPool(), then close() the pool',
+    );
+    this.pool = pool;
+    this.timeoutMs = timeoutMs;
+    this.notReady = notReady;
+    this.pids = pids;
+  }
+}
+
 /** An argument has the wrong type. Extends TypeError, like Node's ERR_INVALID_ARG_TYPE. */
 export class InvalidArgumentTypeError extends TypeError {
   readonly code = 'ERR_INVALID_ARG_TYPE';
@@ -154,9 +246,9 @@ export class ArgumentRangeError extends RangeError {
 
 /** A string argument has the right type but an invalid value (e.g. a bad queue name). */
 export class InvalidArgumentValueError extends TypeError {
-  readonly code: string;
+  readonly code: InvalidArgumentValueErrorCode;
   readonly value: unknown;
-  constructor(message: string, value: unknown, code = 'ERR_INVALID_ARG_VALUE') {
+  constructor(message: string, value: unknown, code: InvalidArgumentValueErrorCode = 'ERR_INVALID_ARG_VALUE') {
     super(message);
     this.name = 'InvalidArgumentValueError';
     this.code = code;

@@ -6,7 +6,10 @@ installBuiltinQueueTypes();
 export {
   SageQueueError, QueueEmptyError, QueueFullError, QueueClosedError, QueueReleasedError, SharedMemoryError,
   MessageTooLargeError, SerializationError, UnsupportedQueueTypeError, DescriptorError, WouldDeadlockError, RouterDisposedError,
-  InvalidArgumentTypeError, ArgumentRangeError, InvalidArgumentValueError,
+  InvalidArgumentTypeError, ArgumentRangeError, InvalidArgumentValueError, PoolNotReadyError, SHARED_MEMORY_ERROR_CODES,
+} from './errors';
+export type {
+  SageQueueErrorCode, QueueErrorCode, SharedMemoryErrorCode, InvalidArgumentValueErrorCode, ComponentErrorCode,
 } from './errors';
 export * from './queue';
 
@@ -26,12 +29,12 @@ export function capabilities(): NativeCapabilities {
 
 export {
   Packet, Connection, BaseRouter, isStopSignal, HashRing, stableHash, STRATEGIES, systemClock, ITEM_FAULT, isItemFault, markItemFault,
-  availableCandidates, hashTarget, buildRing, ringTarget, roundRobinTarget, leastLoadedTarget, loadScore, broadcastTargets,
+  availableCandidates, hashTarget, buildRing, ringTarget, roundRobinTarget, leastLoadedTarget, loadScore, broadcastTargets, ROUTE_LATENCY_BUCKETS,
 } from './router';
 export type {
   Hop, PacketOptions, PacketWire, ConnectionInit, ConnectionHealth, ConnectionCounters, HealthState, LoadSample, RouterOptions,
   RouteReport, RouteManyReport, DeliveryReport, DeliveryStatus, DeliveryFault, DeadLetter, SelectionContext, RouterStats, StopSignal, PartitionKey,
-  StrategyName, Clock, RoundRobinPick, LoadScoreOptions,
+  StrategyName, Clock, RoundRobinPick, LoadScoreOptions, RouterEvents, RetryEvent, EjectEvent, RecoverEvent, DeadLetterEvent, RouteEvent,
 } from './router';
 
 export * from './cluster';

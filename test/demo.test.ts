@@ -26,6 +26,21 @@ describe('npm run demo', () => {
     expect(segments()).toEqual(before);
   });
 
+  it('on a terminal (a real pty, via script(1)) draws a cli-progress bar per transport on stderr, each ending full at 100%', () => {
+    if (spawnSync('script', ['--version'], { stdio: 'ignore' }).status !== 0) return; // no script(1): nothing to drive a pty with
+    const before = segments();
+    const command = [process.execPath, demo, '--messages', '20000', '--workers', '2'].map((a) => `'${a}'`).join(' ');
+    const env = { ...process.env, TERM: 'xterm-256color' };
+    const r = spawnSync('script', ['-q', '-e', '-c', command, '/dev/null'], { cwd: root, env, encoding: 'utf8', timeout: 90_000 });
+    expect(r.status, r.stdout).toBe(0);
+    // cli-progress's legacy preset: '=' done, '-' to do; the library, not a hand-written bar
+    const full = `[${'='.repeat(30)}] 100%`;
+    expect(r.stdout).toContain(`sage-queue   ${full}`);
+    expect(r.stdout).toContain(`process.send ${full}`);
+    expect(r.stdout).toMatch(/\] 100% {2}\d+k pkt\/s/);
+    expect(segments()).toEqual(before);
+  });
+
   it('refuses a bad flag with one clear line and exit code 2', () => {
     const r = spawnSync(process.execPath, [demo, '--messages', 'lots'], { cwd: root, encoding: 'utf8' });
     expect(r.status).toBe(2);

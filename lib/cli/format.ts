@@ -1,8 +1,22 @@
-/** Plain aligned tables and human units for the CLI. */
+/** Aligned tables (colour-aware), highlighting and human units for the CLI. */
+
+const ANSI = /\x1b\[[0-9;]*m/g;
+const COLORS = { red: '\x1b[1;31m', green: '\x1b[32m', yellow: '\x1b[33m' } as const;
+
+/** `text` in `color` when `enabled` (see useColor in main.ts), else unchanged. */
+export function paint(text: string, color: keyof typeof COLORS, enabled: boolean): string {
+  return enabled ? `${COLORS[color]}${text}\x1b[0m` : text;
+}
+
+/** Length on screen (escape sequences take no room). */
+function visible(text: string): number {
+  return text.replace(ANSI, '').length;
+}
 
 export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] as number))).join('  ').trimEnd();
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => visible(r[i] ?? ''))));
+  const pad = (c: string, i: number): string => c + ' '.repeat(Math.max(0, (widths[i] as number) - visible(c)));
+  const line = (cells: readonly string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : pad(c, i))).join('  ').trimEnd();
   return [line(header), ...rows.map(line)].join('\n');
 }
 

@@ -5,54 +5,74 @@
  * missing or an operation failed, 2 bad usage (unknown command or option, invalid name).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 
 import { Command, CommanderError, Option } from 'commander';
 
 import { native } from '../native';
-import { bytes, duration, table } from './format';
+import { CliError, EXIT_FAILED, EXIT_USAGE, jsonError } from './cli-error';
+import { bytes, duration, paint, table } from './format';
+import { metricsCommand } from './metrics-command';
 import { collectGarbage, inspectAllQueues, inspectQueue } from '../queue/inspect';
 import type { QueueInspection as QueueView } from '../queue/inspect';
 import { SageQueue } from '../queue/sage-queue';
 
-const EXIT_FAILED = 1;
-const EXIT_USAGE = 2;
-
-class CliError extends Error {
-  constructor(message: string, readonly exitCode: number) {
-    super(message);
-  }
+/**
+ * Whether human output highlights states (dead in red, alive in green): only when stdout is a
+ * terminal, and never when NO_COLOR is set (https://no-color.org) or TERM is dumb.
+ */
+function useColor(): boolean {
+  return process.stdout.isTTY === true && !process.env.NO_COLOR && process.env.TERM !== 'dumb';
 }
 
 function checkName(name: string): string {
   if (!native().validName(name)) {
-    throw new CliError(`invalid queue name ${JSON.stringify(name.length > 60 ? `${name.slice(0, 60)}…` : name)}: use 1-200 letters, digits, '.', '_' or '-', without '..'`, EXIT_USAGE);
+    throw new CliError(
+      `invalid queue name ${JSON.stringify(name.length > 60 ? `${name.slice(0, 60)}…` : name)}: use 1-200 letters, digits, '.', '_' or '-', without '..'`,
+      EXIT_USAGE,
+      'ERR_INVALID_QUEUE_NAME',
+    );
   }
   return name;
+}
+
+/**
+ * The --json form of an inspection: `codec` is the codec's name (`codecId` its number in the
+ * segment; `codecName` kept for scripts written before).
+ */
+function jsonView(v: QueueView): unknown {
+  if (v.stats === null) return v;
+  return { ...v, stats: { ...v.stats, codec: v.stats.codecName, codecId: v.stats.codec } };
 }
 
 function print(json: boolean, value: unknown, human: () => string): void {
   process.stdout.write(`${json ? JSON.stringify(value, null, 2) : human()}\n`);
 }
 
-function processesText(v: QueueView): string {
+function processesText(v: QueueView, color = false): string {
   if (v.stats === null) return '-';
   if (v.stats.processes.length === 0) return 'none';
-  return v.stats.processes.map((p) => `${p.pid}(${p.roles.join('+') || 'idle'}${p.alive ? '' : ',DEAD'})`).join(' ');
+  return v.stats.processes
+    .map((p) => {
+      const text = `${p.pid}(${p.roles.join('+') || 'idle'}${p.alive ? '' : ',DEAD'})`;
+      return p.alive ? text : paint(text, 'red', color);
+    })
+    .join(' ');
 }
 
-function stateText(v: QueueView): string {
-  if (v.error !== null) return v.error.code.replace(/^ERR_/, '').toLowerCase();
-  if (v.stats?.closed) return 'closed';
-  if (v.stats !== null && v.stats.processes.length > 0 && v.alive === 0) return 'abandoned';
-  return 'open';
+function stateText(v: QueueView, color = false): string {
+  if (v.error !== null) return paint(v.error.code.replace(/^ERR_/, '').toLowerCase(), 'red', color);
+  if (v.stats?.closed) return paint('closed', 'yellow', color);
+  if (v.stats !== null && v.stats.processes.length > 0 && v.alive === 0) return paint('abandoned', 'red', color);
+  return paint('open', 'green', color);
 }
 
 function lsCommand(opts: { json: boolean }): void {
   const views = inspectAllQueues();
-  print(opts.json, views, () => {
+  const color = useColor();
+  print(opts.json, views.map(jsonView), () => {
     if (views.length === 0) return 'no sage-queue segments in /dev/shm';
     return table(
       ['NAME', 'DEPTH', 'BYTES', 'CAPACITY', 'STATE', 'AGE', 'PROCESSES (pid(roles))'],
@@ -61,20 +81,20 @@ function lsCommand(opts: { json: boolean }): void {
         v.stats ? String(v.stats.depth) : '-',
         v.stats ? bytes(v.stats.depthBytes) : '-',
         v.stats ? bytes(v.stats.capacity) : '-',
-        stateText(v),
+        stateText(v, color),
         v.ageMs === null ? '-' : duration(v.ageMs),
-        processesText(v),
+        processesText(v, color),
       ]),
     );
   });
 }
 
-function statText(v: QueueView): string {
+function statText(v: QueueView, color: boolean): string {
   const s = v.stats;
   if (s === null) return `${v.name}: ${v.error?.message}`;
   const rows: Array<[string, string]> = [
     ['name', s.name],
-    ['state', stateText(v)],
+    ['state', stateText(v, color)],
     ['depth', `${s.depth} messages, ${bytes(s.depthBytes)} (${bytes(s.usedBytes)} not yet reusable)`],
     ['capacity', `${bytes(s.capacity)}, messages up to ${bytes(s.maxMessageSize)}${s.maxsize ? `, at most ${s.maxsize} messages` : ''}`],
     ['codec', s.codecName],
@@ -89,7 +109,7 @@ function statText(v: QueueView): string {
   const width = Math.max(...rows.map(([k]) => k.length));
   const head = rows.map(([k, val]) => `${k.padEnd(width)}  ${val}`).join('\n');
   const procs = s.processes.length
-    ? table(['SLOT', 'PID', 'ROLES', 'ALIVE', 'ATTACHED', 'WAITING'], s.processes.map((p) => [String(p.slot), String(p.pid), p.roles.join(',') || '-', p.alive ? 'yes' : 'DEAD', duration(Date.now() - p.attachedMs), String(p.waiting)]))
+    ? table(['SLOT', 'PID', 'ROLES', 'ALIVE', 'ATTACHED', 'WAITING'], s.processes.map((p) => [String(p.slot), String(p.pid), p.roles.join(',') || '-', p.alive ? paint('yes', 'green', color) : paint('DEAD', 'red', color), duration(Date.now() - p.attachedMs), String(p.waiting)]))
     : 'no process attached';
   return `${head}\n\n${procs}`;
 }
@@ -97,21 +117,22 @@ function statText(v: QueueView): string {
 async function statCommand(name: string, opts: { json: boolean; watch: boolean; interval: string }): Promise<void> {
   checkName(name);
   const interval = Number(opts.interval);
-  if (!Number.isSafeInteger(interval) || interval < 50) throw new CliError(`--interval must be an integer >= 50 (ms); got ${JSON.stringify(opts.interval)}`, EXIT_USAGE);
+  if (!Number.isSafeInteger(interval) || interval < 50) throw new CliError(`--interval must be an integer >= 50 (ms); got ${JSON.stringify(opts.interval)}`, EXIT_USAGE, 'ERR_INVALID_INTERVAL');
   const once = (): QueueView => {
     const v = inspectQueue(name);
-    if (v.error?.code === 'ERR_QUEUE_NOT_FOUND') throw new CliError(`no queue named ${JSON.stringify(name)}`, EXIT_FAILED);
+    if (v.error?.code === 'ERR_QUEUE_NOT_FOUND') throw new CliError(`no queue named ${JSON.stringify(name)}`, EXIT_FAILED, 'ERR_QUEUE_NOT_FOUND');
     return v;
   };
+  const color = useColor();
   const v = once();
-  print(opts.json, v, () => statText(v));
+  print(opts.json, jsonView(v), () => statText(v, color));
   if (v.stats === null) process.exitCode = EXIT_FAILED;
   if (!opts.watch) return;
   for (;;) {
     await new Promise((r) => setTimeout(r, interval));
     const next = once();
     if (!opts.json && process.stdout.isTTY) process.stdout.write('\x1b[H\x1b[2J');
-    print(opts.json, next, () => statText(next));
+    print(opts.json, jsonView(next), () => statText(next, color));
   }
 }
 
@@ -139,7 +160,7 @@ function rmCommand(names: string[], opts: { json: boolean }): void {
 
 async function gcCommand(opts: { json: boolean; yes: boolean; dryRun: boolean; includeIdle: boolean }): Promise<void> {
   if (!opts.yes && !opts.dryRun && !process.stdin.isTTY) {
-    throw new CliError('gc needs confirmation: run it in a terminal, or pass --yes (see --dry-run)', EXIT_USAGE);
+    throw new CliError('gc needs confirmation: run it in a terminal, or pass --yes (see --dry-run)', EXIT_USAGE, 'ERR_CONFIRMATION_REQUIRED');
   }
   const garbage = collectGarbage({ includeIdle: opts.includeIdle, dryRun: true }).candidates;
   const describe = (v: QueueView): string =>
@@ -171,15 +192,34 @@ async function gcCommand(opts: { json: boolean; yes: boolean; dryRun: boolean; i
 /** Runs a script shipped with the package (the demo, the benchmark), passing the arguments on. */
 function runScript(relative: string, args: string[]): void {
   const script = path.join(__dirname, '..', '..', relative);
-  if (!existsSync(script)) throw new CliError(`${relative} is not part of this installation`, EXIT_FAILED);
+  if (!existsSync(script)) throw new CliError(`${relative} is not part of this installation`, EXIT_FAILED, 'ERR_NOT_INSTALLED');
   const r = spawnSync(process.execPath, [script, ...args], { stdio: 'inherit' });
   process.exitCode = r.status ?? EXIT_FAILED;
 }
 
+/** The package's version (package.json two levels up from dist/cli/ and from lib/cli/). */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
+  // Under --json, failures are JSON on stdout ({ error: { code, message, exitCode } }), usage errors included.
+  const jsonMode = argv.slice(2).includes('--json');
+  let usageMessage = '';
   const program = new Command('sage-queue')
     .description('Inspect and manage sage-queue shared-memory queues (/dev/shm/sageq.*).')
+    .version(packageVersion(), '-V, --version', 'print the version of sage-queue')
     .exitOverride()
+    .configureOutput({
+      writeErr: (text) => {
+        if (jsonMode) usageMessage ||= text.trim().split('\n')[0] ?? '';
+        else process.stderr.write(text);
+      },
+    })
     .showHelpAfterError('(see sage-queue --help)')
     .addHelpText('after', '\nExit codes: 0 ok, 1 a queue is missing or an operation failed, 2 bad usage.');
   const json = new Option('--json', 'machine-readable output');
@@ -202,6 +242,13 @@ export async function main(argv: string[]): Promise<number> {
     .option('--include-idle', 'also remove queues that no process is attached to', false)
     .action(gcCommand);
   program
+    .command('metrics')
+    .description('serve Prometheus metrics of every queue on this machine at http://HOST:PORT/metrics (read from shared memory, nothing attaches)')
+    .addOption(json)
+    .option('-p, --port <port>', 'TCP port (0: any free port, printed at start)', '9464')
+    .option('--host <address>', 'address to listen on', '127.0.0.1')
+    .action(metricsCommand);
+  program
     .command('demo')
     .description('run the demo pipeline (options after --, e.g. sage-queue demo -- --messages 100000)')
     .allowUnknownOption()
@@ -220,16 +267,21 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
+    let failure: { code: string; message: string; exitCode: number };
     if (e instanceof CommanderError) {
       // --help and --version exit 0; every other parse error is a usage error.
-      return e.exitCode === 0 ? 0 : EXIT_USAGE;
+      if (e.exitCode === 0) return 0;
+      failure = { code: 'ERR_USAGE', message: (usageMessage || e.message).replace(/^error: /, ''), exitCode: EXIT_USAGE };
+      if (!jsonMode) return EXIT_USAGE; // commander has printed the message and the hint
+    } else if (e instanceof CliError) {
+      failure = { code: e.code, message: e.message, exitCode: e.exitCode };
+    } else {
+      const err = e as { code?: unknown; message?: string };
+      failure = { code: typeof err.code === 'string' ? err.code : 'ERR_FAILED', message: err.message ?? String(e), exitCode: EXIT_FAILED };
     }
-    if (e instanceof CliError) {
-      process.stderr.write(`sage-queue: ${e.message}\n`);
-      return e.exitCode;
-    }
-    process.stderr.write(`sage-queue: ${(e as Error).message ?? String(e)}\n`);
-    return EXIT_FAILED;
+    if (jsonMode) process.stdout.write(`${JSON.stringify(jsonError(failure.code, failure.message, failure.exitCode), null, 2)}\n`);
+    else process.stderr.write(`sage-queue: ${failure.message}\n`);
+    return failure.exitCode;
   }
 }
 

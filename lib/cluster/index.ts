@@ -1,5 +1,10 @@
 /** The cluster helper: WorkerPool (primary side) and joinWorkerPool (worker side). */
 export { WorkerPool } from './worker-pool';
-export type { WorkerPoolOptions } from './worker-pool';
+export type { WorkerPoolOptions, PoolReadyOptions, PoolInbound } from './worker-pool';
+export type {
+  WorkerPoolEvents, WorkerPoolStats, WorkerState, WorkerStartInfo, WorkerReadyInfo, WorkerExitInfo, WorkerCrashLoopInfo,
+} from './pool-events';
 export { joinWorkerPool } from './join';
 export type { PoolWorker } from './join';
+export { collectMetrics } from './metrics';
+export type { MetricsSources, MetricsCollector, MetricsPool, MetricsQueue } from './metrics';

@@ -11,15 +11,17 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
 
-import { InvalidArgumentTypeError, SageQueueError } from '../errors';
+import { ArgumentRangeError, InvalidArgumentTypeError, PoolNotReadyError, SageQueueError } from '../errors';
 import { BaseRouter } from '../router/base-router';
 import type { RouteReport, RouterOptions } from '../router/base-router';
 import type { Connection } from '../router/connection';
 import type { PartitionKey } from '../router/hashing';
 import { Packet } from '../router/packet';
+import type { PacketWire } from '../router/packet';
 import { SageQueue } from '../queue/sage-queue';
 import type { SageQueueOptions } from '../queue/sage-queue';
-import { checkBoolean, checkInteger, checkKnownKeys, checkOptions } from '../validate';
+import { checkBoolean, checkInteger, checkKnownKeys, checkOptions, checkSignal, checkTimeoutMs } from '../validate';
+import type { WorkerPoolEvents, WorkerPoolStats, WorkerState } from './pool-events';
 import { POOL_ENV, READY_MESSAGE } from './pool-env';
 import type { PoolAssignment } from './pool-env';
 
@@ -38,58 +40,87 @@ export interface WorkerPoolOptions {
   router?: RouterOptions;
   /** Replace a worker that exits unexpectedly. Default true. */
   respawn?: boolean;
+  /**
+   * Crash-loop limit: a slot whose worker exits again after this many restarts within
+   * restartWindowMs is given up ('worker-crash-loop'). Default 5; Infinity never gives up.
+   */
+  maxRestarts?: number;
+  /** The window of maxRestarts. Default 60 000 ms. */
+  restartWindowMs?: number;
   args?: string[];
   execArgv?: string[];
   env?: NodeJS.ProcessEnv;
 }
 
+/** Options of WorkerPool#ready(). */
+export interface PoolReadyOptions {
+  /** Reject with PoolNotReadyError (ERR_POOL_NOT_READY) after this long. Default: wait forever. */
+  timeoutMs?: number;
+  /** Reject with `signal.reason` when aborted. */
+  signal?: AbortSignal;
+}
+
+/** What a pool's workers receive through their inbound queue. */
+export type PoolInbound<In> = PacketWire<In> | Packet<In>;
+
 interface Slot {
   index: number;
-  queue: SageQueue;
+  queue: SageQueue<PoolInbound<unknown>>;
   connection: Connection;
   child: ChildProcess;
   ready: Promise<void>;
+  state: WorkerState;
   startedAt: number;
   /** Consecutive deaths within a second of starting (drives the respawn backoff). */
   quickDeaths: number;
+  /** When this slot was restarted (pruned to the crash-loop window). */
+  restartTimes: number[];
+  restarts: number;
 }
 
-export declare interface WorkerPool {
-  on(event: 'worker-exit', listener: (info: { index: number; pid: number; code: number | null; signal: NodeJS.Signals | null }) => void): this;
-  on(event: 'worker-replaced', listener: (info: { index: number; pid: number }) => void): this;
-  on(event: 'error', listener: (error: Error) => void): this;
-}
+const OPTION_KEYS = ['script', 'workers', 'name', 'queue', 'replies', 'router', 'respawn', 'maxRestarts', 'restartWindowMs', 'args', 'execArgv', 'env'] as const;
 
-export class WorkerPool extends EventEmitter {
+/**
+ * The primary side of a pool of worker processes. `In` is the payload type routed to the
+ * workers, `Out` what they answer on the reply queue. Events: see WorkerPoolEvents (typed
+ * on / once / off).
+ */
+export class WorkerPool<In = unknown, Out = unknown> extends EventEmitter<WorkerPoolEvents> implements AsyncDisposable {
   readonly name: string;
   readonly router: BaseRouter;
-  readonly replies: SageQueue | null;
+  readonly replies: SageQueue<Out> | null;
   readonly #slots: Slot[] = [];
   readonly #opts: WorkerPoolOptions;
+  readonly #maxRestarts: number;
+  readonly #restartWindowMs: number;
   #closing = false;
   #closed: Promise<void> | undefined;
+  #exits = 0;
+  #restarts = 0;
 
   constructor(options: WorkerPoolOptions) {
     super();
     const o = checkOptions<WorkerPoolOptions>(options);
-    checkKnownKeys(o, ['script', 'workers', 'name', 'queue', 'replies', 'router', 'respawn', 'args', 'execArgv', 'env']);
+    checkKnownKeys(o, OPTION_KEYS);
     if (typeof o.script !== 'string' || o.script.length === 0) throw new InvalidArgumentTypeError('options.script', 'a module path', o.script);
     const workers = o.workers === undefined ? Math.max(2, availableParallelism()) : checkInteger(o.workers, 'options.workers', 1, 1024);
     checkBoolean(o.respawn, 'options.respawn', true);
     if (o.name !== undefined && typeof o.name !== 'string') throw new InvalidArgumentTypeError('options.name', 'a string', o.name);
+    this.#maxRestarts = checkMaxRestarts(o.maxRestarts);
+    this.#restartWindowMs = o.restartWindowMs === undefined ? 60_000 : checkInteger(o.restartWindowMs, 'options.restartWindowMs', 1);
     this.#opts = o as WorkerPoolOptions;
     this.name = o.name ?? `pool-${process.pid}-${randomBytes(3).toString('hex')}`;
     this.router = new BaseRouter({ strategy: 'consistent_hash', name: this.name, ...o.router });
     const created: SageQueue[] = [];
     try {
-      this.replies = o.replies ? SageQueue.create(`${this.name}.replies`, o.replies === true ? {} : o.replies) : null;
+      this.replies = o.replies ? SageQueue.create<Out>(`${this.name}.replies`, o.replies === true ? {} : o.replies) : null;
       if (this.replies) created.push(this.replies);
       for (let i = 0; i < workers; i++) {
-        const queue = SageQueue.create(`${this.name}.w${i}`, o.queue);
+        const queue = SageQueue.create<PoolInbound<unknown>>(`${this.name}.w${i}`, o.queue);
         created.push(queue);
         const connection = this.router.addConnection({ broadcastIndex: 0, parallelIndex: i, targetName: `worker-${i}`, targetHandle: queue, targetType: 'sage_queue' });
         connection.markDown('starting');
-        const slot = { index: i, queue, connection, quickDeaths: 0 } as Slot;
+        const slot = { index: i, queue, connection, quickDeaths: 0, restartTimes: [], restarts: 0, state: 'starting' } as unknown as Slot;
         this.#slots.push(slot);
         this.#spawn(slot);
       }
@@ -106,8 +137,8 @@ export class WorkerPool extends EventEmitter {
   }
 
   /** Each worker's inbound queue, by index. */
-  get queues(): readonly SageQueue[] {
-    return this.#slots.map((s) => s.queue);
+  get queues(): ReadonlyArray<SageQueue<PoolInbound<In>>> {
+    return this.#slots.map((s) => s.queue as SageQueue<PoolInbound<In>>);
   }
 
   /** Current worker pids, by index. */
@@ -115,15 +146,60 @@ export class WorkerPool extends EventEmitter {
     return this.#slots.map((s) => s.child.pid);
   }
 
-  /** Resolves when every worker has attached to its queues. */
-  async ready(): Promise<void> {
-    await Promise.all(this.#slots.map((s) => s.ready));
+  /**
+   * Resolves when every worker has attached to its queues. Rejects with ERR_WORKER_EXITED when a
+   * worker exits before it attached, with PoolNotReadyError (ERR_POOL_NOT_READY, naming the
+   * workers still missing) after `timeoutMs`, with `signal.reason` when `signal` aborts, and with
+   * ERR_POOL_CLOSED once close() was called. A timeout stops nothing: close() the pool (or wait again).
+   */
+  async ready(options?: PoolReadyOptions): Promise<void> {
+    const o = checkOptions<PoolReadyOptions>(options);
+    checkKnownKeys(o, ['timeoutMs', 'signal']);
+    const timeoutMs = checkTimeoutMs(o.timeoutMs, 'options.timeoutMs');
+    const signal = checkSignal(o.signal, 'options.signal');
+    if (this.#closing) throw new SageQueueError('ERR_POOL_CLOSED', `worker pool ${this.name} is closed`);
+    signal?.throwIfAborted();
+    const all = Promise.all(this.#slots.map((s) => s.ready)).then(() => undefined);
+    if (timeoutMs === undefined && signal === undefined) return all;
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    const stop = new Promise<never>((_, reject) => {
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          const missing = this.#slots.filter((s) => s.state !== 'ready');
+          reject(new PoolNotReadyError(this.name, timeoutMs, missing.map((s) => s.index), missing.map((s) => s.child.pid)));
+        }, timeoutMs);
+      }
+      if (signal !== undefined) {
+        onAbort = () => reject(signal.reason);
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
+    });
+    try {
+      await Promise.race([all, stop]);
+    } finally {
+      clearTimeout(timer);
+      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
+    }
   }
 
   /** Routes a payload (keyed when `key` is given) or a Packet to the workers. */
-  route(payload: unknown, key?: PartitionKey): Promise<RouteReport> {
+  route(payload: In | Packet<In>, key?: PartitionKey): Promise<RouteReport> {
     const packet = payload instanceof Packet ? payload : new Packet(payload, key === undefined ? undefined : { partitionKey: key });
     return this.router.route(packet);
+  }
+
+  /** Workers, restarts, exits and crash loops so far. */
+  stats(): WorkerPoolStats {
+    return {
+      name: this.name,
+      workers: this.#slots.length,
+      ready: this.#slots.filter((s) => s.state === 'ready').length,
+      exits: this.#exits,
+      restarts: this.#restarts,
+      crashLoops: this.#slots.filter((s) => s.state === 'gave-up').length,
+      slots: this.#slots.map((s) => ({ index: s.index, pid: s.child.pid, state: s.state, restarts: s.restarts })),
+    };
   }
 
   /**
@@ -132,8 +208,15 @@ export class WorkerPool extends EventEmitter {
    */
   async close(options?: { timeoutMs?: number }): Promise<void> {
     if (this.#closed !== undefined) return this.#closed; // idempotent
-    this.#closed = this.#close(options?.timeoutMs ?? 10_000);
+    const o = checkOptions<{ timeoutMs?: number }>(options);
+    checkKnownKeys(o, ['timeoutMs']);
+    this.#closed = this.#close(checkTimeoutMs(o.timeoutMs, 'options.timeoutMs') ?? 10_000);
     return this.#closed;
+  }
+
+  /** `await using pool = new WorkerPool(...)`: close() with its default timeout. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 
   async #close(timeoutMs: number): Promise<void> {
@@ -152,7 +235,10 @@ export class WorkerPool extends EventEmitter {
           }),
       ),
     );
-    for (const s of this.#slots) s.queue.destroy();
+    for (const s of this.#slots) {
+      s.state = 'exited';
+      s.queue.destroy();
+    }
     this.replies?.destroy();
   }
 
@@ -169,13 +255,19 @@ export class WorkerPool extends EventEmitter {
       execArgv: o.execArgv,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
+    child.on('error', (e) => this.emit('error', e));
     slot.child = child;
     slot.startedAt = Date.now();
+    slot.state = slot.restarts === 0 ? 'starting' : 'restarting';
+    this.emit('worker-start', { index: slot.index, pid: child.pid ?? -1, restart: slot.restarts });
     slot.ready = new Promise<void>((resolve, reject) => {
       const onMessage = (m: unknown): void => {
         if (typeof m === 'object' && m !== null && (m as { type?: unknown }).type === READY_MESSAGE) {
           child.off('message', onMessage);
           slot.connection.markUp();
+          slot.state = 'ready';
+          this.emit('worker-ready', { index: slot.index, pid: child.pid ?? -1 });
+          if (slot.restarts > 0) this.emit('worker-replaced', { index: slot.index, pid: child.pid ?? -1 });
           resolve();
         }
       };
@@ -185,27 +277,47 @@ export class WorkerPool extends EventEmitter {
         reject(new SageQueueError('ERR_WORKER_EXITED', `worker ${slot.index} (pid ${child.pid}) exited before it attached (code ${code}, signal ${signal})`));
       });
     });
-    slot.ready.catch(() => undefined); // observed through ready() or the exit event
-    child.once('exit', (code, signal) => {
-      if (this.#closing) return;
-      slot.connection.markDown(`worker ${slot.index} (pid ${child.pid}) exited (code ${code}, signal ${signal})`);
-      this.emit('worker-exit', { index: slot.index, pid: child.pid ?? -1, code, signal });
-      if (o.respawn === false) return;
-      // The replacement attaches to the same queue: what the dead worker left there is not lost.
-      // A worker that keeps dying right after it starts is restarted with a growing delay.
-      const lived = Date.now() - slot.startedAt;
-      slot.quickDeaths = lived < 1000 ? slot.quickDeaths + 1 : 0;
-      const delay = slot.quickDeaths === 0 ? 0 : Math.min(30_000, 100 * 2 ** (slot.quickDeaths - 1));
-      const respawn = (): void => {
-        if (this.#closing) return;
-        this.#spawn(slot);
-        slot.ready.then(
-          () => this.emit('worker-replaced', { index: slot.index, pid: slot.child.pid ?? -1 }),
-          (e: Error) => this.emit('error', e),
-        );
-      };
-      if (delay === 0) respawn();
-      else setTimeout(respawn, delay).unref();
-    });
+    slot.ready.catch(() => undefined); // observed through ready() or the 'worker-exit' event
+    child.once('exit', (code, signal) => this.#exited(slot, child, code, signal));
   }
+
+  /** A worker exited while the pool runs: out of rotation, then replaced (with backoff) or given up. */
+  #exited(slot: Slot, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.#closing) return;
+    this.#exits++;
+    slot.state = 'exited';
+    slot.connection.markDown(`worker ${slot.index} (pid ${child.pid}) exited (code ${code}, signal ${signal})`);
+    const pid = child.pid ?? -1;
+    this.emit('worker-exit', { index: slot.index, pid, code, signal });
+    if (this.#opts.respawn === false) return;
+    const now = Date.now();
+    slot.restartTimes = slot.restartTimes.filter((t) => now - t < this.#restartWindowMs);
+    if (slot.restartTimes.length >= this.#maxRestarts) {
+      slot.state = 'gave-up';
+      this.emit('worker-crash-loop', { index: slot.index, pid, restarts: slot.restartTimes.length, windowMs: this.#restartWindowMs, code, signal });
+      return;
+    }
+    // The replacement attaches to the same queue: what the dead worker left there is not lost.
+    // A worker that keeps dying right after it starts is restarted with a growing delay.
+    slot.quickDeaths = now - slot.startedAt < 1000 ? slot.quickDeaths + 1 : 0;
+    const delay = slot.quickDeaths === 0 ? 0 : Math.min(30_000, 100 * 2 ** (slot.quickDeaths - 1));
+    slot.state = 'restarting';
+    const respawn = (): void => {
+      if (this.#closing) return;
+      slot.restartTimes.push(Date.now());
+      slot.restarts++;
+      this.#restarts++;
+      this.#spawn(slot);
+    };
+    if (delay === 0) respawn();
+    else setTimeout(respawn, delay).unref();
+  }
+}
+
+function checkMaxRestarts(value: unknown): number {
+  if (value === undefined) return 5;
+  if (value === Infinity) return Infinity;
+  if (typeof value !== 'number') throw new InvalidArgumentTypeError('options.maxRestarts', 'an integer >= 0 or Infinity', value);
+  if (!Number.isSafeInteger(value) || value < 0) throw new ArgumentRangeError('options.maxRestarts', 'an integer >= 0 or Infinity', value);
+  return value;
 }

@@ -12,14 +12,17 @@ import {
   SageQueueError,
   SharedMemoryError,
 } from '../errors';
+import type { SharedMemoryErrorCode } from '../errors';
 import { native, NativeStatus } from './index';
 
 let statusTable: ReturnType<ReturnType<typeof native>['statuses']> | undefined;
 
 /** The addon's code and message for a status number (ERR_SYSTEM for a number it does not know). */
-export function statusInfo(status: number): { code: string; message: string } {
+export function statusInfo(status: number): { code: SharedMemoryErrorCode; message: string } {
   statusTable ??= native().statuses();
-  return statusTable[status] ?? { code: 'ERR_SYSTEM', message: `unknown native status ${status}` };
+  const info = statusTable[status];
+  // The addon's codes are SharedMemoryErrorCode values (test/queue/error-codes.test.ts checks the table).
+  return info === undefined ? { code: 'ERR_SYSTEM', message: `unknown native status ${status}` } : { code: info.code as SharedMemoryErrorCode, message: info.message };
 }
 
 /**
@@ -52,7 +55,7 @@ export function nativeError(e: unknown, name: string): Error {
       return new InvalidArgumentValueError(`invalid queue options for ${name}: ${e.message}`, name, code);
     }
     const errno = (e as { errno?: number }).errno;
-    return new SharedMemoryError(code, e.message, name, errno);
+    return new SharedMemoryError(code as SharedMemoryErrorCode, e.message, name, errno);
   }
   return e instanceof Error ? e : new Error(String(e));
 }

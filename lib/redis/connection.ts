@@ -7,14 +7,10 @@
 import type { Redis as IORedis, RedisOptions } from 'ioredis';
 
 import { InvalidArgumentTypeError, InvalidArgumentValueError, QueueReleasedError, SageQueueError, describe } from '../errors';
+import type { RedisBackendErrorCode } from '../errors';
 
-/** The stable codes of RedisBackendError. */
-export type RedisBackendErrorCode =
-  | 'ERR_REDIS_UNAVAILABLE'
-  | 'ERR_REDIS_TIMEOUT'
-  | 'ERR_REDIS_REPLY'
-  | 'ERR_REDIS_AUTH'
-  | 'ERR_REDIS_PERMISSION';
+/** The stable codes of RedisBackendError (listed in lib/errors.ts with every other code). */
+export type { RedisBackendErrorCode } from '../errors';
 
 /**
  * Redis could not be reached in time, a command timed out, or Redis refused or answered with an

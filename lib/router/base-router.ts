@@ -5,16 +5,20 @@
  * - delivery.ts: sending with a timeout, retries with jittered backoff, ejection and probing,
  *   dead letters, and item faults (a bad packet is dead-lettered at once, its target not blamed);
  * - dispatch.ts: per-key ordering (KeyOrder) and routeMany's batch path.
+ * - events.ts: what it tells listeners (retry, eject, recover, dead-letter, route).
  * Invariant: sent = delivered + dead-lettered + failed (failed only when there is no dead-letter
  * queue, or it refused the packet); route() reports every delivery, and never says "sent" when
  * a delivery failed.
  */
+import { EventEmitter } from 'node:events';
+
 import { InvalidArgumentTypeError, InvalidArgumentValueError, RouterDisposedError } from '../errors';
 import { checkInteger, checkOptions } from '../validate';
 import { Connection } from './connection';
 import type { ConnectionInit } from './connection';
 import { DeliveryPolicy } from './delivery';
 import { KeyOrder, dispatchBatch } from './dispatch';
+import type { RouterEventSink, RouterEvents } from './events';
 import { reasonOf } from './faults';
 import { Packet } from './packet';
 import type { DeliveryReport, RouteManyReport, RouteReport, RouterStats, StopSignal } from './reports';
@@ -32,10 +36,12 @@ export type {
 } from './reports';
 export type { RouterOptions } from './router-options';
 export type { SelectionContext } from './strategies';
+export type { DeadLetterEvent, EjectEvent, RecoverEvent, RetryEvent, RouteEvent, RouterEvents } from './events';
 
 const LATENCY_SAMPLES = 1024;
 
-export class BaseRouter {
+/** Routes packets to its connections; emits RouterEvents (typed on / once / off). */
+export class BaseRouter extends EventEmitter<RouterEvents> {
   readonly name: string;
   readonly strategy: StrategyName;
   readonly #opts: ResolvedRouterOptions;
@@ -52,12 +58,27 @@ export class BaseRouter {
   readonly #decisions = Object.fromEntries(STRATEGIES.map((s) => [s, 0])) as Record<StrategyName, number>;
 
   constructor(options?: RouterOptions) {
+    super();
     this.#opts = resolveRouterOptions(options);
     this.name = this.#opts.name;
     this.strategy = this.#opts.strategy;
     this.#selector = new TargetSelector(this.#opts);
-    this.#policy = new DeliveryPolicy(this.#opts, this.#totals, (b) => this.#ordered.get(b) ?? []);
+    this.#policy = new DeliveryPolicy(this.#opts, this.#totals, (b) => this.#ordered.get(b) ?? [], this.#sink);
   }
+
+  /** The delivery policy's way to emit: a listener that throws cannot break a delivery (see events.ts). */
+  readonly #sink: RouterEventSink = {
+    emit: (event, ...args) => {
+      try {
+        (this.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args);
+      } catch (e) {
+        process.nextTick(() => {
+          throw e;
+        });
+      }
+    },
+    listening: (event) => this.listenerCount(event) > 0,
+  };
 
   // ------------------------------------------------------------------------------------------
   // Downstream groups
@@ -146,7 +167,11 @@ export class BaseRouter {
       else report.failed++;
     }
     report.ok = report.delivered === deliveries.length;
-    this.#latencies[this.#latencyCount++ % LATENCY_SAMPLES] = clock.now() - started;
+    const latencyMs = clock.now() - started;
+    this.#latencies[this.#latencyCount++ % LATENCY_SAMPLES] = latencyMs;
+    if (this.#sink.listening('route')) {
+      this.#sink.emit('route', { router: this.name, traceId: packet.traceId, strategy, latencyMs, ok: report.ok, copies: deliveries.length });
+    }
     return report;
   }
 

@@ -202,14 +202,16 @@ export class Connection {
     this.health.nextProbeAt = null;
   }
 
-  /** @internal The router's bookkeeping after an attempt. */
-  recordSuccess(): void {
+  /** @internal The router's bookkeeping after an attempt. True when a probing target recovered. */
+  recordSuccess(): boolean {
     this.health.consecutiveFailures = 0;
     // A send that was in flight when the target got ejected must not cancel its probe time.
     if (this.health.state === 'probing') {
       this.health.state = 'healthy';
       this.health.nextProbeAt = null;
+      return true;
     }
+    return false;
   }
 
   /** @internal */

@@ -17,6 +17,8 @@
  */
 import type { AsyncQueueLike } from '../queue/queue-like';
 import type { Connection } from './connection';
+import { NO_EVENTS } from './events';
+import type { RouterEventSink } from './events';
 import { isItemFault, reasonOf } from './faults';
 import type { Packet } from './packet';
 import type { DeadLetter, DeliveryFault, DeliveryReport, DeliveryTotals } from './reports';
@@ -59,12 +61,22 @@ export class DeliveryPolicy {
   readonly #o: DeliveryOptions;
   readonly #totals: DeliveryTotals;
   readonly #groupOf: (broadcastIndex: number) => readonly Connection[];
+  readonly #events: RouterEventSink;
 
-  /** `groupOf` gives a broadcast group's current connections in parallel-index order. */
-  constructor(options: DeliveryOptions, totals: DeliveryTotals, groupOf: (broadcastIndex: number) => readonly Connection[]) {
+  /**
+   * `groupOf` gives a broadcast group's current connections in parallel-index order; `events`
+   * receives retry, eject, recover and dead-letter events.
+   */
+  constructor(
+    options: DeliveryOptions,
+    totals: DeliveryTotals,
+    groupOf: (broadcastIndex: number) => readonly Connection[],
+    events: RouterEventSink = NO_EVENTS,
+  ) {
     this.#o = options;
     this.#totals = totals;
     this.#groupOf = groupOf;
+    this.#events = events;
   }
 
   /**
@@ -91,7 +103,7 @@ export class DeliveryPolicy {
       try {
         const copy = o.trace ? packet.withHop(o.name, target.targetName) : packet;
         await target.send(copy, { timeoutMs: o.sendTimeoutMs });
-        target.recordSuccess();
+        this.#succeeded(target);
         this.#totals.delivered++;
         return { broadcastIndex, target: target.targetName, parallelIndex: target.parallelIndex, status: 'delivered', attempts, retries: attempts - 1, ...(reason ? { reason } : {}) };
       } catch (e) {
@@ -104,7 +116,11 @@ export class DeliveryPolicy {
       if (attempts <= o.maxRetries) {
         target.counters.retried++;
         this.#totals.retried++;
-        await o.clock.sleep(o.random() * backoffCapMs(attempts, o.retryBaseMs, o.retryMaxMs)); // full jitter
+        const delayMs = o.random() * backoffCapMs(attempts, o.retryBaseMs, o.retryMaxMs); // full jitter
+        this.#events.emit('retry', {
+          router: o.name, traceId: packet.traceId, broadcastIndex, target: target.targetName, parallelIndex: target.parallelIndex, attempt: attempts, delayMs, reason,
+        });
+        await o.clock.sleep(delayMs);
       }
     }
     return this.giveUp(packet, broadcastIndex, last, attempts, reason, 'target');
@@ -114,14 +130,28 @@ export class DeliveryPolicy {
   blame(broadcastIndex: number, target: Connection, error: unknown): void {
     target.recordFailure(error);
     const o = this.#o;
-    if (shouldEject(this.#groupOf(broadcastIndex), target, o)) target.eject(o.ejectBaseMs, o.ejectMaxMs);
+    if (!shouldEject(this.#groupOf(broadcastIndex), target, o)) return;
+    target.eject(o.ejectBaseMs, o.ejectMaxMs);
+    const h = target.health;
+    this.#events.emit('eject', {
+      router: o.name, target: target.targetName, broadcastIndex, parallelIndex: target.parallelIndex, timesEjected: h.timesEjected,
+      ejectedForMs: (h.nextProbeAt ?? o.clock.now()) - o.clock.now(), reason: h.lastError,
+    });
+  }
+
+  /** A successful put: a probing target is back in rotation ('recover'). */
+  #succeeded(target: Connection): void {
+    if (!target.recordSuccess()) return;
+    this.#events.emit('recover', {
+      router: this.#o.name, target: target.targetName, broadcastIndex: target.broadcastIndex, parallelIndex: target.parallelIndex, timesEjected: target.health.timesEjected,
+    });
   }
 
   /** Counts `count` copies that one batch put delivered to `target` at the first attempt. */
   countBatchDelivered(target: Connection, count: number): void {
     target.counters.sent += count;
     target.counters.delivered += count;
-    target.recordSuccess();
+    this.#succeeded(target);
     this.#totals.sent += count;
     this.#totals.attempts += count;
     this.#totals.delivered += count;
@@ -144,12 +174,20 @@ export class DeliveryPolicy {
       try {
         await dlq.putAsync(letter, { timeoutMs: this.#o.sendTimeoutMs });
         this.#totals.deadLettered++;
+        this.#gaveUp(packet, base, 'dead_lettered', fault, reason);
         return { ...base, status: 'dead_lettered', reason, fault };
       } catch (e) {
         reason = `${reason}; the dead-letter queue refused it too (${reasonOf(e)})`;
       }
     }
     this.#totals.failed++;
+    this.#gaveUp(packet, base, 'failed', fault, reason);
     return { ...base, status: 'failed', reason, fault };
+  }
+
+  #gaveUp(packet: Packet, base: { broadcastIndex: number; target: string | null; attempts: number }, status: 'dead_lettered' | 'failed', fault: DeliveryFault, reason: string): void {
+    this.#events.emit('dead-letter', {
+      router: this.#o.name, traceId: packet.traceId, broadcastIndex: base.broadcastIndex, target: base.target, status, fault, reason, attempts: base.attempts,
+    });
   }
 }

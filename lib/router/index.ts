@@ -7,6 +7,7 @@ export { BaseRouter } from './base-router';
 export { isStopSignal } from './reports';
 export type { RouteReport, RouteManyReport, DeliveryReport, DeliveryStatus, DeliveryFault, DeadLetter, RouterStats, StopSignal } from './reports';
 export type { RouterOptions } from './router-options';
+export type { RouterEvents, RetryEvent, EjectEvent, RecoverEvent, DeadLetterEvent, RouteEvent } from './events';
 export {
   availableCandidates, hashTarget, buildRing, ringTarget, roundRobinTarget, leastLoadedTarget, loadScore, broadcastTargets,
 } from './strategies';
@@ -18,3 +19,4 @@ export { STRATEGIES } from './strategy-names';
 export type { StrategyName } from './strategy-names';
 export { systemClock } from './clock';
 export type { Clock } from './clock';
+export { ROUTE_LATENCY_BUCKETS } from './metrics';

@@ -235,7 +235,7 @@ describe('sage-queue ls', () => {
     expect(r.code).toBe(0);
     const view = value.find((v) => v.name === name);
     expect(view).toMatchObject({ name, error: null, alive: 1, dead: 0 });
-    expect(view?.stats).toMatchObject({ name, depth: 3, enqueued: 3, dequeued: 0, capacity: 65536, closed: false, codecName: 'v8' });
+    expect(view?.stats).toMatchObject({ name, depth: 3, enqueued: 3, dequeued: 0, capacity: 65536, closed: false, codec: 'v8', codecName: 'v8' });
     expect(view?.stats?.processes).toEqual([expect.objectContaining({ pid: process.pid, roles: ['creator', 'producer'], alive: true })]);
   });
 
@@ -306,8 +306,9 @@ describe('sage-queue stat', () => {
     const { r, value } = await cliJson<QueueView>(['stat', name]);
     expect(r.code, r.stderr).toBe(0);
     expect(value).toMatchObject({ name, error: null, alive: 1, dead: 0 });
-    expect(value.stats).toEqual(q.stats());
-    expect(value.stats).toMatchObject({ depth: 5, enqueued: 7, dequeued: 2, maxsize: 100, codecName: 'msgpack' });
+    // --json names the codec (codec: its name, codecId: the number in the segment)
+    expect(value.stats).toEqual({ ...q.stats(), codec: 'msgpack', codecId: q.stats().codec });
+    expect(value.stats).toMatchObject({ depth: 5, enqueued: 7, dequeued: 2, maxsize: 100, codec: 'msgpack', codecName: 'msgpack' });
   });
 
   it('stat --watch --interval 100 prints a fresh snapshot every interval until killed, without attaching (human form)', async () => {
@@ -356,14 +357,16 @@ describe('sage-queue stat', () => {
     expect((await watch.closed).signal).toBe('SIGTERM');
   });
 
-  it('stat of a missing queue prints one line on stderr, nothing on stdout, and exits 1 (human and --json)', async () => {
+  it('stat of a missing queue exits 1: one line on stderr (human), a JSON error on stdout and nothing on stderr (--json)', async () => {
     const name = uniq('missing');
-    for (const args of [['stat', name], ['stat', name, '--json']]) {
-      const r = await cli(args);
-      expect(r.code).toBe(1);
-      expect(r.stdout).toBe('');
-      expect(oneStderrLine(r)).toBe(`sage-queue: no queue named "${name}"`);
-    }
+    const r = await cli(['stat', name]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(oneStderrLine(r)).toBe(`sage-queue: no queue named "${name}"`);
+    const j = await cli(['stat', name, '--json']);
+    expect(j.code).toBe(1);
+    expect(j.stderr).toBe('');
+    expect(JSON.parse(j.stdout)).toEqual({ error: { code: 'ERR_QUEUE_NOT_FOUND', message: `no queue named "${name}"`, exitCode: 1 } });
   });
 });
 
@@ -453,12 +456,16 @@ describe('sage-queue gc (in a private /dev/shm)', () => {
   itSandboxed('gc without --yes, when stdin is not a terminal, refuses with exit 2 and one line on stderr, removing nothing', async () => {
     const ns = await sandbox();
     const { live, dead, idle } = await scene(ns);
-    for (const args of [['gc'], ['gc', '--json'], ['gc', '--include-idle']]) {
+    for (const args of [['gc'], ['gc', '--include-idle']]) {
       const r = await cli(args, ns); // stdin is /dev/null
       expect(r.code, `${args.join(' ')}: ${r.stdout}`).toBe(2);
       expect(oneStderrLine(r)).toMatch(/--yes/);
       expect(r.stdout).toBe('');
     }
+    const j = await cli(['gc', '--json'], ns); // --json: the refusal is a JSON error on stdout
+    expect(j.code).toBe(2);
+    expect(j.stderr).toBe('');
+    expect(JSON.parse(j.stdout)).toEqual({ error: { code: 'ERR_CONFIRMATION_REQUIRED', message: expect.stringMatching(/--yes/), exitCode: 2 } });
     expect(await names(ns)).toEqual([dead, idle, live]);
   });
 
@@ -561,9 +568,17 @@ describe('sage-queue usage errors', () => {
   const cases: Array<[string, string, boolean, string]> = [];
   for (const command of ['stat', 'rm']) for (const [label, bad] of names) for (const json of [false, true]) cases.push([command, label, json, bad]);
 
-  it.each(cases)('%s with the invalid name %s (--json: %s): exactly one line on stderr, no stack trace, nothing on stdout, exit 2', async (command, _label, json, bad) => {
+  it.each(cases)('%s with the invalid name %s (--json: %s): exit 2, one short line (on stderr; --json: a JSON error on stdout), no stack trace', async (command, _label, json, bad) => {
     const r = await cli(json ? [command, bad, '--json'] : [command, bad]);
     expect(r.code).toBe(2);
+    if (json) {
+      expect(r.stderr).toBe('');
+      const { error } = JSON.parse(r.stdout) as { error: { code: string; message: string; exitCode: number } };
+      expect(error).toMatchObject({ code: 'ERR_INVALID_QUEUE_NAME', exitCode: 2 });
+      expect(error.message).toMatch(/^invalid queue name /);
+      expect(error.message.length).toBeLessThan(300); // the 10k-character name is not echoed whole
+      return;
+    }
     expect(r.stdout).toBe('');
     const line = oneStderrLine(r);
     expect(line).toMatch(/^sage-queue: invalid queue name /);
