@@ -53,6 +53,8 @@ export enum NativeStatus {
   Corrupt = 18,
   SystemError = 19,
   Initialising = 20,
+  /** The handle was attached by the parent of this forked process (C++ core only: Node cannot fork). */
+  Forked = 21,
 }
 
 /** Kinds passed to the notify callback (bit flags). Checked against the addon like NativeStatus. */

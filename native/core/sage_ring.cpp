@@ -30,7 +30,7 @@ constexpr uint64_t kMaxSleepNs = 100000000;  // 100 ms
 constexpr uint64_t kHealIntervalNs = 10000000;
 }  // namespace
 
-static_assert(kLastStatus == Status::Initialising, "SAGE_STATUSES lists every status, the last one last");
+static_assert(kLastStatus == Status::Forked, "SAGE_STATUSES lists every status, the last one last");
 
 const char* status_name(Status s) {
   switch (s) {
@@ -66,6 +66,7 @@ const char* status_code(Status s) {
     case Status::Corrupt: return "ERR_QUEUE_CORRUPT";
     case Status::SystemError: return "ERR_SYSTEM";
     case Status::Initialising: return "ERR_QUEUE_INITIALISING";
+    case Status::Forked: return "ERR_QUEUE_FORKED";
   }
   return "ERR_UNKNOWN";
 }
@@ -96,6 +97,8 @@ const char* status_message(Status s) {
     case Status::Corrupt: return "the queue's shared memory failed a consistency check";
     case Status::SystemError: return "a system call failed";
     case Status::Initialising: return "the segment is still being initialised by its (live) creator; try again";
+    case Status::Forked:
+      return "this handle was attached by the parent of this forked process: open the queue again in the child";
   }
   return "unknown status";
 }
@@ -109,7 +112,8 @@ void Queue::release() {
   if (hdr_ == nullptr) return;
   if (attached_) {
     attached_ = false;
-    release_slot(hdr_, slot_);
+    // A forked child inherits the mapping, not the slot: freeing it would free the parent's.
+    if (!forked() && getpid() == pid_) release_slot(hdr_, slot_);
   }
   munmap(hdr_, map_size_);
   hdr_ = nullptr;
@@ -303,6 +307,7 @@ void Queue::heal_waiters() {
 Status Queue::try_put(const Slice* msgs, size_t n, size_t* written) {
   *written = 0;
   if (hdr_ == nullptr || !attached_) return Status::InvalidArgument;
+  if (forked()) return Status::Forked;
   if (n == 0) return Status::Ok;
   for (size_t i = 0; i < n; ++i) {
     if (msgs[i].length > max_msg_) return Status::TooLarge;  // before anything is written
@@ -403,6 +408,7 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
   *got = 0;
   if (needed) *needed = 0;
   if (hdr_ == nullptr || !attached_) return Status::InvalidArgument;
+  if (forked()) return Status::Forked;
   if (max == 0) return Status::Ok;
   {
     // Lock-free look first: an empty queue costs two loads, no lock.
@@ -618,10 +624,12 @@ Status Queue::wait_on(bool for_data, uint64_t bytes, int64_t timeout_ms, const s
 }
 
 Status Queue::wait_readable(int64_t timeout_ms, const std::atomic<bool>* cancel) {
+  if (forked()) return Status::Forked;  // its waiter counts would land in the parent's slot
   return wait_on(true, 0, timeout_ms, cancel);
 }
 
 Status Queue::wait_writable(uint64_t bytes, int64_t timeout_ms, const std::atomic<bool>* cancel) {
+  if (forked()) return Status::Forked;
   if (bytes > max_msg_) return Status::TooLarge;
   return wait_on(false, bytes, timeout_ms, cancel);
 }
@@ -680,7 +688,8 @@ Status Queue::get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, s
 // Close, size, stats
 
 void Queue::close() {
-  if (hdr_ == nullptr || !attached_) return;
+  // A forked child's inherited handle closes nothing (like every other use of it, see forked()).
+  if (hdr_ == nullptr || !attached_ || forked()) return;
   // Under the producer lock, so no put is between its closed-check (made under that lock) and
   // its claim. Gets need no lock: they report Closed only once head has caught up with a tail
   // re-read after seeing `closed`.

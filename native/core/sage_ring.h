@@ -5,10 +5,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <sys/types.h>
 #include <string>
 #include <vector>
 
 #include "layout.h"
+#include "liveness.h"
 
 namespace sage {
 
@@ -35,7 +37,8 @@ namespace sage {
   X(PermissionDenied)                                                                             \
   X(Corrupt)          /* a record or cursor failed a bounds check */                              \
   X(SystemError)                                                                                  \
-  X(Initialising)     /* its creator is alive and still initialising it (try again) */
+  X(Initialising)     /* its creator is alive and still initialising it (try again) */            \
+  X(Forked)           /* the handle was attached by the parent of this forked process */
 
 // [[nodiscard]] on the type: a Status returned by any function must be looked at.
 enum class [[nodiscard]] Status : int {
@@ -114,7 +117,8 @@ class Queue {
   Queue(const Queue&) = delete;
   Queue& operator=(const Queue&) = delete;
 
-  // Detaches: stops using the segment and frees this handle's slot. Idempotent.
+  // Detaches: stops using the segment and frees this handle's slot. Idempotent. In a child forked
+  // after the handle attached, only unmaps: the slot stays the parent's.
   void release();
   bool released() const { return hdr_ == nullptr; }
   bool attached() const { return attached_; }
@@ -158,6 +162,9 @@ class Queue {
 
  private:
   Queue() = default;
+  // True in a child forked after this handle attached: the slot, its liveness lock and its waiter
+  // counts belong to the parent, so the child must neither use nor release them.
+  bool forked() const { return fork_gen_ != fork_generation(); }
   [[nodiscard]] Status attach_slot();  // claims a slot (liveness.h) for this handle
   void lock_prod();
   void lock_cons();
@@ -187,6 +194,8 @@ class Queue {
   uint64_t cap_ = 0, mask_ = 0, max_msg_ = 0, maxsize_ = 0;
   uint32_t slot_ = 0, owner_ = 0;
   bool attached_ = false;
+  uint64_t fork_gen_ = 0;  // fork_generation() when this handle attached
+  pid_t pid_ = 0;          // the attaching process (release() double-checks with getpid())
   uint64_t spin_ns_ = 50000;
   std::string name_;
   std::vector<uint64_t> taken_;  // positions of the records one try_get took

@@ -282,6 +282,9 @@ Status Queue::open(const std::string& name, OpenMode mode, const CreateOptions& 
 }
 
 Status Queue::attach_slot() {
+  watch_forks();
+  fork_gen_ = fork_generation();
+  pid_ = getpid();
   SlotClaim claim;
   switch (claim_slot(hdr_, &claim)) {
     case ClaimResult::Ok:
