@@ -239,7 +239,7 @@ describe('the segment unlinked while in use', () => {
 
 describe('permission denied on attach (an opener running as user nobody)', () => {
   it.skipIf(!CAN_SETPRIV)(
-    "mode 0600: nobody's open, open-or-create and destroy fail with ERR_PERMISSION_DENIED and the queue is unchanged; mode 0666: nobody can attach and put",
+    "mode 0600: nobody's open, open-or-create and destroy fail with ERR_PERMISSION_DENIED and the queue is unchanged; mode 0666 (allowSharedMode on both sides): nobody can attach and put",
     async () => {
       const closed = qname('perm600');
       const q = track(SageQueue.create<string>(closed, { codec: 'json', mode: 0o600 }));
@@ -266,10 +266,10 @@ describe('permission denied on attach (an opener running as user nobody)', () =>
       expect(q.stats().processes).toHaveLength(1);
 
       const open = qname('perm666');
-      const shared = track(SageQueue.create<string>(open, { codec: 'json', mode: 0o666 }));
+      const shared = track(SageQueue.create<string>(open, { codec: 'json', mode: 0o666, allowSharedMode: true }));
       const put = `
         const { SageQueue } = require(process.env.SAGE_DIST);
-        const q = SageQueue.open(process.env.Q);
+        const q = SageQueue.open(process.env.Q, { allowSharedMode: true }); // root's queue: root is trusted
         q.put('from nobody');
         q.release();
         console.log(JSON.stringify({ ok: true }));`;

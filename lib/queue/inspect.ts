@@ -16,9 +16,11 @@ import { codecById } from './codecs';
  * A queue's state as seen from outside: `alive` (some attached process is alive), `dead` (every
  * attached process died: garbage), `idle` (nobody attached), `initialising` (its creator is still
  * creating it), `broken` (could not be read: see `error`; a creator that died mid-creation
- * reports ERR_QUEUE_NOT_INITIALISED here, which is garbage too).
+ * reports ERR_QUEUE_NOT_INITIALISED here, which is garbage too), `untrusted` (another user owns
+ * it, or group/other may write it: shown read-only, its processes not probed, never collected;
+ * see `untrusted` for why).
  */
-export type QueueLiveness = 'alive' | 'dead' | 'idle' | 'initialising' | 'broken';
+export type QueueLiveness = 'alive' | 'dead' | 'idle' | 'initialising' | 'broken' | 'untrusted';
 
 export interface QueueInspection {
   name: string;
@@ -28,9 +30,15 @@ export interface QueueInspection {
   error: { code: string; message: string } | null;
   /** Milliseconds since the queue was created; null when unreadable. */
   ageMs: number | null;
-  /** Attached processes that are alive / dead. */
+  /** Attached processes that are alive / dead (both 0 when untrusted: nobody is probed). */
   alive: number;
   dead: number;
+  /**
+   * Null when the queue passes the default trust policy (owned by this user or root, not writable
+   * by group/other); else ERR_QUEUE_UNTRUSTED_OWNER or ERR_QUEUE_SHARED_MODE. Everything in the
+   * stats of an untrusted queue was written by someone this process does not trust.
+   */
+  untrusted: string | null;
 }
 
 export interface GcOptions {
@@ -46,6 +54,12 @@ export interface GcResult {
   /** What was garbage when looked at (with dryRun: what would be removed). */
   candidates: QueueInspection[];
   removed: string[];
+  /**
+   * Temporary names (files in /dev/shm, `sageq-tmp.<hex>.<queue>`) that creators killed before
+   * linking their queue into place left behind: removed (with dryRun: would be). With `only`,
+   * just those of the named queues.
+   */
+  temps: string[];
   failed: Array<{ name: string; code: string; message: string }>;
 }
 
@@ -56,11 +70,13 @@ export function inspectQueue(name: string): QueueInspection {
     const q = new (native().NativeQueue)(name, 'inspect', {}, () => undefined, 0);
     try {
       const s = q.stats() as NativeStats;
-      const alive = s.processes.filter((p) => p.alive).length;
-      const dead = s.processes.length - alive;
+      const untrusted = s.untrusted ?? null;
+      const alive = untrusted === null ? s.processes.filter((p) => p.alive).length : 0;
+      const dead = untrusted === null ? s.processes.length - alive : 0;
       return {
         name,
-        liveness: s.processes.length === 0 ? 'idle' : alive > 0 ? 'alive' : 'dead',
+        untrusted,
+        liveness: untrusted !== null ? 'untrusted' : s.processes.length === 0 ? 'idle' : alive > 0 ? 'alive' : 'dead',
         stats: { ...s, codecName: codecById(s.codec)?.name ?? `unknown(${s.codec})` },
         error: null,
         ageMs: Date.now() - s.createdMs,
@@ -74,8 +90,14 @@ export function inspectQueue(name: string): QueueInspection {
     const err = nativeError(e, name) as Error & { code?: string };
     const code = err.code ?? 'ERR_SYSTEM';
     const liveness: QueueLiveness = code === 'ERR_QUEUE_INITIALISING' ? 'initialising' : 'broken';
-    return { name, liveness, stats: null, error: { code, message: err.message }, ageMs: null, alive: 0, dead: 0 };
+    return { name, liveness, stats: null, error: { code, message: err.message }, ageMs: null, alive: 0, dead: 0, untrusted: null };
   }
+}
+
+/** The queue a temporary name (`sageq-tmp.<16 hex>.<queue>`, see GcResult.temps) was creating. */
+export function tempQueueName(file: string): string {
+  const prefix = native().capabilities().shmTempPrefix;
+  return file.startsWith(prefix) ? file.slice(prefix.length + 17) : file;
 }
 
 /** Every sage-queue segment on this machine, inspected, sorted by name. */
@@ -86,7 +108,8 @@ export function inspectAllQueues(): QueueInspection[] {
 /**
  * Whether gc may remove a queue: every attached process is dead, or its creator died
  * mid-creation (ERR_QUEUE_NOT_INITIALISED; a live creator still at work is `initialising`,
- * never garbage); idle queues only with `includeIdle`.
+ * never garbage); idle queues only with `includeIdle`. An untrusted queue never is: what its
+ * segment says about its processes was written by someone else.
  */
 export function isGarbage(view: QueueInspection, includeIdle = false): boolean {
   switch (view.liveness) {
@@ -116,7 +139,8 @@ export function collectGarbage(options?: GcOptions): GcResult {
   }
   const views = opts.only === undefined ? inspectAllQueues() : [...opts.only].sort().map(inspectQueue);
   const candidates = views.filter((v) => isGarbage(v, includeIdle));
-  const result: GcResult = { candidates, removed: [], failed: [] };
+  const temps = native().collectTemps(opts.only === undefined ? undefined : [...opts.only], dryRun);
+  const result: GcResult = { candidates, removed: [], failed: [], temps };
   if (dryRun) return result;
   for (const v of candidates) {
     if (!isGarbage(inspectQueue(v.name), includeIdle)) continue;

@@ -20,6 +20,7 @@ import {
   QueueReleasedError,
   SageQueueError,
   QueueClosedError,
+  SharedMemoryError,
   describe,
 } from '../errors';
 import { native, NativeStatus, NotifyKind } from '../native';
@@ -32,14 +33,14 @@ import { NotifyArming } from './notify-arming';
 import type { AsyncWaitOptions, LoadReporting, SyncAndAsyncQueue } from './queue-like';
 import { releaseResolved } from './registry';
 import { sageOpenArgs } from './sage-descriptors';
-import { checkName, parseSageOptions } from './sage-options';
-import type { BatchOptions, IterateOptions, OpenMode, SageQueueOptions, SageQueueStats } from './sage-options';
+import { TRUST_OPTION_KEYS, checkName, parseSageOptions } from './sage-options';
+import type { BatchOptions, IterateOptions, OpenMode, SageQueueOptions, SageQueueStats, TrustOptions } from './sage-options';
 import { drainUntilClosed, parseWaitOptions, waitArmed } from './skeleton';
 import { BatchWriter } from './batch-writer';
 import { BATCH_MAX, NO_WAIT, SlabReader } from './slab-reader';
 import { checkBoolean, checkInteger, checkKnownKeys, checkOptions, checkSignal, checkTimeoutMs } from '../validate';
 
-export type { BatchOptions, IterateOptions, SageQueueOptions, SageQueueStats } from './sage-options';
+export type { BatchOptions, IterateOptions, SageQueueOptions, SageQueueStats, TrustOptions } from './sage-options';
 
 export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporting, Disposable {
   #q: NativeQueue | null;
@@ -61,14 +62,16 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
    * Use SageQueue.create (must not exist) or SageQueue.open (must exist) to be explicit.
    * Given a `sage_queue` or `shm` QueueDescriptor, opens the segment it names.
    */
-  constructor(descriptor: QueueDescriptor);
+  constructor(descriptor: QueueDescriptor, trust?: TrustOptions);
   constructor(name: string, options?: SageQueueOptions, /** @internal */ mode?: OpenMode);
   constructor(nameOrDescriptor: string | QueueDescriptor, options?: SageQueueOptions, mode: OpenMode = 'openOrCreate') {
     if (nameOrDescriptor instanceof QueueDescriptor) {
-      if (options !== undefined) {
-        throw new InvalidArgumentTypeError('options', 'absent when opening a descriptor (its metadata carries the options)', options);
-      }
+      // A descriptor comes from another process: its metadata says what to create, never whom to
+      // trust. Trust options come only from the caller (and resolveDescriptor passes none).
+      const trust = checkOptions<TrustOptions>(options, 'trust');
+      checkKnownKeys(trust, TRUST_OPTION_KEYS, 'trust (when opening a descriptor, whose metadata carries the other options)');
       ({ name: nameOrDescriptor, options } = sageOpenArgs(nameOrDescriptor));
+      options = { ...options, ...trust };
     }
     this.#name = checkName(nameOrDescriptor);
     const { create, wanted, spinUs, initWaitMs } = parseSageOptions(options);
@@ -104,10 +107,17 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     return new SageQueue<T>(name, options, 'create');
   }
 
-  /** Opens an existing queue; throws SharedMemoryError ERR_QUEUE_NOT_FOUND if there is none. */
-  static open<T = unknown>(name: string, options?: Pick<SageQueueOptions, 'codec' | 'spinUs' | 'initWaitMs'>): SageQueue<T> {
+  /**
+   * Opens an existing queue; throws SharedMemoryError ERR_QUEUE_NOT_FOUND if there is none, and
+   * ERR_QUEUE_UNTRUSTED_OWNER / ERR_QUEUE_SHARED_MODE for a segment another user owns or that
+   * group/other may write (see the trustedUids and allowSharedMode options).
+   */
+  static open<T = unknown>(
+    name: string,
+    options?: Pick<SageQueueOptions, 'codec' | 'spinUs' | 'initWaitMs' | 'trustedUids' | 'allowSharedMode'>,
+  ): SageQueue<T> {
     const opts = checkOptions<SageQueueOptions>(options);
-    checkKnownKeys(opts, ['codec', 'spinUs', 'initWaitMs']);
+    checkKnownKeys(opts, ['codec', 'spinUs', 'initWaitMs', ...TRUST_OPTION_KEYS]);
     return new SageQueue<T>(name, opts, 'open');
   }
 
@@ -432,10 +442,34 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     releaseResolved(this);
   }
 
-  /** Removes the queue's name (handles attached elsewhere keep working) and releases this handle. */
+  /**
+   * Removes the queue's name (handles attached elsewhere keep working) and releases this handle.
+   * The name is removed only if it still refers to the segment this handle opened: if the queue
+   * was removed and another one created under the name since, that one is left alone and
+   * SharedMemoryError ERR_QUEUE_REPLACED is thrown (this handle is released all the same). A name
+   * already gone is not an error. `SageQueue.destroy(name)` removes whatever the name refers to.
+   */
   destroy(): void {
-    SageQueue.destroy(this.#name);
-    this.release();
+    const q = this.#q;
+    if (q === null) {
+      SageQueue.destroy(this.#name); // released already: nothing to compare with, as before
+      return;
+    }
+    let status: number;
+    try {
+      status = -q.unlinkIfSame();
+    } finally {
+      this.release();
+    }
+    if (status === 0 || status === NativeStatus.NotFound) return;
+    if (status === NativeStatus.Replaced) {
+      throw new SharedMemoryError(
+        'ERR_QUEUE_REPLACED',
+        `queue ${this.#name} was not removed: its name now refers to another queue than the one this handle opened (created after it was removed); this handle was released. Use SageQueue.destroy(${JSON.stringify(this.#name)}) to remove the new one`,
+        this.#name,
+      );
+    }
+    throw statusError(status, this.#name, false);
   }
 
   [Symbol.dispose](): void {

@@ -30,7 +30,7 @@ constexpr uint64_t kMaxSleepNs = 100000000;  // 100 ms
 constexpr uint64_t kHealIntervalNs = 10000000;
 }  // namespace
 
-static_assert(kLastStatus == Status::Forked, "SAGE_STATUSES lists every status, the last one last");
+static_assert(kLastStatus == Status::Replaced, "SAGE_STATUSES lists every status, the last one last");
 
 const char* status_name(Status s) {
   switch (s) {
@@ -67,6 +67,9 @@ const char* status_code(Status s) {
     case Status::SystemError: return "ERR_SYSTEM";
     case Status::Initialising: return "ERR_QUEUE_INITIALISING";
     case Status::Forked: return "ERR_QUEUE_FORKED";
+    case Status::UntrustedOwner: return "ERR_QUEUE_UNTRUSTED_OWNER";
+    case Status::SharedMode: return "ERR_QUEUE_SHARED_MODE";
+    case Status::Replaced: return "ERR_QUEUE_REPLACED";
   }
   return "ERR_UNKNOWN";
 }
@@ -99,6 +102,14 @@ const char* status_message(Status s) {
     case Status::Initialising: return "the segment is still being initialised by its (live) creator; try again";
     case Status::Forked:
       return "this handle was attached by the parent of this forked process: open the queue again in the child";
+    case Status::UntrustedOwner:
+      return "the queue's segment is owned by another user, who could read and forge its messages; list that "
+             "user's uid in the trustedUids option to open it anyway";
+    case Status::SharedMode:
+      return "the queue's segment is writable by its group or by others, who could read and forge its messages; "
+             "pass allowSharedMode: true to open it anyway";
+    case Status::Replaced:
+      return "the queue's name now refers to another segment than the one this handle opened; it was not removed";
   }
   return "unknown status";
 }
@@ -745,6 +756,9 @@ Stats Queue::stats() {
   s.created_ns = hdr_->created_ns;
   s.nonce = hdr_->nonce;
   s.closed = closed();
+  s.file_uid = file_uid_;
+  s.file_mode = file_mode_;
+  s.trust = trust_;
   for (uint32_t i = 0; i < kMaxSlots; ++i) {
     ProcessSlot& slot = hdr_->slots[i];
     if (slot.state.load(std::memory_order_acquire) != kSlotActive) continue;
@@ -757,6 +771,10 @@ Stats Queue::stats() {
     info.space_waiters = slot.space_waiters.load(std::memory_order_relaxed);
     if (attached_ && i == slot_) {
       info.alive = true;
+    } else if (trust_ != Status::Ok) {
+      // An untrusted segment is mapped read-only, and locking a mutex someone else wrote would
+      // put it on this thread's robust list: no probing, the slot is reported not alive.
+      info.alive = false;
     } else {
       // Probe without reaping, so a dead process stays visible (e.g. to `sage-queue ls`) until
       // the data path or `gc` cleans it up.
