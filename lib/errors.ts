@@ -22,6 +22,7 @@ export const SHARED_MEMORY_ERROR_CODES = [
   'ERR_QUEUE_INITIALISING', 'ERR_NO_SHM_SPACE', 'ERR_PERMISSION_DENIED', 'ERR_TOO_MANY_HANDLES', 'ERR_QUEUE_CORRUPT',
   'ERR_MESSAGE_TOO_LARGE', 'ERR_QUEUE_CLOSED', 'ERR_QUEUE_EMPTY', 'ERR_QUEUE_FULL', 'ERR_BUFFER_TOO_SMALL', 'ERR_CANCELLED',
   'ERR_TIMED_OUT', 'ERR_INVALID_ARG_VALUE', 'ERR_INVALID_QUEUE_NAME', 'ERR_UNKNOWN', 'ERR_SYSTEM',
+  'ERR_QUEUE_FORKED', 'ERR_QUEUE_UNTRUSTED_OWNER', 'ERR_QUEUE_SHARED_MODE', 'ERR_QUEUE_REPLACED',
 ] as const;
 export type SharedMemoryErrorCode = (typeof SHARED_MEMORY_ERROR_CODES)[number];
 
@@ -38,7 +39,8 @@ export type InvalidArgumentValueErrorCode =
   | 'ERR_STORE_CLOSED'
   | 'ERR_CROSSSLOT'
   | 'ERR_OUT_OF_RANGE'
-  | 'ERR_UNSUPPORTED_OPTION';
+  | 'ERR_UNSUPPORTED_OPTION'
+  | 'ERR_QUEUE_SHARED_MODE';
 
 /** The stable codes of RedisBackendError (see lib/redis/connection.ts). */
 export type RedisBackendErrorCode =
@@ -73,7 +75,8 @@ export type SageQueueErrorCode =
   | ComponentErrorCode
   | 'ERR_INVALID_ARG_TYPE'
   | 'ERR_OUT_OF_RANGE'
-  | 'ERR_UNSUPPORTED_OPTION';
+  | 'ERR_UNSUPPORTED_OPTION'
+  | 'ERR_QUEUE_SHARED_MODE';
 
 /** Base class of every sage-queue error that is not a plain argument error. */
 export class SageQueueError extends Error {

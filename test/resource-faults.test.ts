@@ -253,7 +253,7 @@ describe('permission denied on attach (an opener running as user nobody)', () =>
   afterAll(() => pkg?.dispose());
 
   it.skipIf(!CAN_SETPRIV)(
-    "mode 0600: nobody's open, open-or-create and destroy fail with ERR_PERMISSION_DENIED and the queue is unchanged; mode 0666: nobody can attach and put",
+    "mode 0600: nobody's open, open-or-create and destroy fail with ERR_PERMISSION_DENIED and the queue is unchanged; mode 0666 (allowSharedMode on both sides): nobody can attach and put",
     async () => {
       const { dist, dir } = pkg as ReadablePackage;
       const closed = qname('perm600');
@@ -281,10 +281,10 @@ describe('permission denied on attach (an opener running as user nobody)', () =>
       expect(q.stats().processes).toHaveLength(1);
 
       const open = qname('perm666');
-      const shared = track(SageQueue.create<string>(open, { codec: 'json', mode: 0o666 }));
+      const shared = track(SageQueue.create<string>(open, { codec: 'json', mode: 0o666, allowSharedMode: true }));
       const put = `
         const { SageQueue } = require(process.env.SAGE_DIST);
-        const q = SageQueue.open(process.env.Q);
+        const q = SageQueue.open(process.env.Q, { allowSharedMode: true }); // root's queue: root is trusted
         q.put('from nobody');
         q.release();
         console.log(JSON.stringify({ ok: true }));`;

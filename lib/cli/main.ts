@@ -15,7 +15,7 @@ import { native } from '../native';
 import { CliError, EXIT_FAILED, EXIT_USAGE, jsonError } from './cli-error';
 import { bytes, duration, paint, table } from './format';
 import { metricsCommand } from './metrics-command';
-import { collectGarbage, inspectAllQueues, inspectQueue } from '../queue/inspect';
+import { collectGarbage, inspectAllQueues, inspectQueue, tempQueueName } from '../queue/inspect';
 import type { QueueInspection as QueueView } from '../queue/inspect';
 import { SageQueue } from '../queue/sage-queue';
 
@@ -54,16 +54,27 @@ function print(json: boolean, value: unknown, human: () => string): void {
 function processesText(v: QueueView, color = false): string {
   if (v.stats === null) return '-';
   if (v.stats.processes.length === 0) return 'none';
+  // An untrusted segment's processes are not probed: their liveness is unknown, not DEAD.
+  const unknown = v.untrusted !== null;
   return v.stats.processes
     .map((p) => {
-      const text = `${p.pid}(${p.roles.join('+') || 'idle'}${p.alive ? '' : ',DEAD'})`;
-      return p.alive ? text : paint(text, 'red', color);
+      const text = `${p.pid}(${p.roles.join('+') || 'idle'}${unknown ? ',?' : p.alive ? '' : ',DEAD'})`;
+      return p.alive || unknown ? text : paint(text, 'red', color);
     })
     .join(' ');
 }
 
+function trustText(v: QueueView): string {
+  const s = v.stats;
+  const owner = s === null ? '' : ` (owner uid ${s.fileUid}, mode 0${s.fileMode.toString(8)})`;
+  if (v.untrusted === 'ERR_QUEUE_UNTRUSTED_OWNER') return `UNTRUSTED: owned by another user${owner}`;
+  if (v.untrusted === 'ERR_QUEUE_SHARED_MODE') return `UNTRUSTED: writable by group/other${owner}`;
+  return `trusted${owner}`;
+}
+
 function stateText(v: QueueView, color = false): string {
   if (v.error !== null) return paint(v.error.code.replace(/^ERR_/, '').toLowerCase(), 'red', color);
+  if (v.untrusted !== null) return paint('UNTRUSTED', 'red', color);
   if (v.stats?.closed) return paint('closed', 'yellow', color);
   if (v.stats !== null && v.stats.processes.length > 0 && v.alive === 0) return paint('abandoned', 'red', color);
   return paint('open', 'green', color);
@@ -98,7 +109,8 @@ function statText(v: QueueView, color: boolean): string {
     ['depth', `${s.depth} messages, ${bytes(s.depthBytes)} (${bytes(s.usedBytes)} not yet reusable)`],
     ['capacity', `${bytes(s.capacity)}, messages up to ${bytes(s.maxMessageSize)}${s.maxsize ? `, at most ${s.maxsize} messages` : ''}`],
     ['codec', s.codecName],
-    ['mode', `0${s.mode.toString(8)}`],
+    ['mode', `0${s.mode.toString(8)} (as created)`],
+    ['trust', trustText(v)],
     ['age', duration(v.ageMs ?? 0)],
     ['enqueued', String(s.enqueued)],
     ['dequeued', String(s.dequeued)],
@@ -162,30 +174,37 @@ async function gcCommand(opts: { json: boolean; yes: boolean; dryRun: boolean; i
   if (!opts.yes && !opts.dryRun && !process.stdin.isTTY) {
     throw new CliError('gc needs confirmation: run it in a terminal, or pass --yes (see --dry-run)', EXIT_USAGE, 'ERR_CONFIRMATION_REQUIRED');
   }
-  const garbage = collectGarbage({ includeIdle: opts.includeIdle, dryRun: true }).candidates;
+  const plan = collectGarbage({ includeIdle: opts.includeIdle, dryRun: true });
+  const garbage = plan.candidates;
   const describe = (v: QueueView): string =>
     v.error ? `${v.name} (${v.error.code})` : `${v.name} (${v.stats?.depth} messages; ${v.stats?.processes.length ? `processes ${processesText(v)}` : 'no process attached'})`;
-  if (garbage.length === 0) {
-    print(opts.json, { removed: [], candidates: [] }, () => `nothing to collect: no queue whose attached processes are all dead${opts.includeIdle ? ', and none idle' : ''}`);
+  // Temporary names of creators killed before their queue was linked into place.
+  const lines = [...garbage.map((v) => `  ${describe(v)}`), ...plan.temps.map((t) => `  ${t} (left by a creator that died)`)];
+  if (lines.length === 0) {
+    print(opts.json, { removed: [], candidates: [], temps: [] }, () => `nothing to collect: no queue whose attached processes are all dead${opts.includeIdle ? ', and none idle' : ''}`);
     return;
   }
   if (opts.dryRun) {
-    print(opts.json, { removed: [], candidates: garbage.map((v) => v.name) }, () => `would remove:\n${garbage.map((v) => `  ${describe(v)}`).join('\n')}`);
+    print(opts.json, { removed: [], candidates: garbage.map((v) => v.name), temps: plan.temps }, () => `would remove:\n${lines.join('\n')}`);
     return;
   }
   if (!opts.yes) {
-    process.stdout.write(`remove these queues?\n${garbage.map((v) => `  ${describe(v)}`).join('\n')}\n`);
+    process.stdout.write(`remove these?\n${lines.join('\n')}\n`);
     const rl = createInterface({ input: process.stdin, output: process.stdout });
     const answer = (await rl.question('[y/N] ')).trim().toLowerCase();
     rl.close();
     if (answer !== 'y' && answer !== 'yes') {
-      print(opts.json, { removed: [], candidates: garbage.map((v) => v.name) }, () => 'nothing removed');
+      print(opts.json, { removed: [], candidates: garbage.map((v) => v.name), temps: plan.temps }, () => 'nothing removed');
       return;
     }
   }
-  // Removes only what is still garbage now (each is inspected again just before removal).
-  const { removed, failed } = collectGarbage({ includeIdle: opts.includeIdle, only: garbage.map((v) => v.name) });
-  print(opts.json, { removed, failed }, () => [...removed.map((n) => `removed ${n}`), ...failed.map((f) => `sage-queue: could not remove ${f.name}: ${f.message}`)].join('\n'));
+  // Removes only what is still garbage now (each is inspected again just before removal; a
+  // temporary name only if its creator's lock is still free).
+  const only = [...new Set([...garbage.map((v) => v.name), ...plan.temps.map(tempQueueName)])];
+  const { removed, failed, temps } = collectGarbage({ includeIdle: opts.includeIdle, only });
+  print(opts.json, { removed, failed, temps }, () =>
+    [...removed.map((n) => `removed ${n}`), ...temps.map((t) => `removed ${t}`), ...failed.map((f) => `sage-queue: could not remove ${f.name}: ${f.message}`)].join('\n'),
+  );
   if (failed.length > 0) process.exitCode = EXIT_FAILED;
 }
 

@@ -23,6 +23,8 @@ export interface NativeCapabilities {
   maxHandlesPerQueue: number;
   /** Every segment is `/dev/shm/<shmPrefix><name>`. */
   shmPrefix: string;
+  /** Segments being created live under `/dev/shm/<shmTempPrefix><16 hex>.<name>` until linked into place. */
+  shmTempPrefix: string;
   /** True only in the hooks-enabled test build (setTestHook works); false in every production build. */
   testHooks: boolean;
 }
@@ -53,6 +55,14 @@ export enum NativeStatus {
   Corrupt = 18,
   SystemError = 19,
   Initialising = 20,
+  /** The handle was attached by the parent of this forked process (C++ core only: Node cannot fork). */
+  Forked = 21,
+  /** The segment's owner is not the caller, root, or a uid in `trustedUids`. */
+  UntrustedOwner = 22,
+  /** The segment is writable by group/other and the caller did not pass `allowSharedMode`. */
+  SharedMode = 23,
+  /** The name now refers to another segment than the one this handle opened (not removed). */
+  Replaced = 24,
 }
 
 /** Kinds passed to the notify callback (bit flags). Checked against the addon like NativeStatus. */
@@ -67,6 +77,10 @@ export interface NativeCreateOptions {
   maxsize?: number;
   mode?: number;
   codec?: number;
+  /** Owners trusted besides the caller's effective uid and root (checked with fstat on open). */
+  trustedUids?: number[];
+  /** Accept a segment that group/other may write. */
+  allowSharedMode?: boolean;
 }
 
 export interface NativeProcessInfo {
@@ -111,6 +125,15 @@ export interface NativeStats {
   createdMs: number;
   nonce: string;
   closed: boolean;
+  /** Owner and permission bits of the segment file (from fstat, not from the segment). */
+  fileUid: number;
+  fileMode: number;
+  /**
+   * Null when the default trust policy accepts the segment; else why not
+   * (ERR_QUEUE_UNTRUSTED_OWNER, ERR_QUEUE_SHARED_MODE). Only an inspection can see an untrusted
+   * segment: it is mapped read-only and its processes are not probed (`alive` is false).
+   */
+  untrusted: string | null;
   processes: NativeProcessInfo[];
 }
 
@@ -150,6 +173,8 @@ export interface NativeQueue {
   setSpinUs(us: number): void;
   /** Size of the message a BufferTooSmall result could not fit. */
   needed(): number;
+  /** Removes the queue's name if it still refers to this handle's segment: 0, or -NotFound / -Replaced. */
+  unlinkIfSame(): number;
 }
 
 export interface NativeQueueConstructor {
@@ -183,6 +208,11 @@ export interface NativeAddon {
   validName(name: string): boolean;
   unlink(name: string): void;
   list(): string[];
+  /**
+   * Temporary names (file names in /dev/shm) that creators killed mid-creation left: those whose
+   * creator's lock is free, only for the queues in `only` when given. Removed unless `dryRun`.
+   */
+  collectTemps(only: string[] | undefined, dryRun: boolean): string[];
   /**
    * Test-only: park this process at a named point of the data path. Works only in the
    * hooks-enabled test build (see SAGE_QUEUE_NATIVE_ADDON); every production build throws an

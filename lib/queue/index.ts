@@ -6,7 +6,7 @@ export { LocalQueue } from './local-queue';
 export type { LocalQueueOptions } from './local-queue';
 
 export { SageQueue } from './sage-queue';
-export type { SageQueueOptions, SageQueueStats, BatchOptions, IterateOptions } from './sage-queue';
+export type { SageQueueOptions, SageQueueStats, BatchOptions, IterateOptions, TrustOptions } from './sage-queue';
 export type { RawBatch } from './raw-batch';
 export type { QueueInspection, QueueLiveness, GcOptions, GcResult } from './inspect';
 export { CODEC_NAMES } from './codecs';

@@ -8,10 +8,10 @@
 import { unlinkSync } from 'node:fs';
 
 import { checkBoolean, checkKnownKeys, checkOptions } from '../validate';
-import { InvalidArgumentTypeError } from '../errors';
-import { native } from '../native';
-import type { NativeStats } from '../native';
-import { nativeError } from '../native/errors';
+import { InvalidArgumentTypeError, SharedMemoryError } from '../errors';
+import { native, NativeStatus } from '../native';
+import type { NativeQueue, NativeStats } from '../native';
+import { nativeError, statusError } from '../native/errors';
 import { codecById } from './codecs';
 import { listTables, removeStructureTables } from './structure-log';
 
@@ -19,9 +19,11 @@ import { listTables, removeStructureTables } from './structure-log';
  * A queue's state as seen from outside: `alive` (some attached process is alive), `dead` (every
  * attached process died: garbage), `idle` (nobody attached), `initialising` (its creator is still
  * creating it), `broken` (could not be read: see `error`; a creator that died mid-creation
- * reports ERR_QUEUE_NOT_INITIALISED here, which is garbage too).
+ * reports ERR_QUEUE_NOT_INITIALISED here, which is garbage too), `untrusted` (another user owns
+ * it, or group/other may write it: shown read-only, its processes not probed, never collected;
+ * see `untrusted` for why).
  */
-export type QueueLiveness = 'alive' | 'dead' | 'idle' | 'initialising' | 'broken';
+export type QueueLiveness = 'alive' | 'dead' | 'idle' | 'initialising' | 'broken' | 'untrusted';
 
 export interface QueueInspection {
   name: string;
@@ -31,9 +33,15 @@ export interface QueueInspection {
   error: { code: string; message: string } | null;
   /** Milliseconds since the queue was created; null when unreadable. */
   ageMs: number | null;
-  /** Attached processes that are alive / dead. */
+  /** Attached processes that are alive / dead (both 0 when untrusted: nobody is probed). */
   alive: number;
   dead: number;
+  /**
+   * Null when the queue passes the default trust policy (owned by this user or root, not writable
+   * by group/other); else ERR_QUEUE_UNTRUSTED_OWNER or ERR_QUEUE_SHARED_MODE. Everything in the
+   * stats of an untrusted queue was written by someone this process does not trust.
+   */
+  untrusted: string | null;
 }
 
 export interface GcOptions {
@@ -52,6 +60,12 @@ export interface GcResult {
   /** Structure-table files (/dev/shm/sageq.<name>@<nonce>.structs) removed because their queue
    * was removed, is gone, or is another incarnation of that name (with dryRun: would be). */
   removedTables: string[];
+  /**
+   * Temporary names (files in /dev/shm, `sageq-tmp.<hex>.<queue>`) that creators killed before
+   * linking their queue into place left behind: removed (with dryRun: would be). With `only`,
+   * just those of the named queues.
+   */
+  temps: string[];
   failed: Array<{ name: string; code: string; message: string }>;
 }
 
@@ -62,11 +76,13 @@ export function inspectQueue(name: string): QueueInspection {
     const q = new (native().NativeQueue)(name, 'inspect', {}, () => undefined, 0);
     try {
       const s = q.stats() as NativeStats;
-      const alive = s.processes.filter((p) => p.alive).length;
-      const dead = s.processes.length - alive;
+      const untrusted = s.untrusted ?? null;
+      const alive = untrusted === null ? s.processes.filter((p) => p.alive).length : 0;
+      const dead = untrusted === null ? s.processes.length - alive : 0;
       return {
         name,
-        liveness: s.processes.length === 0 ? 'idle' : alive > 0 ? 'alive' : 'dead',
+        untrusted,
+        liveness: untrusted !== null ? 'untrusted' : s.processes.length === 0 ? 'idle' : alive > 0 ? 'alive' : 'dead',
         stats: { ...s, codecName: codecById(s.codec)?.name ?? `unknown(${s.codec})` },
         error: null,
         ageMs: Date.now() - s.createdMs,
@@ -80,8 +96,14 @@ export function inspectQueue(name: string): QueueInspection {
     const err = nativeError(e, name) as Error & { code?: string };
     const code = err.code ?? 'ERR_SYSTEM';
     const liveness: QueueLiveness = code === 'ERR_QUEUE_INITIALISING' ? 'initialising' : 'broken';
-    return { name, liveness, stats: null, error: { code, message: err.message }, ageMs: null, alive: 0, dead: 0 };
+    return { name, liveness, stats: null, error: { code, message: err.message }, ageMs: null, alive: 0, dead: 0, untrusted: null };
   }
+}
+
+/** The queue a temporary name (`sageq-tmp.<16 hex>.<queue>`, see GcResult.temps) was creating. */
+export function tempQueueName(file: string): string {
+  const prefix = native().capabilities().shmTempPrefix;
+  return file.startsWith(prefix) ? file.slice(prefix.length + 17) : file;
 }
 
 /** Every sage-queue segment on this machine, inspected, sorted by name. */
@@ -92,7 +114,8 @@ export function inspectAllQueues(): QueueInspection[] {
 /**
  * Whether gc may remove a queue: every attached process is dead, or its creator died
  * mid-creation (ERR_QUEUE_NOT_INITIALISED; a live creator still at work is `initialising`,
- * never garbage); idle queues only with `includeIdle`.
+ * never garbage); idle queues only with `includeIdle`. An untrusted queue never is: what its
+ * segment says about its processes was written by someone else.
  */
 export function isGarbage(view: QueueInspection, includeIdle = false): boolean {
   switch (view.liveness) {
@@ -122,7 +145,8 @@ export function collectGarbage(options?: GcOptions): GcResult {
   }
   const views = opts.only === undefined ? inspectAllQueues() : [...opts.only].sort().map(inspectQueue);
   const candidates = views.filter((v) => isGarbage(v, includeIdle));
-  const result: GcResult = { candidates, removed: [], removedTables: [], failed: [] };
+  const temps = native().collectTemps(opts.only === undefined ? undefined : [...opts.only], dryRun);
+  const result: GcResult = { candidates, removed: [], removedTables: [], failed: [], temps };
   if (!dryRun) {
     for (const v of candidates) {
       if (!isGarbage(inspectQueue(v.name), includeIdle)) continue;
@@ -180,4 +204,22 @@ function collectOrphanTables(only: readonly string[] | undefined, dryRun: boolea
     out.push(t.file);
   }
   return out;
+}
+
+/**
+ * Removes the name a handle opened, only if it still refers to that segment (same device and
+ * inode). A name already gone is not an error; a name that now refers to another queue is left
+ * alone: SharedMemoryError ERR_QUEUE_REPLACED.
+ */
+export function unlinkIfSame(q: NativeQueue, name: string): void {
+  const status = -q.unlinkIfSame();
+  if (status === 0 || status === NativeStatus.NotFound) return;
+  if (status === NativeStatus.Replaced) {
+    throw new SharedMemoryError(
+      'ERR_QUEUE_REPLACED',
+      `queue ${name} was not removed: its name now refers to another queue than the one this handle opened (created after it was removed); this handle was released. Use SageQueue.destroy(${JSON.stringify(name)}) to remove the new one`,
+      name,
+    );
+  }
+  throw statusError(status, name, false);
 }

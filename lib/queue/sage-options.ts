@@ -2,7 +2,7 @@
 import { InvalidArgumentTypeError, InvalidArgumentValueError, describe } from '../errors';
 import { native } from '../native';
 import type { NativeCreateOptions, NativeQueueInfo, NativeStats } from '../native';
-import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
+import { checkBoolean, checkInteger, checkKnownKeys, checkOptions } from '../validate';
 import { DEFAULT_CODEC, codecById, codecByName } from './codecs';
 import { openRecordCodec } from './record-codec';
 import { structureTablePath } from './structure-log';
@@ -16,7 +16,7 @@ export interface SageQueueOptions {
   maxMessageSize?: number;
   /** Most messages the queue holds (0 = bounded by bytes only). Default 0. */
   maxsize?: number;
-  /** File mode of the segment. Default 0o600 (owner only). */
+  /** File mode of the segment. Default 0o600 (owner only). A mode that lets group or others write (0o020, 0o002) needs `allowSharedMode`. */
   mode?: number;
   /** Message codec, recorded in the segment. Default 'records' (queues created before it keep
    * theirs, e.g. 'v8'). When opening, must match if given. */
@@ -25,7 +25,24 @@ export interface SageQueueOptions {
   spinUs?: number;
   /** How long to wait for a segment that its creator is still initialising. Default 1000 ms. */
   initWaitMs?: number;
+  /**
+   * Users (uids) whose segments this handle may open, besides the caller's own effective uid and
+   * root. Default none: a queue another user created under this name is refused with
+   * ERR_QUEUE_UNTRUSTED_OWNER (that user could read every message and forge new ones). Checked on
+   * the open file (fstat), never on the path. Never taken from a descriptor.
+   */
+  trustedUids?: readonly number[];
+  /**
+   * Accept a segment that its group or others may write (mode & 0o022), and allow creating one.
+   * Default false: such a segment is refused with ERR_QUEUE_SHARED_MODE, since every user it lets
+   * write can read and forge messages and corrupt the queue. Never taken from a descriptor.
+   */
+  allowSharedMode?: boolean;
 }
+
+/** The options that say whom a handle trusts: the caller's own, never a descriptor's. */
+export const TRUST_OPTION_KEYS = ['trustedUids', 'allowSharedMode'] as const;
+export type TrustOptions = Pick<SageQueueOptions, (typeof TRUST_OPTION_KEYS)[number]>;
 
 /** Options of the batch calls. */
 export interface BatchOptions {
@@ -56,7 +73,17 @@ export interface ParsedSageOptions {
   initWaitMs: number;
 }
 
-const OPTION_KEYS = ['capacity', 'maxMessageSize', 'maxsize', 'mode', 'codec', 'spinUs', 'initWaitMs'] as const;
+const OPTION_KEYS = ['capacity', 'maxMessageSize', 'maxsize', 'mode', 'codec', 'spinUs', 'initWaitMs', ...TRUST_OPTION_KEYS] as const;
+
+function parseTrust(opts: SageQueueOptions): { trustedUids?: number[]; allowSharedMode?: boolean } {
+  const out: { trustedUids?: number[]; allowSharedMode?: boolean } = {};
+  if (opts.trustedUids !== undefined) {
+    if (!Array.isArray(opts.trustedUids)) throw new InvalidArgumentTypeError('options.trustedUids', 'an array of uids', opts.trustedUids);
+    out.trustedUids = opts.trustedUids.map((uid, i) => checkInteger(uid, `options.trustedUids[${i}]`, 0, 2 ** 32 - 1));
+  }
+  if (checkBoolean(opts.allowSharedMode, 'options.allowSharedMode', false)) out.allowSharedMode = true;
+  return out;
+}
 
 export function parseSageOptions(options: SageQueueOptions | undefined): ParsedSageOptions {
   const opts = checkOptions<SageQueueOptions>(options);
@@ -71,11 +98,19 @@ export function parseSageOptions(options: SageQueueOptions | undefined): ParsedS
       throw new InvalidArgumentValueError('options.mode must give the owner read and write (0o600)', opts.mode, 'ERR_OUT_OF_RANGE');
     }
   }
+  const trust = parseTrust(opts);
+  if (create.mode !== undefined && (create.mode & 0o022) !== 0 && trust.allowSharedMode !== true) {
+    throw new InvalidArgumentValueError(
+      `options.mode 0o${create.mode.toString(8)} lets group or others write the queue (read and forge its messages); pass allowSharedMode: true to create or open such a queue`,
+      opts.mode,
+      'ERR_QUEUE_SHARED_MODE',
+    );
+  }
   const wanted = opts.codec === undefined ? undefined : codecByName(opts.codec);
   const codec = (wanted ?? codecByName(DEFAULT_CODEC)).id;
   const spinUs = opts.spinUs === undefined ? 50 : checkInteger(opts.spinUs, 'options.spinUs', 0, 1_000_000);
   const initWaitMs = opts.initWaitMs === undefined ? 1000 : checkInteger(opts.initWaitMs, 'options.initWaitMs', 0, 600_000);
-  return { create: { ...create, codec }, wanted, spinUs, initWaitMs };
+  return { create: { ...create, ...trust, codec }, wanted, spinUs, initWaitMs };
 }
 
 /** A queue name the addon accepts (1-200 of [A-Za-z0-9._-], no '..'). */

@@ -14,27 +14,25 @@ import { QueueDescriptor } from './descriptor';
 import type { BoundCodec } from './record-codec';
 import {
   InvalidArgumentTypeError,
-  InvalidArgumentValueError,
   MessageTooLargeError,
   QueueEmptyError,
   QueueFullError,
   QueueReleasedError,
   QueueClosedError,
   SharedMemoryError,
-  describe,
 } from '../errors';
 import { native, NativeStatus, NotifyKind } from '../native';
 import type { NativeQueue, NativeStats } from '../native';
-import { nativeError, statusError } from '../native/errors';
-import { collectGarbage, inspectAllQueues, inspectQueue, unlinkQueue } from './inspect';
+import { statusError } from '../native/errors';
+import { collectGarbage, inspectAllQueues, inspectQueue, unlinkIfSame, unlinkQueue } from './inspect';
 import type { GcOptions, GcResult, QueueInspection } from './inspect';
 import { trackLive, untrackLive } from './live-handles';
 import { NotifyArming } from './notify-arming';
 import type { AsyncWaitOptions, LoadReporting, SyncAndAsyncQueue } from './queue-like';
 import { releaseResolved } from './registry';
-import { sageOpenArgs } from './sage-descriptors';
-import { checkName, codecOfQueue, parseSageOptions } from './sage-options';
-import type { BatchOptions, IterateOptions, OpenMode, SageQueueOptions, SageQueueStats } from './sage-options';
+import { TRUST_OPTION_KEYS, checkName } from './sage-options';
+import { openSegment } from './sage-open';
+import type { BatchOptions, IterateOptions, OpenMode, SageQueueOptions, SageQueueStats, TrustOptions } from './sage-options';
 import { drainUntilClosed, parseWaitOptions, waitArmed } from './skeleton';
 import { BatchWriter } from './batch-writer';
 import { RawBatchReader } from './raw-batch';
@@ -42,7 +40,7 @@ import type { RawBatch } from './raw-batch';
 import { BATCH_MAX, NO_WAIT, SlabReader } from './slab-reader';
 import { checkBoolean, checkInteger, checkKnownKeys, checkOptions, checkSignal, checkTimeoutMs } from '../validate';
 
-export type { BatchOptions, IterateOptions, SageQueueOptions, SageQueueStats } from './sage-options';
+export type { BatchOptions, IterateOptions, SageQueueOptions, SageQueueStats, TrustOptions } from './sage-options';
 
 export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporting, Disposable {
   #q: NativeQueue | null;
@@ -65,36 +63,16 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
    * Use SageQueue.create (must not exist) or SageQueue.open (must exist) to be explicit.
    * Given a `sage_queue` or `shm` QueueDescriptor, opens the segment it names.
    */
-  constructor(descriptor: QueueDescriptor);
+  constructor(descriptor: QueueDescriptor, trust?: TrustOptions);
   constructor(name: string, options?: SageQueueOptions, /** @internal */ mode?: OpenMode);
   constructor(nameOrDescriptor: string | QueueDescriptor, options?: SageQueueOptions, mode: OpenMode = 'openOrCreate') {
-    if (nameOrDescriptor instanceof QueueDescriptor) {
-      if (options !== undefined) {
-        throw new InvalidArgumentTypeError('options', 'absent when opening a descriptor (its metadata carries the options)', options);
-      }
-      ({ name: nameOrDescriptor, options, mode } = sageOpenArgs(nameOrDescriptor));
-    }
-    this.#name = checkName(nameOrDescriptor);
-    const { create, wanted, spinUs, initWaitMs } = parseSageOptions(options);
-    let q: NativeQueue;
-    try {
-      q = new (native().NativeQueue)(this.#name, mode, create, (kind) => this.#onNotify(kind), initWaitMs);
-    } catch (e) {
-      throw nativeError(e, this.#name);
-    }
-    const info = q.info();
-    try {
-      if (info === null) throw new SharedMemoryError('ERR_QUEUE_CORRUPT', `queue ${this.#name} reported no layout`, this.#name);
-      this.#codec = codecOfQueue(this.#name, info, wanted, () => q.stats()?.mode ?? 0o600);
-    } catch (e) {
-      q.release();
-      throw e;
-    }
-    q.setSpinUs(spinUs);
-    this.#q = q;
-    this.#capacity = info.capacity;
-    this.#maxMessageSize = info.maxMessageSize;
-    this.#maxsize = info.maxsize;
+    const opened = openSegment(nameOrDescriptor, options, mode, (kind) => this.#onNotify(kind));
+    this.#name = opened.name;
+    this.#q = opened.q;
+    this.#codec = opened.codec;
+    this.#capacity = opened.info.capacity;
+    this.#maxMessageSize = opened.info.maxMessageSize;
+    this.#maxsize = opened.info.maxsize;
     this.#liveRef = trackLive(this);
   }
 
@@ -103,10 +81,17 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     return new SageQueue<T>(name, options, 'create');
   }
 
-  /** Opens an existing queue; throws SharedMemoryError ERR_QUEUE_NOT_FOUND if there is none. */
-  static open<T = unknown>(name: string, options?: Pick<SageQueueOptions, 'codec' | 'spinUs' | 'initWaitMs'>): SageQueue<T> {
+  /**
+   * Opens an existing queue; throws SharedMemoryError ERR_QUEUE_NOT_FOUND if there is none, and
+   * ERR_QUEUE_UNTRUSTED_OWNER / ERR_QUEUE_SHARED_MODE for a segment another user owns or that
+   * group/other may write (see the trustedUids and allowSharedMode options).
+   */
+  static open<T = unknown>(
+    name: string,
+    options?: Pick<SageQueueOptions, 'codec' | 'spinUs' | 'initWaitMs' | 'trustedUids' | 'allowSharedMode'>,
+  ): SageQueue<T> {
     const opts = checkOptions<SageQueueOptions>(options);
-    checkKnownKeys(opts, ['codec', 'spinUs', 'initWaitMs']);
+    checkKnownKeys(opts, ['codec', 'spinUs', 'initWaitMs', ...TRUST_OPTION_KEYS]);
     return new SageQueue<T>(name, opts, 'open');
   }
 
@@ -442,10 +427,24 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     releaseResolved(this);
   }
 
-  /** Removes the queue's name (handles attached elsewhere keep working) and releases this handle. */
+  /**
+   * Removes the queue's name (handles attached elsewhere keep working) and releases this handle.
+   * The name is removed only if it still refers to the segment this handle opened: if the queue
+   * was removed and another one created under the name since, that one is left alone and
+   * SharedMemoryError ERR_QUEUE_REPLACED is thrown (this handle is released all the same). A name
+   * already gone is not an error. `SageQueue.destroy(name)` removes whatever the name refers to.
+   */
   destroy(): void {
-    SageQueue.destroy(this.#name);
-    this.release();
+    const q = this.#q;
+    if (q === null) {
+      SageQueue.destroy(this.#name); // released already: nothing to compare with, as before
+      return;
+    }
+    try {
+      unlinkIfSame(q, this.#name);
+    } finally {
+      this.release();
+    }
   }
 
   [Symbol.dispose](): void {

@@ -53,6 +53,7 @@ class SageAddon : public Napi::Addon<SageAddon>, public AddonState {
                              InstanceMethod("validName", &SageAddon::ValidName),
                              InstanceMethod("unlink", &SageAddon::Unlink),
                              InstanceMethod("list", &SageAddon::List),
+                             InstanceMethod("collectTemps", &SageAddon::CollectTemps),
                              InstanceMethod("setTestHook", &SageAddon::SetTestHook),
                              InstanceValue("NativeQueue", ctor),
                          });
@@ -73,6 +74,7 @@ class SageAddon : public Napi::Addon<SageAddon>, public AddonState {
     caps.Set("sharedMemory", Napi::Boolean::New(env, true));
     caps.Set("maxHandlesPerQueue", Napi::Number::New(env, sage::kMaxSlots));
     caps.Set("shmPrefix", sage::kShmPrefix);
+    caps.Set("shmTempPrefix", sage::kShmTempPrefix);
 #ifdef SAGE_TEST_HOOKS
     caps.Set("testHooks", Napi::Boolean::New(env, true));
 #else
@@ -139,6 +141,26 @@ class SageAddon : public Napi::Addon<SageAddon>, public AddonState {
     std::vector<std::string> names = sage::Queue::list();
     Napi::Array out = Napi::Array::New(env, names.size());
     for (size_t i = 0; i < names.size(); ++i) out.Set(static_cast<uint32_t>(i), names[i]);
+    return out;
+  }
+
+  // collectTemps(only: string[] | undefined, dryRun: boolean) -> file names of the temporary
+  // names of dead creators, removed unless dryRun (see Queue::collect_stale_temps).
+  Napi::Value CollectTemps(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<std::string> only;
+    const bool filtered = info.Length() > 0 && info[0].IsArray();
+    if (filtered) {
+      Napi::Array a = info[0].As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); ++i) {
+        Napi::Value v = a.Get(i);
+        if (v.IsString()) only.push_back(v.As<Napi::String>().Utf8Value());
+      }
+    }
+    const bool dry_run = info.Length() > 1 && info[1].ToBoolean();
+    std::vector<std::string> files = sage::Queue::collect_stale_temps(filtered ? &only : nullptr, dry_run);
+    Napi::Array out = Napi::Array::New(env, files.size());
+    for (size_t i = 0; i < files.size(); ++i) out.Set(static_cast<uint32_t>(i), files[i]);
     return out;
   }
 

@@ -2,6 +2,10 @@
 // instead of throwing: the TypeScript layer turns statuses into typed errors.
 #include "native_queue.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -71,6 +75,7 @@ Napi::Function NativeQueue::Define(Napi::Env env) {
                          InstanceMethod("info", &NativeQueue::Info),
                          InstanceMethod("setSpinUs", &NativeQueue::SetSpinUs),
                          InstanceMethod("needed", &NativeQueue::Needed),
+                         InstanceMethod("unlinkIfSame", &NativeQueue::UnlinkIfSame),
                      });
 }
 
@@ -95,14 +100,40 @@ NativeQueue::NativeQueue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Nati
   opts.mode = static_cast<uint32_t>(num("mode", 0600));
   opts.codec = static_cast<uint32_t>(num("codec", 0));
   const uint64_t init_wait = info.Length() > 4 && info[4].IsNumber() ? info[4].As<Napi::Number>().Int64Value() : 1000;
+  // Trust: the caller's own options only (the TypeScript layer never takes them from a descriptor).
+  sage::TrustPolicy trust;
+  Napi::Value uids = o.Get("trustedUids");
+  if (uids.IsArray()) {
+    Napi::Array a = uids.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      Napi::Value v = a.Get(i);
+      if (!v.IsNumber()) throw Napi::TypeError::New(env, "options.trustedUids must hold uids (numbers)");
+      const double uid = v.As<Napi::Number>().DoubleValue();
+      if (!(uid >= 0 && uid <= 4294967295.0) || uid != static_cast<double>(static_cast<uint32_t>(uid))) {
+        throw Napi::RangeError::New(env, "options.trustedUids must hold uids (integers 0..2^32-1)");
+      }
+      trust.trusted_uids.push_back(static_cast<uint32_t>(uid));
+    }
+  }
+  trust.allow_shared_mode = o.Get("allowSharedMode").ToBoolean();
   sage::OpenMode mode = mode_s == "create"    ? sage::OpenMode::Create
                         : mode_s == "open"    ? sage::OpenMode::Open
                         : mode_s == "inspect" ? sage::OpenMode::Inspect
                                               : sage::OpenMode::OpenOrCreate;
   int err = 0;
-  sage::Status s = sage::Queue::open(name, mode, opts, &q_, &err, init_wait);
+  sage::Status s = sage::Queue::open(name, mode, opts, &q_, &err, init_wait, trust);
   if (s != sage::Status::Ok) {
-    std::string msg = std::string(sage::status_message(s)) + " (queue " + name + ")";
+    std::string msg = std::string(sage::status_message(s)) + " (queue " + name;
+    struct stat st;
+    if ((s == sage::Status::UntrustedOwner || s == sage::Status::SharedMode) &&
+        stat(("/dev/shm/" + std::string(sage::kShmPrefix) + name).c_str(), &st) == 0) {
+      // For the message only (the decision was made on the descriptor the core opened).
+      char detail[96];
+      snprintf(detail, sizeof detail, ": owner uid %u, mode 0%o; this process runs as uid %u", static_cast<unsigned>(st.st_uid),
+               static_cast<unsigned>(st.st_mode & 07777), static_cast<unsigned>(geteuid()));
+      msg += detail;
+    }
+    msg += ")";
     if (err != 0) msg += ": " + std::string(strerror(err));
     throw MakeError(env, sage::status_code(s), msg, err);
   }
@@ -359,6 +390,15 @@ Napi::Value NativeQueue::IsReleased(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), !Usable(info));
 }
 
+// unlinkIfSame() -> 0, or -status (NotFound: the name is gone; Replaced: it refers to another
+// segment now, which was left alone).
+Napi::Value NativeQueue::UnlinkIfSame(const Napi::CallbackInfo& info) {
+  if (!Usable(info)) return Napi::Number::New(info.Env(), neg(sage::Status::InvalidArgument));
+  int err = 0;
+  const sage::Status st = q_->unlink_if_same(&err);
+  return Napi::Number::New(info.Env(), st == sage::Status::Ok ? 0 : neg(st));
+}
+
 Napi::Value NativeQueue::Needed(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(needed_));
 }
@@ -413,6 +453,10 @@ Napi::Value NativeQueue::Stats(const Napi::CallbackInfo& info) {
   o.Set("createdMs", Napi::Number::New(env, static_cast<double>(s.created_ns) / 1e6));
   o.Set("nonce", Napi::String::New(env, std::to_string(s.nonce)));
   o.Set("closed", Napi::Boolean::New(env, s.closed));
+  o.Set("fileUid", n(s.file_uid));
+  o.Set("fileMode", n(s.file_mode));
+  if (s.trust == sage::Status::Ok) o.Set("untrusted", env.Null());
+  else o.Set("untrusted", Napi::String::New(env, sage::status_code(s.trust)));
   Napi::Array procs = Napi::Array::New(env, s.slots.size());
   for (size_t i = 0; i < s.slots.size(); ++i) {
     const sage::SlotInfo& si = s.slots[i];

@@ -75,6 +75,7 @@ class NativeQueue : public Napi::ObjectWrap<NativeQueue> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value SetSpinUs(const Napi::CallbackInfo& info);
   Napi::Value Needed(const Napi::CallbackInfo& info);
+  Napi::Value UnlinkIfSame(const Napi::CallbackInfo& info);
 
   void EnsureTsfn(Napi::Env env);
   void UpdateRef(Napi::Env env);

@@ -4,7 +4,10 @@
 
 #include <unistd.h>
 
+#include <atomic>
+
 #include <cerrno>
+#include <mutex>
 
 #include "futex.h"
 
@@ -54,6 +57,25 @@ bool check_and_reap(Header* hdr, uint32_t index) {
   return false;  // ENOTRECOVERABLE or garbage: nobody alive to wait for
 }
 }  // namespace
+
+namespace {
+std::atomic<uint64_t> g_fork_generation{0};
+std::once_flag g_fork_watch;
+// Runs in the child of every fork() (only the forking thread exists there): no handle attached
+// before this point is the child's own.
+void on_fork_child() { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
+}  // namespace
+
+void watch_forks() {
+  std::call_once(g_fork_watch, [] {
+    // Fails only with ENOMEM: then forks go unnoticed on the data path, and release() still
+    // leaves the parent's slot alone (it compares getpid()).
+    (void)pthread_atfork(nullptr, nullptr, on_fork_child);
+  });
+}
+
+// Relaxed: the counter changes only in a new child, before any of its threads exist.
+uint64_t fork_generation() { return g_fork_generation.load(std::memory_order_relaxed); }
 
 bool init_robust_mutex(pthread_mutex_t* m) {
   pthread_mutexattr_t a;

@@ -43,6 +43,16 @@ void release_slot(Header* hdr, uint32_t index);
 enum class [[nodiscard]] SlotLiveness { Alive, Dead };
 [[nodiscard]] SlotLiveness probe_slot(Header* hdr, uint32_t index);
 
+// fork() detection. A handle belongs to the process that attached it: its slot's `alive` mutex
+// is held by a thread of that process, and a forked child inherits the mapping but not the lock.
+// The generation counts the forks this process is a child of (incremented in the child by a
+// pthread_atfork handler, installed by the first watch_forks()): a handle compares it with the
+// value it saw when attaching, which costs one relaxed load instead of a getpid() system call on
+// every operation. A child made without the atfork handlers (a raw clone(), _Fork()) is still
+// caught where it matters most, in release(), which compares getpid() as well.
+void watch_forks();
+[[nodiscard]] uint64_t fork_generation();
+
 // Reaps every active slot whose process died and that still counts waiters (the waiter heal).
 // `self_owner` is the caller's own stamp, never probed.
 void reap_dead_waiters(Header* hdr, uint32_t self_owner);

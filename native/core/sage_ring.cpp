@@ -30,7 +30,7 @@ constexpr uint64_t kMaxSleepNs = 100000000;  // 100 ms
 constexpr uint64_t kHealIntervalNs = 10000000;
 }  // namespace
 
-static_assert(kLastStatus == Status::Initialising, "SAGE_STATUSES lists every status, the last one last");
+static_assert(kLastStatus == Status::Replaced, "SAGE_STATUSES lists every status, the last one last");
 
 const char* status_name(Status s) {
   switch (s) {
@@ -66,6 +66,10 @@ const char* status_code(Status s) {
     case Status::Corrupt: return "ERR_QUEUE_CORRUPT";
     case Status::SystemError: return "ERR_SYSTEM";
     case Status::Initialising: return "ERR_QUEUE_INITIALISING";
+    case Status::Forked: return "ERR_QUEUE_FORKED";
+    case Status::UntrustedOwner: return "ERR_QUEUE_UNTRUSTED_OWNER";
+    case Status::SharedMode: return "ERR_QUEUE_SHARED_MODE";
+    case Status::Replaced: return "ERR_QUEUE_REPLACED";
   }
   return "ERR_UNKNOWN";
 }
@@ -96,6 +100,16 @@ const char* status_message(Status s) {
     case Status::Corrupt: return "the queue's shared memory failed a consistency check";
     case Status::SystemError: return "a system call failed";
     case Status::Initialising: return "the segment is still being initialised by its (live) creator; try again";
+    case Status::Forked:
+      return "this handle was attached by the parent of this forked process: open the queue again in the child";
+    case Status::UntrustedOwner:
+      return "the queue's segment is owned by another user, who could read and forge its messages; list that "
+             "user's uid in the trustedUids option to open it anyway";
+    case Status::SharedMode:
+      return "the queue's segment is writable by its group or by others, who could read and forge its messages; "
+             "pass allowSharedMode: true to open it anyway";
+    case Status::Replaced:
+      return "the queue's name now refers to another segment than the one this handle opened; it was not removed";
   }
   return "unknown status";
 }
@@ -109,7 +123,8 @@ void Queue::release() {
   if (hdr_ == nullptr) return;
   if (attached_) {
     attached_ = false;
-    release_slot(hdr_, slot_);
+    // A forked child inherits the mapping, not the slot: freeing it would free the parent's.
+    if (!forked() && getpid() == pid_) release_slot(hdr_, slot_);
   }
   munmap(hdr_, map_size_);
   hdr_ = nullptr;
@@ -303,6 +318,7 @@ void Queue::heal_waiters() {
 Status Queue::try_put(const Slice* msgs, size_t n, size_t* written) {
   *written = 0;
   if (hdr_ == nullptr || !attached_) return Status::InvalidArgument;
+  if (forked()) return Status::Forked;
   if (n == 0) return Status::Ok;
   for (size_t i = 0; i < n; ++i) {
     if (msgs[i].length > max_msg_) return Status::TooLarge;  // before anything is written
@@ -403,6 +419,7 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
   *got = 0;
   if (needed) *needed = 0;
   if (hdr_ == nullptr || !attached_) return Status::InvalidArgument;
+  if (forked()) return Status::Forked;
   if (max == 0) return Status::Ok;
   {
     // Lock-free look first: an empty queue costs two loads, no lock.
@@ -618,10 +635,12 @@ Status Queue::wait_on(bool for_data, uint64_t bytes, int64_t timeout_ms, const s
 }
 
 Status Queue::wait_readable(int64_t timeout_ms, const std::atomic<bool>* cancel) {
+  if (forked()) return Status::Forked;  // its waiter counts would land in the parent's slot
   return wait_on(true, 0, timeout_ms, cancel);
 }
 
 Status Queue::wait_writable(uint64_t bytes, int64_t timeout_ms, const std::atomic<bool>* cancel) {
+  if (forked()) return Status::Forked;
   if (bytes > max_msg_) return Status::TooLarge;
   return wait_on(false, bytes, timeout_ms, cancel);
 }
@@ -680,7 +699,8 @@ Status Queue::get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, s
 // Close, size, stats
 
 void Queue::close() {
-  if (hdr_ == nullptr || !attached_) return;
+  // A forked child's inherited handle closes nothing (like every other use of it, see forked()).
+  if (hdr_ == nullptr || !attached_ || forked()) return;
   // Under the producer lock, so no put is between its closed-check (made under that lock) and
   // its claim. Gets need no lock: they report Closed only once head has caught up with a tail
   // re-read after seeing `closed`.
@@ -736,6 +756,9 @@ Stats Queue::stats() {
   s.created_ns = hdr_->created_ns;
   s.nonce = hdr_->nonce;
   s.closed = closed();
+  s.file_uid = file_uid_;
+  s.file_mode = file_mode_;
+  s.trust = trust_;
   for (uint32_t i = 0; i < kMaxSlots; ++i) {
     ProcessSlot& slot = hdr_->slots[i];
     if (slot.state.load(std::memory_order_acquire) != kSlotActive) continue;
@@ -748,6 +771,10 @@ Stats Queue::stats() {
     info.space_waiters = slot.space_waiters.load(std::memory_order_relaxed);
     if (attached_ && i == slot_) {
       info.alive = true;
+    } else if (trust_ != Status::Ok) {
+      // An untrusted segment is mapped read-only, and locking a mutex someone else wrote would
+      // put it on this thread's robust list: no probing, the slot is reported not alive.
+      info.alive = false;
     } else {
       // Probe without reaping, so a dead process stays visible (e.g. to `sage-queue ls`) until
       // the data path or `gc` cleans it up.

@@ -5,10 +5,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <sys/stat.h>
+#include <sys/types.h>
 #include <string>
 #include <vector>
 
 #include "layout.h"
+#include "liveness.h"
 
 namespace sage {
 
@@ -35,7 +38,11 @@ namespace sage {
   X(PermissionDenied)                                                                             \
   X(Corrupt)          /* a record or cursor failed a bounds check */                              \
   X(SystemError)                                                                                  \
-  X(Initialising)     /* its creator is alive and still initialising it (try again) */
+  X(Initialising)     /* its creator is alive and still initialising it (try again) */            \
+  X(Forked)           /* the handle was attached by the parent of this forked process */        \
+  X(UntrustedOwner)   /* the segment is owned by a user the opener does not trust */             \
+  X(SharedMode)       /* the segment is writable by group/other and the opener did not allow it */ \
+  X(Replaced)         /* the name now refers to another segment than the one this handle opened */
 
 // [[nodiscard]] on the type: a Status returned by any function must be looked at.
 enum class [[nodiscard]] Status : int {
@@ -64,6 +71,19 @@ struct CreateOptions {
   uint32_t codec = 0;
 };
 
+// Whom an opener trusts (checked on the open descriptor with fstat, before anything is read).
+// The segment's owner must be the caller's effective uid, root (who can read and write any
+// process's memory anyway), or one of `trusted_uids`; and a segment that group or other may write
+// is refused unless `allow_shared_mode`. A segment the caller creates is its own: not checked.
+struct TrustPolicy {
+  std::vector<uint32_t> trusted_uids;
+  bool allow_shared_mode = false;
+};
+
+// Ok when `st` (the fstat of an open segment) passes `policy`; else UntrustedOwner, SharedMode,
+// or NotOurs for something that is not a regular file.
+[[nodiscard]] Status check_trust(const struct stat& st, const TrustPolicy& policy);
+
 struct SlotInfo {
   uint32_t index;
   int32_t pid;
@@ -81,6 +101,11 @@ struct Stats {
   uint32_t data_waiters, space_waiters, codec, mode;
   uint64_t created_ns, nonce;
   bool closed;
+  // From fstat of the file (not from the segment, which its writers control): owner and mode.
+  uint32_t file_uid, file_mode;
+  // Ok, or why the default trust policy refuses the segment (Inspect only: opening refuses it).
+  // An untrusted segment is mapped read-only and its slots are not probed: `alive` is false.
+  Status trust;
   std::vector<SlotInfo> slots;
 };
 
@@ -97,6 +122,8 @@ enum class OpenMode { Create, Open, OpenOrCreate, Inspect };
 [[nodiscard]] bool valid_queue_name(const std::string& name);
 std::string shm_name_for(const std::string& name);   // "/sageq.<name>"
 extern const char* const kShmPrefix;                  // "sageq."
+// Temporary names of segments being created: "sageq-tmp.<16 hex>.<name>" (list() ignores them).
+extern const char* const kShmTempPrefix;              // "sageq-tmp."
 
 // One attached handle. A handle's put/get calls must come from one thread at a time (give each
 // thread its own handle); wait_readable, wait_writable, wake_all, qsize and stats may be called
@@ -104,17 +131,35 @@ extern const char* const kShmPrefix;                  // "sageq."
 class Queue {
  public:
   // Creates and/or attaches. On failure returns the status and sets *sys_errno when relevant.
+  // Creation is atomic: the segment is built and initialised under a private temporary name
+  // (kShmTempPrefix) and then link()ed to its name without replacing, so a name only ever
+  // refers to a complete segment; when the name is taken, the existing queue wins (OpenOrCreate
+  // then opens it). Opening checks `trust` (see TrustPolicy) on the descriptor; Inspect maps an
+  // untrusted segment read-only and reports the refusal in stats().trust instead.
   [[nodiscard]] static Status open(const std::string& name, OpenMode mode, const CreateOptions& opts,
-                     std::unique_ptr<Queue>* out, int* sys_errno, uint64_t init_wait_ms = 1000);
+                     std::unique_ptr<Queue>* out, int* sys_errno, uint64_t init_wait_ms = 1000,
+                     const TrustPolicy& trust = TrustPolicy{});
+  // Removes the name, whatever segment it refers to now.
   [[nodiscard]] static Status unlink(const std::string& name, int* sys_errno);
-  // Names (without prefix) of every sage-queue segment in /dev/shm.
+  // Names (without prefix) of every sage-queue segment in /dev/shm (temporary names excluded).
   static std::vector<std::string> list();
+  // Temporary names left by creators that died before linking their segment into place (their
+  // lock is free), optionally only those for the queues in `only`; removed unless dry_run.
+  // Returns the file names (in /dev/shm) found (dry_run) or removed.
+  static std::vector<std::string> collect_stale_temps(const std::vector<std::string>* only, bool dry_run);
+
+  // Removes the name only if it still refers to the segment this handle opened (same device and
+  // inode): Replaced when it now refers to another one (nothing removed), NotFound when it is
+  // gone. Between the check and the unlink another process could still swap the name (a window
+  // of one system call): removing a name by inode is not something POSIX offers.
+  [[nodiscard]] Status unlink_if_same(int* sys_errno) const;
 
   ~Queue();
   Queue(const Queue&) = delete;
   Queue& operator=(const Queue&) = delete;
 
-  // Detaches: stops using the segment and frees this handle's slot. Idempotent.
+  // Detaches: stops using the segment and frees this handle's slot. Idempotent. In a child forked
+  // after the handle attached, only unmaps: the slot stays the parent's.
   void release();
   bool released() const { return hdr_ == nullptr; }
   bool attached() const { return attached_; }
@@ -158,7 +203,14 @@ class Queue {
 
  private:
   Queue() = default;
+  // True in a child forked after this handle attached: the slot, its liveness lock and its waiter
+  // counts belong to the parent, so the child must neither use nor release them.
+  bool forked() const { return fork_gen_ != fork_generation(); }
   [[nodiscard]] Status attach_slot();  // claims a slot (liveness.h) for this handle
+  // Creates the segment under a temporary name and links it to `name` (see open()).
+  [[nodiscard]] static Status create_linked(const std::string& name, const CreateOptions& opts, uint64_t cap,
+                                            uint64_t max_msg, std::unique_ptr<Queue>* out, int* sys_errno);
+  void set_identity(const struct stat& st, Status trust);  // records what fstat said at open
   void lock_prod();
   void lock_cons();
   void unlock_prod();
@@ -187,6 +239,12 @@ class Queue {
   uint64_t cap_ = 0, mask_ = 0, max_msg_ = 0, maxsize_ = 0;
   uint32_t slot_ = 0, owner_ = 0;
   bool attached_ = false;
+  dev_t dev_ = 0;      // the segment this handle opened (fstat of its descriptor)
+  ino_t ino_ = 0;
+  uint32_t file_uid_ = 0, file_mode_ = 0;
+  Status trust_ = Status::Ok;  // Inspect only: why the segment is untrusted (read-only mapping)
+  uint64_t fork_gen_ = 0;  // fork_generation() when this handle attached
+  pid_t pid_ = 0;          // the attaching process (release() double-checks with getpid())
   uint64_t spin_ns_ = 50000;
   std::string name_;
   std::vector<uint64_t> taken_;  // positions of the records one try_get took

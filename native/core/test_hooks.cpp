@@ -15,7 +15,8 @@ const struct {
 } kHookNames[] = {{"none", HookPoint::None},           {"after-claim", HookPoint::AfterClaim},
                   {"mid-copy", HookPoint::MidCopy},     {"before-commit", HookPoint::BeforeCommit},
                   {"after-take", HookPoint::AfterTake}, {"mid-read", HookPoint::MidRead},
-                  {"in-prod-lock", HookPoint::InProdLock}, {"in-cons-lock", HookPoint::InConsLock}};
+                  {"in-prod-lock", HookPoint::InProdLock}, {"in-cons-lock", HookPoint::InConsLock},
+                  {"mid-create", HookPoint::MidCreate}};
 }  // namespace
 
 namespace detail {

@@ -6,7 +6,9 @@
 //
 // Input layout: the first byte picks a mode, the rest is read by `Reader` (short inputs read as
 // zeros, so every prefix is a valid input):
-//   0  raw file      the bytes become the whole segment file; open it as Open/Inspect/OpenOrCreate
+//   0  raw file      the bytes become the whole segment file, with a fuzzed file mode, owner (root
+//                    runs only) and trust policy; open it as Open/Inspect/OpenOrCreate: a segment
+//                    the policy refuses is refused before its bytes count (Inspect: read-only)
 //   1  header patch  a valid empty segment image with patches applied (raw bytes, named fields,
 //                    slot fields), then written to the file and opened; on success, data-path ops
 //   2  records       a real queue is created and used, then its data area, cursors, journals and
@@ -547,14 +549,45 @@ void mode_raw(Reader& r) {
   write_file(name, bytes, n < size ? n : static_cast<size_t>(size), size);
   const OpenMode modes[] = {OpenMode::Open, OpenMode::Inspect, OpenMode::OpenOrCreate};
   const OpenMode mode = modes[(flags >> 1) % 3];
+  // Trust: the file's owner and mode, and the opener's policy, are fuzzed too. The refusal is
+  // decided on the descriptor before anything is read, so it must win over whatever the bytes say
+  // (except for Inspect, which maps read-only, reports the refusal and probes no slot).
+  const uint8_t trustbits = r.u8();
+  const std::string path = path_for(name);
+  const mode_t fmode = 0600 | ((trustbits & 1) ? 020 : 0) | ((trustbits & 2) ? 002 : 0) | ((trustbits & 4) ? 044 : 0);
+  if (chmod(path.c_str(), fmode) != 0) fail("chmod: %s", strerror(errno));
+  const bool foreign = (trustbits & 8) != 0 && geteuid() == 0;
+  if (foreign && chown(path.c_str(), 65534, 65534) != 0) fail("chown: %s", strerror(errno));
+  sage::TrustPolicy policy;
+  policy.allow_shared_mode = (trustbits & 16) != 0;
+  if (trustbits & 32) policy.trusted_uids = {65534};
+  if (trustbits & 64) policy.trusted_uids.push_back(static_cast<uint32_t>(r.u32()));
+  Status refusal = Status::Ok;
+  if (foreign && !(trustbits & 32)) refusal = Status::UntrustedOwner;
+  else if ((fmode & 022) != 0 && !policy.allow_shared_mode) refusal = Status::SharedMode;
   std::unique_ptr<Queue> q;
   int err = 0;
   sage::CreateOptions o;
   o.capacity = 4096;
-  Status s = Queue::open(name, mode, o, &q, &err, 0);
-  expect(s, {Status::Ok, Status::Corrupt, Status::VersionMismatch, Status::NotOurs, Status::NotInitialised, Status::Initialising, Status::NoSlots},
+  Status s = Queue::open(name, mode, o, &q, &err, 0, policy);
+  if (refusal != Status::Ok && mode != OpenMode::Inspect && s != refusal) {
+    fail("open (raw) of an untrusted segment returned %s, not %s", sage::status_code(s), sage::status_code(refusal));
+  }
+  expect(s, {Status::Ok, Status::Corrupt, Status::VersionMismatch, Status::NotOurs, Status::NotInitialised, Status::Initialising, Status::NoSlots,
+             Status::UntrustedOwner, Status::SharedMode},
          "open (raw)");
   if (s == Status::Ok) {
+    if (mode == OpenMode::Inspect) {
+      // Inspect reports `policy`'s verdict in stats().trust instead of refusing.
+      const sage::Stats st = q->stats();
+      if (st.file_mode != static_cast<uint32_t>(fmode)) fail("stats: file mode %o, expected %o", st.file_mode, fmode);
+      if (st.trust != refusal) fail("stats: trust %s, expected %s", sage::status_code(st.trust), sage::status_code(refusal));
+      if (st.trust != Status::Ok) {
+        for (const sage::SlotInfo& slot : st.slots) {
+          if (slot.alive) fail("stats of an untrusted segment probed slot %u", slot.index);
+        }
+      }
+    }
     check_stats(q.get());
     q->release();
   }

@@ -449,7 +449,7 @@ describe('sage-queue gc (in a private /dev/shm)', () => {
 
     const { r, value } = await cliJson<unknown>(['gc', '--dry-run'], ns);
     expect(r.code, r.stderr).toBe(0);
-    expect(value).toEqual({ removed: [], candidates: [dead] });
+    expect(value).toEqual({ removed: [], candidates: [dead], temps: [] });
     expect(await names(ns)).toEqual([dead, idle, live]);
   });
 
@@ -490,7 +490,7 @@ describe('sage-queue gc (in a private /dev/shm)', () => {
     await killedOwner(dead2, 1, ns);
     const { r, value } = await cliJson<unknown>(['gc', '--yes'], ns);
     expect(r.code, r.stderr).toBe(0);
-    expect(value).toEqual({ removed: [dead2], failed: [] });
+    expect(value).toEqual({ removed: [dead2], failed: [], temps: [] });
     const { value: after } = await cliJson<QueueView[]>(['ls'], ns);
     expect(after.map((v) => v.name)).toEqual([idle, live]);
     expect(after.find((v) => v.name === live)?.stats?.processes).toEqual([expect.objectContaining({ pid: livePid, alive: true })]);
@@ -504,7 +504,7 @@ describe('sage-queue gc (in a private /dev/shm)', () => {
     expect(dry.code, dry.stderr).toBe(0);
     expect(dry.stdout).toBe(`would remove:\n  ${dead} (5 messages; processes ${deadPid}(creator+producer,DEAD))\n  ${idle} (3 messages; no process attached)\n`);
     const { value: dryJson } = await cliJson<unknown>(['gc', '--dry-run', '--include-idle'], ns);
-    expect(dryJson).toEqual({ removed: [], candidates: [dead, idle] });
+    expect(dryJson).toEqual({ removed: [], candidates: [dead, idle], temps: [] });
 
     const human = await cli(['gc', '--yes', '--include-idle'], ns);
     expect(human.code, human.stderr).toBe(0);
@@ -515,7 +515,7 @@ describe('sage-queue gc (in a private /dev/shm)', () => {
     expect((await (await owner(idle2, 1, 'release', ns)).closed).code).toBe(0);
     const { r, value } = await cliJson<unknown>(['gc', '--yes', '--include-idle'], ns);
     expect(r.code, r.stderr).toBe(0);
-    expect(value).toEqual({ removed: [idle2], failed: [] });
+    expect(value).toEqual({ removed: [idle2], failed: [], temps: [] });
     expect(await names(ns)).toEqual([live]);
   });
 
@@ -541,7 +541,7 @@ describe('sage-queue gc (in a private /dev/shm)', () => {
     const { value: view } = await cliJson<QueueView>(['stat', name], ns);
     expect(view.error?.code).toBe('ERR_QUEUE_NOT_INITIALISED');
     const { value: dry } = await cliJson<unknown>(['gc', '--dry-run'], ns);
-    expect(dry).toEqual({ removed: [], candidates: [name] });
+    expect(dry).toEqual({ removed: [], candidates: [name], temps: [] });
     const human = await cli(['gc', '--yes'], ns);
     expect(human.code, human.stderr).toBe(0);
     expect(human.stdout).toBe(`removed ${name}\n`);

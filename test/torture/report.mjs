@@ -35,6 +35,31 @@ What is measured:
   runs puts, gets, waits and stats against arbitrary records, cursors and journals in an attached
   segment, under ASan and UBSan. Lock words are kept valid (unlocked, owner-died or held by a live
   thread); see native/fuzz/fuzz_queue.cpp for why.
+
+## Trust and hostile neighbours (what the tests check; not measured)
+
+- **Who may open a queue.** The opening user, root, and the uids the caller lists in
+  \`trustedUids\`; a segment writable by group/other only with \`allowSharedMode\`. Checked with
+  \`fstat\` on the open descriptor. Tested with a real other user: \`nobody\` (via \`setpriv\`) creates a
+  0666 segment under the name, and root's \`new SageQueue(name)\` and \`SageQueue.open(name)\` refuse
+  it (\`ERR_QUEUE_UNTRUSTED_OWNER\`), attaching only with both opt-ins; \`ls\`/\`stat\` show it as
+  \`UNTRUSTED\` without probing it and \`gc\` leaves it. Descriptors never carry trust options.
+- **What a hostile writer can still do.** Whoever may write the segment (the owning user's
+  processes, root, and the users \`allowSharedMode\` admits) can read and forge messages, corrupt
+  the ring, leave a lock word "held" forever, truncate the file or remove the name. Corrupted
+  lengths, offsets and records give \`ERR_QUEUE_CORRUPT\` or skipped records, never an out-of-bounds
+  access (fuzzed, with fuzzed file owner, mode and trust policy as well); lock words are trusted.
+  Trust checks keep *other* users out; they do not make the queue safe against its own owner.
+- **Creation races.** Creation is atomic (built under \`sageq-tmp.<hex>.<name>\`, then \`link()\`ed
+  into place): tests race 4 processes over 400 fresh names (no failure, one queue per name), run
+  \`gc\` and openers (\`initWaitMs\` 1000 and 0) right behind a creating process (never a half-made
+  queue, nothing removed), and SIGKILL a creator mid-creation (only a temporary name is left, and
+  \`gc\` removes it).
+- **Stale handles.** A handle's \`destroy()\` removes the name only while it refers to the
+  handle's own segment (\`ERR_QUEUE_REPLACED\` otherwise), tested with a real re-creation by another
+  process.
+- **fork().** A forked child's inherited handle is refused (\`ERR_QUEUE_FORKED\`) and releasing it
+  leaves the parent's slot (ctest with real \`fork()\` and a raw fork system call).
 `;
 
 function fmt(n, digits = 0) {
