@@ -209,3 +209,84 @@ describe('scripts/ensure-tools.sh, redis-server missing unless said otherwise', 
     expect(s.calls()).toEqual([]);
   });
 });
+
+describe('scripts/ensure-tools.sh, the arm64 Node row (unpacked into a sysroot, never installed)', () => {
+  const DEBS = [
+    'nodejs:arm64',
+    'libnode108:arm64',
+    'libc6:arm64',
+    'libgcc-s1:arm64',
+    'libstdc++6:arm64',
+    'libbrotli1:arm64',
+    'libc-ares2:arm64',
+    'libicu72:arm64',
+    'libnghttp2-14:arm64',
+    'libssl3:arm64',
+    'libuv1:arm64',
+    'zlib1g:arm64',
+    'node-acorn',
+    'node-cjs-module-lexer',
+    'node-undici',
+    'node-busboy',
+    'node-xtend',
+  ];
+
+  /** Stub apt-get (download writes one fake .deb per package), dpkg (no foreign arch yet) and dpkg-deb. */
+  function sysrootStubs() {
+    const s = stubs({ sudo: 'absent' });
+    const log = join(s.bin, '..', 'calls.log');
+    writeExecutable(join(s.bin, 'apt-get'), [
+      '#!/bin/sh',
+      `echo "uid=$(id -u) DEBIAN_FRONTEND=$DEBIAN_FRONTEND apt-get $*" >> "${log}"`,
+      'if [ "$1" = download ]; then',
+      '  for p in "$@"; do case "$p" in -*|download|APT::*) ;; *) n="${p%%:*}"; : > "${n}_1_all.deb" ;; esac; done',
+      'fi',
+      'exit 0',
+    ]);
+    writeExecutable(join(s.bin, 'dpkg'), ['#!/bin/sh', `echo "dpkg $*" >> "${log}"`, 'exit 0']);
+    writeExecutable(join(s.bin, 'dpkg-deb'), [
+      '#!/bin/sh',
+      `echo "dpkg-deb $1 $(basename "$2")" >> "${log}"`,
+      'case "$(basename "$2")" in nodejs_*) mkdir -p "$3/usr/bin" && : > "$3/usr/bin/node" ;; esac',
+      'exit 0',
+    ]);
+    const sysroot = join(s.bin, '..', 'cache', 'arm64-node');
+    return { ...s, sysroot, env: { ...s.env, SAGE_ARM64_SYSROOT: sysroot } };
+  }
+
+  it.skipIf(!IS_ROOT)(
+    'as root it adds the arm64 architecture, runs apt-get update, downloads the arm64 Node and its libraries, unpacks each with dpkg-deb -x, and then finds it present',
+    async () => {
+      const s = sysrootStubs();
+      const r = await run(['bash', script, 'node-arm64'], s.env);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      const calls = s.calls();
+      expect(calls.slice(0, 4)).toEqual([
+        'dpkg --print-foreign-architectures',
+        'dpkg --add-architecture arm64',
+        'uid=0 DEBIAN_FRONTEND=noninteractive apt-get update -q',
+        `uid=0 DEBIAN_FRONTEND= apt-get download -q -o APT::Sandbox::User=root ${DEBS.join(' ')}`,
+      ]);
+      expect(calls.slice(4).sort()).toEqual(
+        DEBS.map((d) => `dpkg-deb -x ${d.split(':')[0]}_1_all.deb`).sort(),
+      );
+      expect(calls.some((c) => / install /.test(c)), 'nothing is installed with apt-get').toBe(false);
+      expect(existsSync(join(s.sysroot, 'usr', 'bin', 'node'))).toBe(true);
+      expect(readFileSync(join(s.sysroot, '.complete'), 'utf8').split('\n').filter((l) => l !== '')).toHaveLength(DEBS.length);
+      expect(readdirSync(join(s.sysroot, '..')), 'no half-done folder is left').toEqual(['arm64-node']);
+
+      const again = await run(['bash', script, 'node-arm64'], s.env);
+      expect(again.code).toBe(0);
+      expect(again.stdout + again.stderr).toBe('');
+      expect(s.calls()).toHaveLength(calls.length);
+    },
+  );
+
+  it('as a user without sudo it exits 1 naming the command to run, and calls nothing', async () => {
+    const s = sysrootStubs();
+    const r = await run([...AS_NOBODY, 'bash', script, 'node-arm64'], s.env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('ensure-tools: missing node-arm64; run: sudo bash scripts/ensure-tools.sh node-arm64\n');
+    expect(s.calls()).toEqual([]);
+  });
+});

@@ -3,7 +3,8 @@
  * no compiler anywhere on its PATH, from CommonJS and from ESM, with and without PREBUILDS_ONLY;
  * the tarball carries its LICENSE and no source map that points at a file it does not ship.
  *
- * Steps: `git clone` of HEAD into a temp folder -> `npm pack` there (its `prepack` runs prebuildify,
+ * Steps: `git clone` of HEAD into a temp folder -> `npm pack` there (its `prepack` runs prebuildify
+ * for linux-x64 and, cross-compiled, for linux-arm64, which test/arm64.test.ts runs under qemu;
  * its `prepare` builds dist/) -> `npm install <tarball>` into an empty project whose PATH starts
  * with fake `cc`/`g++`/`make`/`cmake`/... that only fail loudly.
  *
@@ -147,6 +148,7 @@ describe('the published package loads its shipped prebuilt binary', () => {
   let pkg = { name: '', version: '' };
   let prebuildName = '';
   let prebuildSha = '';
+  let arm64Name = '';
   let tarball = '';
   let tarEntries: string[] = [];
   let unpacked = '';
@@ -190,6 +192,9 @@ describe('the published package loads its shipped prebuilt binary', () => {
     expect(built, 'prebuildify wrote exactly one binary').toHaveLength(1);
     prebuildName = built[0]!;
     prebuildSha = sha256(join(clone, 'prebuilds', platformDir, prebuildName));
+    const arm64 = readdirSync(join(clone, 'prebuilds', 'linux-arm64')).filter((f) => f.endsWith('.node'));
+    expect(arm64, 'prebuild.sh cross-compiled exactly one linux-arm64 binary').toHaveLength(1);
+    arm64Name = arm64[0]!;
     const tgz = readdirSync(packDir).filter((f) => f.endsWith('.tgz'));
     expect(tgz, 'npm pack wrote one tarball').toHaveLength(1);
     tarball = join(packDir, tgz[0]!);
@@ -262,6 +267,7 @@ describe('the published package loads its shipped prebuilt binary', () => {
       'dist/index.mjs',
       'dist/index.d.ts',
       `prebuilds/${platformDir}/${prebuildName}`,
+      `prebuilds/linux-arm64/${arm64Name}`,
       'binding.gyp',
       'CMakeLists.txt',
       'native/core/version.h',
@@ -270,6 +276,13 @@ describe('the published package loads its shipped prebuilt binary', () => {
       expect(files, `tarball lists ${f}`).toContain(f);
     }
     expect([...files].some((f) => /^native\/binding\/.+\.cpp$/.test(f)), 'tarball lists native/binding/*.cpp').toBe(true);
+    expect(
+      [...files].filter((f) => f.startsWith('prebuilds/')).sort(),
+      'the tarball ships linux-x64 and linux-arm64 (glibc) binaries, one each, and nothing else under prebuilds/',
+    ).toEqual([`prebuilds/linux-arm64/${arm64Name}`, `prebuilds/linux-x64/${prebuildName}`].sort());
+    expect(arm64Name).toMatch(/\.glibc\.node$/);
+    const arm64 = readFileSync(join(unpacked, 'package', 'prebuilds', 'linux-arm64', arm64Name));
+    expect(arm64.readUInt16LE(18), 'the linux-arm64 binary is an aarch64 ELF (e_machine 183)').toBe(183);
     for (const f of files) {
       expect(f, 'no build output, dependencies or tarballs in the package').not.toMatch(/^(build[^/]*|node_modules)\/|\.tgz$/);
     }

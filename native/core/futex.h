@@ -47,6 +47,13 @@ inline uint64_t realtime_ns() {
   return static_cast<int>(syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0));
 }
 
-inline void cpu_relax() { __builtin_ia32_pause(); }
+// A spin-wait hint to the CPU (lets the sibling hyper-thread run, saves power). No memory ordering.
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
 
 }  // namespace sage
