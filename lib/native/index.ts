@@ -53,6 +53,10 @@ export enum NativeStatus {
   Corrupt = 18,
   SystemError = 19,
   Initialising = 20,
+  /** A blocking call returned because the process received a signal it has a JS handler for. */
+  Interrupted = 21,
+  /** The segment was truncated under this process; the handle is unusable. */
+  Truncated = 22,
 }
 
 /** Kinds passed to the notify callback (bit flags). Checked against the addon like NativeStatus. */

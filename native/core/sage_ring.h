@@ -35,7 +35,9 @@ namespace sage {
   X(PermissionDenied)                                                                             \
   X(Corrupt)          /* a record or cursor failed a bounds check */                              \
   X(SystemError)                                                                                  \
-  X(Initialising)     /* its creator is alive and still initialising it (try again) */
+  X(Initialising)     /* its creator is alive and still initialising it (try again) */            \
+  X(Interrupted)      /* a blocking call was interrupted (the binding's signal watch) */          \
+  X(Truncated)        /* the segment was shrunk under this process; the handle is unusable */
 
 // [[nodiscard]] on the type: a Status returned by any function must be looked at.
 enum class [[nodiscard]] Status : int {
@@ -129,10 +131,21 @@ class Queue {
   [[nodiscard]] Status try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got,
                  size_t* needed);
 
+  // The non-blocking calls never wait for a lock: when the producer (consumer) lock is held
+  // by another handle (possibly a stopped process) they report Full (Empty), the same outcome
+  // as "would block". A lock in a state pthreads refuses, or held by a thread that does not
+  // exist, is reported as Corrupt.
+
   // --- blocking operations (timeout_ms < 0 = forever) ---
-  [[nodiscard]] Status put(const Slice* msgs, size_t n, size_t* written, int64_t timeout_ms);
+  // The timeout covers waiting for the locks as well (acquired with a timed lock in slices, so
+  // a dead holder is still recovered and a nonexistent one reported). When `cancel` becomes
+  // true (set by another thread, or a signal handler, which should then call wake_all()), the
+  // call returns `cancel_status` (Cancelled or Interrupted) within ~10 ms.
+  [[nodiscard]] Status put(const Slice* msgs, size_t n, size_t* written, int64_t timeout_ms,
+                           const std::atomic<bool>* cancel = nullptr, Status cancel_status = Status::Cancelled);
   [[nodiscard]] Status get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got,
-             size_t* needed, int64_t timeout_ms);
+             size_t* needed, int64_t timeout_ms, const std::atomic<bool>* cancel = nullptr,
+             Status cancel_status = Status::Cancelled);
   // Waits until a get could make progress (or the queue closes), without taking anything.
   [[nodiscard]] Status wait_readable(int64_t timeout_ms, const std::atomic<bool>* cancel);
   // Waits until `bytes` of payload could be put (or the queue closes).
@@ -140,6 +153,9 @@ class Queue {
   // Wakes every waiter of this queue in every process (used to cancel a local wait).
   void wake_all();
 
+  // Closes the queue for every process. Never waits for a data lock: it tries the producer lock
+  // briefly, and when that lock is held (e.g. by a stopped process) it closes anyway; a put
+  // inside its critical section at that moment may still commit (docs/design.md).
   void close();
   bool closed() const;
   uint64_t qsize() const;
@@ -159,10 +175,25 @@ class Queue {
  private:
   Queue() = default;
   [[nodiscard]] Status attach_slot();  // claims a slot (liveness.h) for this handle
-  void lock_prod();
-  void lock_cons();
+  // Lock acquisition (see "Locks" in sage_ring.cpp). deadline_ns: kLockTryOnly = a few trylocks
+  // and no wait; kLockForever = no deadline; else an absolute CLOCK_MONOTONIC time. Returns Ok
+  // (held; a dead holder's journal was recovered), TimedOut (busy: not acquired in time),
+  // Cancelled (cancel became true), or Corrupt (pthreads refused the lock word, or its owner
+  // thread does not exist: never treated as acquired).
+  static constexpr uint64_t kLockTryOnly = 0;
+  static constexpr uint64_t kLockForever = UINT64_MAX;
+  [[nodiscard]] Status lock_prod(uint64_t deadline_ns, const std::atomic<bool>* cancel = nullptr);
+  [[nodiscard]] Status lock_cons(uint64_t deadline_ns, const std::atomic<bool>* cancel = nullptr);
+  [[nodiscard]] Status acquire(pthread_mutex_t* m, bool prod, uint64_t deadline_ns, const std::atomic<bool>* cancel);
+  // Waits (timed, in slices) until the lock is free and gives it back at once: used by readiness
+  // waits, so a waiter does not report "ready" while a stopped process holds the lock.
+  [[nodiscard]] Status await_lock(bool prod, uint64_t deadline_ns, const std::atomic<bool>* cancel);
   void unlock_prod();
   void unlock_cons();
+  [[nodiscard]] Status put_attempt(const Slice* msgs, size_t n, size_t* written, uint64_t lock_deadline,
+                                   const std::atomic<bool>* cancel);
+  [[nodiscard]] Status get_attempt(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got,
+                                   size_t* needed, uint64_t lock_deadline, const std::atomic<bool>* cancel);
   void recover_prod();
   void recover_cons();
   // Is the owner of a record still attached and alive? Reaps its slot if it died (liveness.h).

@@ -15,10 +15,11 @@
 // of modes 1 and 2: the slot table is set in bulk (full tables, dead and stale handles), records
 // are given fuzzed owners (dead or live producers and consumers), and waits really sleep.
 //
-// Lock words. A process that can write arbitrary bytes into a pthread mutex can make any
-// lock-based shared structure block forever (a "held" lock whose owner thread never existed is
-// waited on forever by FUTEX_WAIT). The core therefore trusts lock words, like LMDB trusts its
-// lock file, and this target keeps them valid: after every patch each mutex is re-initialised as
+// Lock words. The core checks the data locks' words (a wrong mutex kind or any pthreads error
+// other than owner-died is Corrupt; a held lock whose owner thread does not exist is reported, not
+// waited on; see native/test/test_lock_faults.cpp), but a garbage word mostly just ends every run
+// at the first lock with Corrupt, hiding the data path behind it. So this target keeps lock words
+// valid: after every patch each mutex is re-initialised as
 // a robust process-shared mutex in one of the states a real process can leave it in -- unlocked,
 // owner died (the kernel's FUTEX_OWNER_DIED bit: the next locker gets EOWNERDEAD and runs the
 // recovery code against the fuzzed journal), or (slot liveness mutexes only) held by a live

@@ -34,7 +34,10 @@ What is measured:
 - **Fuzzing.** A libFuzzer target (native/fuzz/) opens segments built from arbitrary header bytes and
   runs puts, gets, waits and stats against arbitrary records, cursors and journals in an attached
   segment, under ASan and UBSan. Lock words are kept valid (unlocked, owner-died or held by a live
-  thread); see native/fuzz/fuzz_queue.cpp for why.
+  thread) so the fuzzer explores the data path behind them; garbage lock words are handled by the
+  core (a wrong mutex kind or any pthreads error other than owner-died is \`ERR_QUEUE_CORRUPT\`, an
+  owner thread that does not exist is reported instead of waited on) and tested by
+  native/test/test_lock_faults.cpp. See docs/design.md, "When a peer is stopped".
 `;
 
 function fmt(n, digits = 0) {
