@@ -9,7 +9,8 @@
         "native/core/test_hooks.cpp",
         "native/binding/addon.cpp",
         "native/binding/native_queue.cpp",
-        "native/binding/notifier.cpp"
+        "native/binding/notifier.cpp",
+        "native/binding/signal_watch.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

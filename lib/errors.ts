@@ -66,6 +66,19 @@ export class SharedMemoryError extends SageQueueError {
   }
 }
 
+/**
+ * A synchronous blocking call (`get()`, `put()`, `getMany`/`putMany` with `block`) returned early
+ * because the process received a signal it has a listener for (`process.on('SIGINT', ...)`), so
+ * that the listener can run: it runs as soon as the current JavaScript returns to the event loop.
+ * Nothing was taken; a `putMany` says in `written` how many items went in before. Retry the call
+ * if the handler decides to carry on.
+ */
+export class InterruptedError extends SageQueueError {
+  constructor(message = 'the blocking call was interrupted by a signal this process listens for; its listener runs next') {
+    super('ERR_INTERRUPTED', message);
+  }
+}
+
 /** An encoded message is larger than the queue's `maxMessageSize`; nothing was enqueued. */
 export class MessageTooLargeError extends SageQueueError {
   readonly size: number;

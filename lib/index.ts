@@ -6,6 +6,7 @@ installBuiltinQueueTypes();
 export {
   SageQueueError, QueueEmptyError, QueueFullError, QueueClosedError, QueueReleasedError, SharedMemoryError,
   MessageTooLargeError, SerializationError, UnsupportedQueueTypeError, DescriptorError, WouldDeadlockError, RouterDisposedError,
+  InterruptedError,
   InvalidArgumentTypeError, ArgumentRangeError, InvalidArgumentValueError,
 } from './errors';
 export * from './queue';
