@@ -6,6 +6,7 @@
         "native/core/sage_ring.cpp",
         "native/core/segment.cpp",
         "native/core/liveness.cpp",
+        "native/core/fault_guard.cpp",
         "native/core/test_hooks.cpp",
         "native/binding/addon.cpp",
         "native/binding/native_queue.cpp",

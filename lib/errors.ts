@@ -54,7 +54,7 @@ export class QueueReleasedError extends SageQueueError {
  * (ERR_QUEUE_EXISTS, ERR_QUEUE_NOT_FOUND, ERR_NOT_A_SAGE_QUEUE, ERR_LAYOUT_MISMATCH,
  * ERR_QUEUE_NOT_INITIALISED (its creator died while creating it), ERR_QUEUE_INITIALISING (its creator is
  * still creating it: try again), ERR_NO_SHM_SPACE, ERR_PERMISSION_DENIED, ERR_TOO_MANY_HANDLES,
- * ERR_QUEUE_CORRUPT, ERR_SYSTEM); `errno` is set when a system call failed.
+ * ERR_QUEUE_CORRUPT, ERR_QUEUE_TRUNCATED (another process shrank the segment: the handle is unusable), ERR_SYSTEM); `errno` is set when a system call failed.
  */
 export class SharedMemoryError extends SageQueueError {
   readonly queueName: string;

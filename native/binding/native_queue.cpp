@@ -415,7 +415,15 @@ Napi::Value NativeQueue::Info(const Napi::CallbackInfo& info) {
 Napi::Value NativeQueue::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Usable(info)) return env.Null();
+  if (q_->damaged()) {
+    throw MakeError(env, sage::status_code(sage::Status::Truncated),
+                    std::string(sage::status_message(sage::Status::Truncated)) + " (queue " + q_->name() + ")", 0);
+  }
   sage::Stats s = q_->stats();
+  if (q_->damaged()) {  // found while reading the stats
+    throw MakeError(env, sage::status_code(sage::Status::Truncated),
+                    std::string(sage::status_message(sage::Status::Truncated)) + " (queue " + q_->name() + ")", 0);
+  }
   auto n = [&](uint64_t v) { return Napi::Number::New(env, static_cast<double>(v)); };
   Napi::Object o = Napi::Object::New(env);
   o.Set("name", q_->name());

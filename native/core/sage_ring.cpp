@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "fault_guard.h"
 #include "futex.h"
 #include "liveness.h"
 #include "test_hooks.h"
@@ -114,8 +115,33 @@ const char* status_message(Status s) {
 
 Queue::~Queue() { release(); }
 
+bool Queue::damaged() const { return mapping_damaged(guard_); }
+
+// Reads the mapping's last byte: a truncation always removes the end of the file, so this faults
+// (and the fault guard marks the mapping damaged) even when nothing else we touch is past the new
+// end, e.g. an idle queue whose cursors are all in the first page. Slow paths only.
+bool Queue::probe_truncated() const {
+  if (guard_ < 0) return false;
+  (void)static_cast<const volatile uint8_t*>(data_)[cap_ - 1];
+  return damaged();
+}
+
 void Queue::release() {
   if (hdr_ == nullptr) return;
+  if (damaged() && attached_) {
+    // Truncated under us: part of the mapping is private zero pages now, and our slot's liveness
+    // mutex may be among them, still linked in this thread's robust list. Touch nothing and never
+    // unmap it (a later robust lock would write through that link); the kernel frees it at exit.
+    // (An inspecting handle locks nothing: it is unmapped below like any other.)
+    unguard_mapping(guard_);
+    guard_ = -1;
+    attached_ = false;
+    hdr_ = nullptr;
+    data_ = nullptr;
+    return;
+  }
+  unguard_mapping(guard_);
+  guard_ = -1;
   if (attached_) {
     attached_ = false;
     release_slot(hdr_, slot_);
@@ -414,7 +440,10 @@ void Queue::heal_waiters() {
 // Put
 
 Status Queue::try_put(const Slice* msgs, size_t n, size_t* written) {
-  return put_attempt(msgs, n, written, kLockTryOnly, nullptr);
+  if (damaged()) return Status::Truncated;
+  const Status s = put_attempt(msgs, n, written, kLockTryOnly, nullptr);
+  if (s == Status::Full && *written == 0 && probe_truncated()) return Status::Truncated;
+  return damaged() ? Status::Truncated : s;  // what a fault let it read was zeros: discard
 }
 
 Status Queue::put_attempt(const Slice* msgs, size_t n, size_t* written, uint64_t lock_deadline,
@@ -521,7 +550,13 @@ Status Queue::put_attempt(const Slice* msgs, size_t n, size_t* written, uint64_t
 // Get
 
 Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got, size_t* needed) {
-  return get_attempt(dst, dst_cap, lengths, max, got, needed, kLockTryOnly, nullptr);
+  if (damaged()) return Status::Truncated;
+  const Status s = get_attempt(dst, dst_cap, lengths, max, got, needed, kLockTryOnly, nullptr);
+  if (damaged()) {
+    *got = 0;  // copied from zero pages: not messages
+    return Status::Truncated;
+  }
+  return s;
 }
 
 Status Queue::get_attempt(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got, size_t* needed,
@@ -534,9 +569,12 @@ Status Queue::get_attempt(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_
     // Lock-free look first: an empty queue costs two loads, no lock.
     const uint64_t h = hdr_->head.load(std::memory_order_acquire);
     const uint64_t t = hdr_->tail.load(std::memory_order_acquire);
-    if (h == t) return hdr_->closed.load(std::memory_order_acquire) && hdr_->tail.load(std::memory_order_acquire) == h
-                           ? Status::Closed
-                           : Status::Empty;
+    if (h == t) {
+      if (probe_truncated()) return Status::Truncated;
+      return hdr_->closed.load(std::memory_order_acquire) && hdr_->tail.load(std::memory_order_acquire) == h
+                 ? Status::Closed
+                 : Status::Empty;
+    }
   }
   if (taken_.size() < max) taken_.resize(max);
   // Busy reads as Empty (see put_attempt).
@@ -721,7 +759,9 @@ Status Queue::wait_on(bool for_data, uint64_t bytes, int64_t timeout_ms, const s
   const Status not_ready = for_data ? Status::Empty : Status::Full;
   bool stuck = false;
   for (;;) {
+    if (probe_truncated()) return Status::Truncated;
     const Status first = for_data ? readable_now(&stuck) : writable_now(bytes, &stuck);
+    if (damaged()) return Status::Truncated;
     // Ready: but if the lock that the get (put) needs is held, e.g. by a stopped process, the
     // caller's non-blocking retry would only find it busy again. Wait for the lock here (timed,
     // in slices: cancel and the deadline are still honoured).
@@ -792,9 +832,11 @@ Status Queue::put(const Slice* msgs, size_t n, size_t* written, int64_t timeout_
   const uint64_t deadline = timeout_ms < 0 ? kLockForever : start + static_cast<uint64_t>(timeout_ms) * 1000000ull;
   for (;;) {
     if (cancel && cancel->load(std::memory_order_acquire)) return cancel_status;
+    if (damaged()) return Status::Truncated;
     size_t w = 0;
     Status s = put_attempt(msgs + *written, n - *written, &w, deadline, cancel);
     *written += w;
+    if (damaged()) return Status::Truncated;
     if (s == Status::Cancelled) return cancel_status;
     if (s != Status::Full) return s;
     if (monotonic_ns() >= deadline) return Status::Full;
@@ -802,7 +844,7 @@ Status Queue::put(const Slice* msgs, size_t n, size_t* written, int64_t timeout_
     if (ws == Status::Cancelled) return cancel_status;
     if (ws == Status::TimedOut) {
       // One last try without waiting for the lock: space may have come at the very end.
-      s = put_attempt(msgs + *written, n - *written, &w, kLockTryOnly, nullptr);
+      s = try_put(msgs + *written, n - *written, &w);
       *written += w;
       return s;
     }
@@ -816,13 +858,18 @@ Status Queue::get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, s
   const uint64_t deadline = timeout_ms < 0 ? kLockForever : start + static_cast<uint64_t>(timeout_ms) * 1000000ull;
   for (;;) {
     if (cancel && cancel->load(std::memory_order_acquire)) return cancel_status;
+    if (damaged()) return Status::Truncated;
     Status s = get_attempt(dst, dst_cap, lengths, max, got, needed, deadline, cancel);
+    if (damaged()) {
+      *got = 0;
+      return Status::Truncated;
+    }
     if (s == Status::Cancelled) return cancel_status;
     if (s != Status::Empty) return s;
     if (monotonic_ns() >= deadline) return Status::Empty;
     Status ws = wait_on(true, 0, remaining_ms(timeout_ms, start), cancel);
     if (ws == Status::Cancelled) return cancel_status;
-    if (ws == Status::TimedOut) return get_attempt(dst, dst_cap, lengths, max, got, needed, kLockTryOnly, nullptr);
+    if (ws == Status::TimedOut) return try_get(dst, dst_cap, lengths, max, got, needed);
     if (ws != Status::Ok) return ws;
   }
 }
@@ -831,7 +878,7 @@ Status Queue::get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, s
 // Close, size, stats
 
 void Queue::close() {
-  if (hdr_ == nullptr || !attached_) return;
+  if (hdr_ == nullptr || !attached_ || damaged()) return;
   // Normally under the producer lock, so no put is between its closed-check (made under that
   // lock) and its claim. Gets need no lock: they report Closed only once head has caught up with
   // a tail re-read after seeing `closed`. Closing never waits for the lock: when it is busy (a

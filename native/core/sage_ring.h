@@ -119,6 +119,11 @@ class Queue {
   // Detaches: stops using the segment and frees this handle's slot. Idempotent.
   void release();
   bool released() const { return hdr_ == nullptr; }
+  // True once the segment was found truncated under this process (fault_guard.h): every call
+  // then reports Truncated, and release() leaves the damaged mapping in place.
+  bool damaged() const;
+  // Touches the end of the mapping, so a truncation is noticed even by an idle handle.
+  bool probe_truncated() const;
   bool attached() const { return attached_; }
 
   // --- non-blocking operations (also the fast path of the blocking ones) ---
@@ -214,6 +219,7 @@ class Queue {
 
   Header* hdr_ = nullptr;
   uint8_t* data_ = nullptr;
+  int guard_ = -1;  // fault_guard.h registration of the mapping
   size_t map_size_ = 0;
   uint64_t cap_ = 0, mask_ = 0, max_msg_ = 0, maxsize_ = 0;
   uint32_t slot_ = 0, owner_ = 0;

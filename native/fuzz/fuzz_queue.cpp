@@ -422,7 +422,7 @@ void run_ops(Reader& r, Handles& hs, const std::string& name, uint8_t* mapping, 
         int err = 0;
         const OpenMode mode = (r.u8() & 1) ? OpenMode::Open : OpenMode::Inspect;
         Status s = Queue::open(name, mode, sage::CreateOptions{}, &hs.b, &err, 0);
-        expect(s, {Status::Ok, Status::Corrupt, Status::VersionMismatch, Status::NotOurs, Status::NotInitialised, Status::Initialising, Status::NoSlots},
+        expect(s, {Status::Ok, Status::Corrupt, Status::VersionMismatch, Status::NotOurs, Status::NotInitialised, Status::Initialising, Status::NoSlots, Status::Truncated},
                "open (second handle)");
         if (s == Status::Ok && mode == OpenMode::Inspect) {
           check_stats(hs.b.get());
@@ -553,7 +553,7 @@ void mode_raw(Reader& r) {
   sage::CreateOptions o;
   o.capacity = 4096;
   Status s = Queue::open(name, mode, o, &q, &err, 0);
-  expect(s, {Status::Ok, Status::Corrupt, Status::VersionMismatch, Status::NotOurs, Status::NotInitialised, Status::Initialising, Status::NoSlots},
+  expect(s, {Status::Ok, Status::Corrupt, Status::VersionMismatch, Status::NotOurs, Status::NotInitialised, Status::Initialising, Status::NoSlots, Status::Truncated},
          "open (raw)");
   if (s == Status::Ok) {
     check_stats(q.get());
@@ -585,7 +585,7 @@ void mode_header(Reader& r, bool extended) {
   int err = 0;
   const OpenMode mode = (sizeop & 0x80) ? OpenMode::Inspect : OpenMode::Open;
   Status s = Queue::open(name, mode, sage::CreateOptions{}, &hs.a, &err, 0);
-  expect(s, {Status::Ok, Status::Corrupt, Status::VersionMismatch, Status::NotOurs, Status::NotInitialised, Status::Initialising, Status::NoSlots},
+  expect(s, {Status::Ok, Status::Corrupt, Status::VersionMismatch, Status::NotOurs, Status::NotInitialised, Status::Initialising, Status::NoSlots, Status::Truncated},
          "open (header)");
   if (s == Status::Ok) {
     if (mode == OpenMode::Inspect) {
