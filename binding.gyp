@@ -6,10 +6,12 @@
         "native/core/sage_ring.cpp",
         "native/core/segment.cpp",
         "native/core/liveness.cpp",
+        "native/core/fault_guard.cpp",
         "native/core/test_hooks.cpp",
         "native/binding/addon.cpp",
         "native/binding/native_queue.cpp",
-        "native/binding/notifier.cpp"
+        "native/binding/notifier.cpp",
+        "native/binding/signal_watch.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

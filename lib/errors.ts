@@ -11,7 +11,8 @@ export type QueueErrorCode =
   | 'ERR_QUEUE_RELEASED'
   | 'ERR_MESSAGE_TOO_LARGE'
   | 'ERR_SERIALIZATION'
-  | 'ERR_WOULD_DEADLOCK';
+  | 'ERR_WOULD_DEADLOCK'
+  | 'ERR_INTERRUPTED';
 
 /**
  * Codes of SharedMemoryError: what the native core reports about a segment (every code of the
@@ -22,7 +23,8 @@ export const SHARED_MEMORY_ERROR_CODES = [
   'ERR_QUEUE_INITIALISING', 'ERR_NO_SHM_SPACE', 'ERR_PERMISSION_DENIED', 'ERR_TOO_MANY_HANDLES', 'ERR_QUEUE_CORRUPT',
   'ERR_MESSAGE_TOO_LARGE', 'ERR_QUEUE_CLOSED', 'ERR_QUEUE_EMPTY', 'ERR_QUEUE_FULL', 'ERR_BUFFER_TOO_SMALL', 'ERR_CANCELLED',
   'ERR_TIMED_OUT', 'ERR_INVALID_ARG_VALUE', 'ERR_INVALID_QUEUE_NAME', 'ERR_UNKNOWN', 'ERR_SYSTEM',
-  'ERR_QUEUE_FORKED', 'ERR_QUEUE_UNTRUSTED_OWNER', 'ERR_QUEUE_SHARED_MODE', 'ERR_QUEUE_REPLACED',
+  'ERR_QUEUE_FORKED', 'ERR_QUEUE_UNTRUSTED_OWNER', 'ERR_QUEUE_SHARED_MODE', 'ERR_QUEUE_REPLACED', 'ERR_INTERRUPTED',
+  'ERR_QUEUE_TRUNCATED',
 ] as const;
 export type SharedMemoryErrorCode = (typeof SHARED_MEMORY_ERROR_CODES)[number];
 
@@ -129,7 +131,7 @@ export class QueueReleasedError extends SageQueueError {
  * (ERR_QUEUE_EXISTS, ERR_QUEUE_NOT_FOUND, ERR_NOT_A_SAGE_QUEUE, ERR_LAYOUT_MISMATCH,
  * ERR_QUEUE_NOT_INITIALISED (its creator died while creating it), ERR_QUEUE_INITIALISING (its creator is
  * still creating it: try again), ERR_NO_SHM_SPACE, ERR_PERMISSION_DENIED, ERR_TOO_MANY_HANDLES,
- * ERR_QUEUE_CORRUPT, ERR_SYSTEM); `errno` is set when a system call failed.
+ * ERR_QUEUE_CORRUPT, ERR_QUEUE_TRUNCATED (another process shrank the segment: the handle is unusable), ERR_SYSTEM); `errno` is set when a system call failed.
  */
 export class SharedMemoryError extends SageQueueError {
   declare readonly code: SharedMemoryErrorCode;
@@ -139,6 +141,19 @@ export class SharedMemoryError extends SageQueueError {
     super(code, message);
     this.queueName = queueName;
     this.errno = errno;
+  }
+}
+
+/**
+ * A synchronous blocking call (`get()`, `put()`, `getMany`/`putMany` with `block`) returned early
+ * because the process received a signal it has a listener for (`process.on('SIGINT', ...)`), so
+ * that the listener can run: it runs as soon as the current JavaScript returns to the event loop.
+ * Nothing was taken; a `putMany` says in `written` how many items went in before. Retry the call
+ * if the handler decides to carry on.
+ */
+export class InterruptedError extends SageQueueError {
+  constructor(message = 'the blocking call was interrupted by a signal this process listens for; its listener runs next') {
+    super('ERR_INTERRUPTED', message);
   }
 }
 

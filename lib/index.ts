@@ -6,7 +6,7 @@ installBuiltinQueueTypes();
 export {
   SageQueueError, QueueEmptyError, QueueFullError, QueueClosedError, QueueReleasedError, SharedMemoryError,
   MessageTooLargeError, SerializationError, UnsupportedQueueTypeError, DescriptorError, WouldDeadlockError, RouterDisposedError,
-  InvalidArgumentTypeError, ArgumentRangeError, InvalidArgumentValueError, PoolNotReadyError, SHARED_MEMORY_ERROR_CODES,
+  InterruptedError, InvalidArgumentTypeError, ArgumentRangeError, InvalidArgumentValueError, PoolNotReadyError, SHARED_MEMORY_ERROR_CODES,
 } from './errors';
 export type {
   SageQueueErrorCode, QueueErrorCode, SharedMemoryErrorCode, InvalidArgumentValueErrorCode, ComponentErrorCode,

@@ -4,6 +4,7 @@
  * errors. SageQueue and the library's inspection API (and through it the CLI) use only this.
  */
 import {
+  InterruptedError,
   InvalidArgumentValueError,
   QueueClosedError,
   QueueEmptyError,
@@ -37,6 +38,8 @@ export function statusError(status: number, name: string, released: boolean): Er
       return new QueueFullError();
     case NativeStatus.Closed:
       return new QueueClosedError(`queue ${name} is closed`);
+    case NativeStatus.Interrupted:
+      return new InterruptedError(`a blocking call on queue ${name} was interrupted by a signal this process listens for; its listener runs next`);
     case NativeStatus.InvalidArgument:
       return released ? new QueueReleasedError() : new SageQueueError('ERR_INVALID_ARG_VALUE', 'invalid argument');
     default: {

@@ -63,6 +63,10 @@ export enum NativeStatus {
   SharedMode = 23,
   /** The name now refers to another segment than the one this handle opened (not removed). */
   Replaced = 24,
+  /** A blocking call returned because the process received a signal it has a JS handler for. */
+  Interrupted = 25,
+  /** The segment was truncated under this process; the handle is unusable. */
+  Truncated = 26,
 }
 
 /** Kinds passed to the notify callback (bit flags). Checked against the addon like NativeStatus. */
@@ -152,10 +156,16 @@ export interface NativeQueue {
   tryPutBatch(data: Uint8Array, lengths: Uint32Array, count: number): number;
   tryGet(slab: Uint8Array, offset: number): number;
   tryGetBatch(slab: Uint8Array, offset: number, lengths: Uint32Array, max: number): number;
-  /** Blocks the calling thread (sync API only). timeoutMs < 0 = forever. */
-  putBlocking(data: Uint8Array, lengths: Uint32Array, count: number, timeoutMs: number): number;
-  /** Blocks the calling thread (sync API only). timeoutMs < 0 = forever. */
-  getBlocking(slab: Uint8Array, offset: number, lengths: Uint32Array, max: number, timeoutMs: number): number;
+  /**
+   * Blocks the calling thread (sync API only). timeoutMs < 0 = forever. `signals` (bit n = signal
+   * n, see interruptSignals()) makes it return -Interrupted when one of them arrives, so that a
+   * JS listener of that signal can run. After an error status, lastWritten() says how many went in.
+   */
+  putBlocking(data: Uint8Array, lengths: Uint32Array, count: number, timeoutMs: number, signals?: number): number;
+  /** Blocks the calling thread (sync API only). timeoutMs < 0 = forever. `signals`: see putBlocking. */
+  getBlocking(slab: Uint8Array, offset: number, lengths: Uint32Array, max: number, timeoutMs: number, signals?: number): number;
+  /** How many messages the last tryPutBatch/putBlocking wrote (also when it returned an error status). */
+  lastWritten(): number;
   /** Ask the notifier thread to report (through `notify`) when a get could progress. */
   armReadable(): void;
   /** Ask the notifier thread to report when `bytes` could be put. */

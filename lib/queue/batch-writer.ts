@@ -3,6 +3,7 @@
  * buffer, with their lengths, and handed to the ring with as few native calls as it allows.
  */
 import { NativeStatus } from '../native';
+import { interruptPending, interruptSignals, noteInterrupted } from '../native/signals';
 import type { NativeQueue } from '../native';
 import { BATCH_MAX } from './slab-reader';
 
@@ -23,7 +24,7 @@ export class BatchWriter {
   /** Blocking write of one message (the sync put's slow path); returns the native result. */
   putOneBlocking(q: NativeQueue, bytes: Uint8Array, timeoutMs: number): number {
     this.#lengths[0] = bytes.length;
-    return q.putBlocking(bytes, this.#lengths, 1, timeoutMs);
+    return this.#blocking(q, bytes, this.#lengths, 1, timeoutMs);
   }
 
   /**
@@ -47,12 +48,21 @@ export class BatchWriter {
       const data = offset === 0 ? this.#staging : this.#staging.subarray(offset);
       const lens = sent === 0 ? this.#lengths : this.#lengths.subarray(sent);
       let n = q.tryPutBatch(data, lens, count - sent);
-      if (n === 0 && wait && timeout !== 0) n = q.putBlocking(data, lens, count - sent, timeout ?? -1);
-      if (n < 0) return { sent, status: -n };
+      if (n === 0 && wait && timeout !== 0) n = this.#blocking(q, data, lens, count - sent, timeout ?? -1);
+      if (n < 0) return { sent: sent + q.lastWritten(), status: -n };
       if (n === 0) return { sent, status: 0 }; // full, not waiting
       for (let i = 0; i < n; i++) offset += this.#lengths[sent + i] as number;
       sent += n;
     }
     return { sent, status: 0 };
+  }
+
+  /** putBlocking, interruptible by the signals JS listens for (see ../native/signals.ts). */
+  #blocking(q: NativeQueue, data: Uint8Array, lens: Uint32Array, count: number, timeoutMs: number): number {
+    // (Callers read lastWritten() after an error: the tryPutBatch just before wrote nothing.)
+    if (interruptPending()) return -NativeStatus.Interrupted;
+    const n = q.putBlocking(data, lens, count, timeoutMs, interruptSignals());
+    if (n === -NativeStatus.Interrupted) noteInterrupted();
+    return n;
   }
 }

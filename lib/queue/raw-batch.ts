@@ -5,6 +5,7 @@
  */
 import { NativeStatus } from '../native';
 import type { NativeQueue } from '../native';
+import { interruptPending, interruptSignals, noteInterrupted } from '../native/signals';
 import { BATCH_MAX, NO_WAIT } from './slab-reader';
 
 const INITIAL_BYTES = 256 * 1024;
@@ -36,10 +37,15 @@ export class RawBatchReader implements RawBatch {
   /** Fills the batch with up to `max` records; timeoutMs: NO_WAIT, -1 = forever, or ms. Returns the count. */
   takeBatch(q: NativeQueue, max: number, timeoutMs: number): number {
     for (;;) {
+      if (timeoutMs !== NO_WAIT && interruptPending()) {
+        this.count = 0;
+        this.lastStatus = NativeStatus.Interrupted;
+        return 0;
+      }
       const n =
         timeoutMs === NO_WAIT
           ? q.tryGetBatch(this.buffer, 0, this.lengths, max)
-          : q.getBlocking(this.buffer, 0, this.lengths, max, timeoutMs);
+          : q.getBlocking(this.buffer, 0, this.lengths, max, timeoutMs, interruptSignals());
       if (n === -NativeStatus.BufferTooSmall) {
         // Not even the first record fits: grow (the old buffer is garbage now: nobody holds views
         // past the next call, by contract).
@@ -49,6 +55,7 @@ export class RawBatchReader implements RawBatch {
       if (n <= 0) {
         this.count = 0;
         this.lastStatus = n === 0 ? NativeStatus.Empty : -n;
+        if (n === -NativeStatus.Interrupted) noteInterrupted();
         return 0;
       }
       let at = 0;

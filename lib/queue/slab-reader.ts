@@ -4,6 +4,7 @@
  * stay valid: the slab is never written again below the current offset; a full slab is replaced.
  */
 import { NativeStatus } from '../native';
+import { interruptPending, interruptSignals, noteInterrupted } from '../native/signals';
 import type { NativeQueue } from '../native';
 import type { Codec } from './codecs';
 
@@ -57,16 +58,21 @@ export class SlabReader {
   takeBatch(q: NativeQueue, max: number, timeoutMs: number): number {
     for (;;) {
       if (this.#slab.length - this.#off < 4096) this.#newSlab(SLAB_BYTES);
+      if (timeoutMs !== NO_WAIT && interruptPending()) {
+        this.lastStatus = NativeStatus.Interrupted;
+        return 0;
+      }
       const n =
         timeoutMs === NO_WAIT
           ? q.tryGetBatch(this.#slab, this.#off, this.#lengths, max)
-          : q.getBlocking(this.#slab, this.#off, this.#lengths, max, timeoutMs);
+          : q.getBlocking(this.#slab, this.#off, this.#lengths, max, timeoutMs, interruptSignals());
       if (n > 0) return n;
       if (n === -NativeStatus.BufferTooSmall) {
         this.#newSlab(q.needed());
         continue;
       }
       this.lastStatus = n === 0 ? NativeStatus.Empty : -n;
+      if (n === -NativeStatus.Interrupted) noteInterrupted();
       return 0;
     }
   }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "addon_state.h"
+#include "signal_watch.h"
 
 namespace sage_binding {
 
@@ -40,6 +41,13 @@ bool u32s_of(napi_env env, napi_value v, uint32_t** data, size_t* count) {
   }
   *data = static_cast<uint32_t*>(p);
   return true;
+}
+
+// The signals (bit n = signal n) a blocking call returns ERR_INTERRUPTED for: those JS listens to.
+uint32_t signals_arg(const Napi::Value& v) {
+  if (!v.IsNumber()) return 0;
+  const double d = v.As<Napi::Number>().DoubleValue();
+  return d >= 0 && d <= 4294967295.0 ? static_cast<uint32_t>(d) : 0;
 }
 
 int64_t timeout_arg(const Napi::Value& v) {
@@ -76,6 +84,7 @@ Napi::Function NativeQueue::Define(Napi::Env env) {
                          InstanceMethod("setSpinUs", &NativeQueue::SetSpinUs),
                          InstanceMethod("needed", &NativeQueue::Needed),
                          InstanceMethod("unlinkIfSame", &NativeQueue::UnlinkIfSame),
+                         InstanceMethod("lastWritten", &NativeQueue::LastWritten),
                      });
 }
 
@@ -245,29 +254,44 @@ NativeQueue::GetArgs NativeQueue::ParseGetArgs(const Napi::CallbackInfo& info, c
   return GetArgs{data + off, len - off, lens, max};
 }
 
-// tryPutBatch(data, lengths, count) / putBlocking(data, lengths, count, timeoutMs)
-// -> written (>= 0) or -status. putBlocking blocks this thread (sync API only).
+// tryPutBatch(data, lengths, count) / putBlocking(data, lengths, count, timeoutMs, signals)
+// -> written (>= 0) or -status. putBlocking blocks this thread (sync API only); `signals` (a bit
+// mask) makes it return -Interrupted when one of them arrives (see signal_watch.h). After an
+// error status, lastWritten() says how many messages went in before it.
 Napi::Value NativeQueue::PutBatch(const Napi::CallbackInfo& info, bool blocking) {
   napi_env env = info.Env();
+  written_ = 0;
   if (!Usable(info)) return Napi::Number::New(env, neg(sage::Status::InvalidArgument));
-  const size_t count = ParsePutArgs(info, blocking ? "putBlocking(data: Uint8Array, lengths: Uint32Array, count, timeoutMs)"
+  const size_t count = ParsePutArgs(info, blocking ? "putBlocking(data: Uint8Array, lengths: Uint32Array, count, timeoutMs, signals?)"
                                                    : "tryPutBatch(data: Uint8Array, lengths: Uint32Array, count)");
   size_t w = 0;
-  const sage::Status st = blocking ? q_->put(t_slices.data(), count, &w, timeout_arg(info[3])) : q_->try_put(t_slices.data(), count, &w);
+  sage::Status st;
+  if (blocking) {
+    SignalWatch watch(signals_arg(info[4]), q_.get());
+    st = q_->put(t_slices.data(), count, &w, timeout_arg(info[3]), watch.flag(), sage::Status::Interrupted);
+  } else {
+    st = q_->try_put(t_slices.data(), count, &w);
+  }
+  written_ = w;
   if (st == sage::Status::Ok || (st == sage::Status::Full && (w > 0 || !blocking))) return Napi::Number::New(env, static_cast<double>(w));
   return Napi::Number::New(env, neg(st));
 }
 
-// tryGetBatch(slab, offset, lengths, max) / getBlocking(slab, offset, lengths, max, timeoutMs)
-// -> count (>= 0) or -status. getBlocking blocks this thread (sync API only).
+// tryGetBatch(slab, offset, lengths, max) / getBlocking(slab, offset, lengths, max, timeoutMs, signals)
+// -> count (>= 0) or -status. getBlocking blocks this thread (sync API only); see putBlocking.
 Napi::Value NativeQueue::GetBatch(const Napi::CallbackInfo& info, bool blocking) {
   napi_env env = info.Env();
   if (!Usable(info)) return Napi::Number::New(env, neg(sage::Status::InvalidArgument));
-  const GetArgs a = ParseGetArgs(info, blocking ? "getBlocking(slab: Uint8Array, offset, lengths: Uint32Array, max, timeoutMs)"
+  const GetArgs a = ParseGetArgs(info, blocking ? "getBlocking(slab: Uint8Array, offset, lengths: Uint32Array, max, timeoutMs, signals?)"
                                                 : "tryGetBatch(slab: Uint8Array, offset, lengths: Uint32Array, max)");
   size_t got = 0;
-  const sage::Status st = blocking ? q_->get(a.dst, a.cap, a.lengths, a.max, &got, &needed_, timeout_arg(info[4]))
-                                   : q_->try_get(a.dst, a.cap, a.lengths, a.max, &got, &needed_);
+  sage::Status st;
+  if (blocking) {
+    SignalWatch watch(signals_arg(info[5]), q_.get());
+    st = q_->get(a.dst, a.cap, a.lengths, a.max, &got, &needed_, timeout_arg(info[4]), watch.flag(), sage::Status::Interrupted);
+  } else {
+    st = q_->try_get(a.dst, a.cap, a.lengths, a.max, &got, &needed_);
+  }
   if (st != sage::Status::Ok) return Napi::Number::New(env, neg(st));
   return Napi::Number::New(env, static_cast<double>(got));
 }
@@ -403,6 +427,10 @@ Napi::Value NativeQueue::Needed(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(needed_));
 }
 
+Napi::Value NativeQueue::LastWritten(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(written_));
+}
+
 Napi::Value NativeQueue::SetSpinUs(const Napi::CallbackInfo& info) {
   if (Usable(info) && info[0].IsNumber()) {
     double us = info[0].As<Napi::Number>().DoubleValue();
@@ -427,7 +455,15 @@ Napi::Value NativeQueue::Info(const Napi::CallbackInfo& info) {
 Napi::Value NativeQueue::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Usable(info)) return env.Null();
+  if (q_->damaged()) {
+    throw MakeError(env, sage::status_code(sage::Status::Truncated),
+                    std::string(sage::status_message(sage::Status::Truncated)) + " (queue " + q_->name() + ")", 0);
+  }
   sage::Stats s = q_->stats();
+  if (q_->damaged()) {  // found while reading the stats
+    throw MakeError(env, sage::status_code(sage::Status::Truncated),
+                    std::string(sage::status_message(sage::Status::Truncated)) + " (queue " + q_->name() + ")", 0);
+  }
   auto n = [&](uint64_t v) { return Napi::Number::New(env, static_cast<double>(v)); };
   Napi::Object o = Napi::Object::New(env);
   o.Set("name", q_->name());

@@ -76,6 +76,7 @@ class NativeQueue : public Napi::ObjectWrap<NativeQueue> {
   Napi::Value SetSpinUs(const Napi::CallbackInfo& info);
   Napi::Value Needed(const Napi::CallbackInfo& info);
   Napi::Value UnlinkIfSame(const Napi::CallbackInfo& info);
+  Napi::Value LastWritten(const Napi::CallbackInfo& info);
 
   void EnsureTsfn(Napi::Env env);
   void UpdateRef(Napi::Env env);
@@ -88,6 +89,7 @@ class NativeQueue : public Napi::ObjectWrap<NativeQueue> {
   bool strong_ = false;
   bool read_armed_ = false, write_armed_ = false;  // JS-thread view, for ref/unref
   size_t needed_ = 0;
+  size_t written_ = 0;  // messages the last put call wrote (also when it returned an error)
   AddonState* addon_ = nullptr;
 };
 

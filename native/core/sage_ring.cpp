@@ -8,12 +8,16 @@
 // undo journal that the next holder rolls back. Slot liveness (who is alive) is in liveness.cpp.
 #include "sage_ring.h"
 
+#include <linux/futex.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include "fault_guard.h"
 #include "futex.h"
 #include "liveness.h"
 #include "test_hooks.h"
@@ -30,7 +34,7 @@ constexpr uint64_t kMaxSleepNs = 100000000;  // 100 ms
 constexpr uint64_t kHealIntervalNs = 10000000;
 }  // namespace
 
-static_assert(kLastStatus == Status::Replaced, "SAGE_STATUSES lists every status, the last one last");
+static_assert(kLastStatus == Status::Truncated, "SAGE_STATUSES lists every status, the last one last");
 
 const char* status_name(Status s) {
   switch (s) {
@@ -70,6 +74,8 @@ const char* status_code(Status s) {
     case Status::UntrustedOwner: return "ERR_QUEUE_UNTRUSTED_OWNER";
     case Status::SharedMode: return "ERR_QUEUE_SHARED_MODE";
     case Status::Replaced: return "ERR_QUEUE_REPLACED";
+    case Status::Interrupted: return "ERR_INTERRUPTED";
+    case Status::Truncated: return "ERR_QUEUE_TRUNCATED";
   }
   return "ERR_UNKNOWN";
 }
@@ -110,6 +116,10 @@ const char* status_message(Status s) {
              "pass allowSharedMode: true to open it anyway";
     case Status::Replaced:
       return "the queue's name now refers to another segment than the one this handle opened; it was not removed";
+    case Status::Interrupted: return "a blocking call was interrupted by a signal this process handles";
+    case Status::Truncated:
+      return "the queue's shared-memory segment was truncated by another process: this handle can no longer be used; "
+             "release it and recreate the queue";
   }
   return "unknown status";
 }
@@ -119,8 +129,33 @@ const char* status_message(Status s) {
 
 Queue::~Queue() { release(); }
 
+bool Queue::damaged() const { return mapping_damaged(guard_); }
+
+// Reads the mapping's last byte: a truncation always removes the end of the file, so this faults
+// (and the fault guard marks the mapping damaged) even when nothing else we touch is past the new
+// end, e.g. an idle queue whose cursors are all in the first page. Slow paths only.
+bool Queue::probe_truncated() const {
+  if (guard_ < 0) return false;
+  (void)static_cast<const volatile uint8_t*>(data_)[cap_ - 1];
+  return damaged();
+}
+
 void Queue::release() {
   if (hdr_ == nullptr) return;
+  if (damaged() && attached_) {
+    // Truncated under us: part of the mapping is private zero pages now, and our slot's liveness
+    // mutex may be among them, still linked in this thread's robust list. Touch nothing and never
+    // unmap it (a later robust lock would write through that link); the kernel frees it at exit.
+    // (An inspecting handle locks nothing: it is unmapped below like any other.)
+    unguard_mapping(guard_);
+    guard_ = -1;
+    attached_ = false;
+    hdr_ = nullptr;
+    data_ = nullptr;
+    return;
+  }
+  unguard_mapping(guard_);
+  guard_ = -1;
   if (attached_) {
     attached_ = false;
     // A forked child inherits the mapping, not the slot: freeing it would free the parent's.
@@ -134,30 +169,134 @@ void Queue::release() {
 // ---------------------------------------------------------------------------------------------
 // Robust locks with redo journals
 
-void Queue::lock_prod() {
-  for (int i = 0; i < 100; ++i) {
-    int rc = pthread_mutex_trylock(&hdr_->prod_lock);
-    if (rc == 0) return;
-    if (rc == EOWNERDEAD) {
-      recover_prod();
-      return;
-    }
-    cpu_relax();
-  }
-  if (pthread_mutex_lock(&hdr_->prod_lock) == EOWNERDEAD) recover_prod();
+// Locks. The robust mutexes live in shared memory, so anything may be in them, and their holder
+// may be a stopped process (SIGSTOP, a debugger, the cgroup freezer). So:
+//  - only 0 and EOWNERDEAD mean "acquired". Any other error (EINVAL from a garbage kind,
+//    ENOTRECOVERABLE, EDEADLK, EAGAIN...) is Corrupt, never a silent acquire; and the kind word is
+//    compared with the one pthreads gives a freshly initialised lock before it is used at all.
+//  - non-blocking callers try a few times and report busy (TimedOut here; Full/Empty to them).
+//  - blocking callers wait with pthread_mutex_clocklock in slices of kLockSliceNs, so their
+//    deadline and cancel flag are honoured while a peer is stopped inside the lock, and the
+//    kernel's owner-died hand-over (EOWNERDEAD) still reaches them.
+//  - a lock word naming a thread that does not exist (and that the kernel therefore will never
+//    release: robust-list processing runs before a dying thread's id is freed) is Corrupt.
+
+#if defined(__SANITIZE_THREAD__)
+#define SAGE_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SAGE_TSAN 1
+#endif
+#endif
+
+namespace {
+constexpr uint64_t kLockSliceNs = 10000000;  // 10 ms
+constexpr int kLockTries = 100;
+
+#ifdef __GLIBC__
+// The kind word pthreads stores in a robust process-shared mutex (glibc keeps it in __kind).
+int expected_mutex_kind() {
+  static const int kind = [] {
+    pthread_mutex_t m;
+    return init_robust_mutex(&m) ? m.__data.__kind : -1;
+  }();
+  return kind;
+}
+int mutex_kind(pthread_mutex_t* m) { return __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED); }
+// The lock word: the holder's thread id in the low 30 bits (0 when free).
+uint32_t mutex_owner_tid(pthread_mutex_t* m) {
+  return static_cast<uint32_t>(__atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED)) & FUTEX_TID_MASK;
+}
+#else
+int expected_mutex_kind() { return 0; }
+int mutex_kind(pthread_mutex_t*) { return 0; }
+uint32_t mutex_owner_tid(pthread_mutex_t*) { return 0; }
+#endif
+
+// True when the lock word names a thread that does not exist: nobody will ever release it. The
+// word is read again after the probe, so a holder that died meanwhile (the kernel then marks the
+// word owner-died) is not mistaken for a missing one. (Assumes the processes sharing a queue
+// share a PID namespace: a thread id is looked up in ours.)
+bool owner_missing(pthread_mutex_t* m) {
+  const uint32_t tid = mutex_owner_tid(m);
+  if (tid == 0) return false;
+  if (kill(static_cast<pid_t>(tid), 0) == 0 || errno != ESRCH) return false;  // exists (EPERM: another user's)
+  return mutex_owner_tid(m) == tid;
 }
 
-void Queue::lock_cons() {
-  for (int i = 0; i < 100; ++i) {
-    int rc = pthread_mutex_trylock(&hdr_->cons_lock);
-    if (rc == 0) return;
+// One timed wait for the lock, until the CLOCK_MONOTONIC time `until_ns`. pthread_mutex_clocklock
+// is immune to wall-clock jumps; TSan does not intercept it (it would then see our unlock as an
+// unlock of a mutex never locked), so TSan builds use the REALTIME timedlock for the same slice.
+int timed_lock(pthread_mutex_t* m, uint64_t until_ns);
+
+timespec to_timespec(uint64_t ns) {
+  timespec ts;
+  ts.tv_sec = static_cast<time_t>(ns / 1000000000ull);
+  ts.tv_nsec = static_cast<long>(ns % 1000000000ull);
+  return ts;
+}
+int timed_lock(pthread_mutex_t* m, uint64_t until_ns) {
+#ifdef SAGE_TSAN
+  const uint64_t now = monotonic_ns();
+  const timespec ts = to_timespec(realtime_ns() + (until_ns > now ? until_ns - now : 0));
+  return pthread_mutex_timedlock(m, &ts);
+#else
+  const timespec ts = to_timespec(until_ns);
+  return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+#endif
+}
+}  // namespace
+
+Status Queue::acquire(pthread_mutex_t* m, bool prod, uint64_t deadline_ns, const std::atomic<bool>* cancel) {
+  if (mutex_kind(m) != expected_mutex_kind()) return Status::Corrupt;
+  auto taken = [&](int rc) {
     if (rc == EOWNERDEAD) {
-      recover_cons();
-      return;
+      if (prod) recover_prod();
+      else recover_cons();
     }
+  };
+  for (int i = 0; i < kLockTries; ++i) {
+    const int rc = pthread_mutex_trylock(m);
+    if (rc == 0 || rc == EOWNERDEAD) {
+      taken(rc);
+      return Status::Ok;
+    }
+    if (rc != EBUSY) return Status::Corrupt;
     cpu_relax();
   }
-  if (pthread_mutex_lock(&hdr_->cons_lock) == EOWNERDEAD) recover_cons();
+  if (owner_missing(m)) return Status::Corrupt;
+  if (deadline_ns == kLockTryOnly) return Status::TimedOut;
+  for (;;) {
+    if (cancel && cancel->load(std::memory_order_acquire)) return Status::Cancelled;
+    const uint64_t now = monotonic_ns();
+    if (now >= deadline_ns) return Status::TimedOut;
+    const int rc = timed_lock(m, deadline_ns - now > kLockSliceNs ? now + kLockSliceNs : deadline_ns);
+    if (rc == 0 || rc == EOWNERDEAD) {
+      taken(rc);
+      return Status::Ok;
+    }
+    if (rc != ETIMEDOUT) return Status::Corrupt;
+    if (owner_missing(m)) return Status::Corrupt;
+  }
+}
+
+Status Queue::lock_prod(uint64_t deadline_ns, const std::atomic<bool>* cancel) {
+  return acquire(&hdr_->prod_lock, true, deadline_ns, cancel);
+}
+
+Status Queue::lock_cons(uint64_t deadline_ns, const std::atomic<bool>* cancel) {
+  return acquire(&hdr_->cons_lock, false, deadline_ns, cancel);
+}
+
+Status Queue::await_lock(bool prod, uint64_t deadline_ns, const std::atomic<bool>* cancel) {
+  pthread_mutex_t* m = prod ? &hdr_->prod_lock : &hdr_->cons_lock;
+  if (mutex_owner_tid(m) == 0 && mutex_kind(m) == expected_mutex_kind()) return Status::Ok;  // free: nothing to wait for
+  const Status s = acquire(m, prod, deadline_ns, cancel);
+  if (s == Status::Ok) {
+    if (prod) unlock_prod();
+    else unlock_cons();
+  }
+  return s;
 }
 
 void Queue::unlock_prod() { pthread_mutex_unlock(&hdr_->prod_lock); }
@@ -316,6 +455,14 @@ void Queue::heal_waiters() {
 // Put
 
 Status Queue::try_put(const Slice* msgs, size_t n, size_t* written) {
+  if (damaged()) return Status::Truncated;
+  const Status s = put_attempt(msgs, n, written, kLockTryOnly, nullptr);
+  if (s == Status::Full && *written == 0 && probe_truncated()) return Status::Truncated;
+  return damaged() ? Status::Truncated : s;  // what a fault let it read was zeros: discard
+}
+
+Status Queue::put_attempt(const Slice* msgs, size_t n, size_t* written, uint64_t lock_deadline,
+                          const std::atomic<bool>* cancel) {
   *written = 0;
   if (hdr_ == nullptr || !attached_) return Status::InvalidArgument;
   if (forked()) return Status::Forked;
@@ -325,7 +472,10 @@ Status Queue::try_put(const Slice* msgs, size_t n, size_t* written) {
   }
   if (hdr_->closed.load(std::memory_order_acquire)) return Status::Closed;
 
-  lock_prod();
+  // Busy (the lock is held past our budget, maybe by a stopped process) reads as Full: the
+  // caller's "would block" path (a wait, or a typed refusal) handles both alike.
+  const Status ls = lock_prod(lock_deadline, cancel);
+  if (ls != Status::Ok) return ls == Status::TimedOut ? Status::Full : ls;
   if (hdr_->closed.load(std::memory_order_acquire)) {
     unlock_prod();
     return Status::Closed;
@@ -416,6 +566,17 @@ Status Queue::try_put(const Slice* msgs, size_t n, size_t* written) {
 // Get
 
 Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got, size_t* needed) {
+  if (damaged()) return Status::Truncated;
+  const Status s = get_attempt(dst, dst_cap, lengths, max, got, needed, kLockTryOnly, nullptr);
+  if (damaged()) {
+    *got = 0;  // copied from zero pages: not messages
+    return Status::Truncated;
+  }
+  return s;
+}
+
+Status Queue::get_attempt(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got, size_t* needed,
+                          uint64_t lock_deadline, const std::atomic<bool>* cancel) {
   *got = 0;
   if (needed) *needed = 0;
   if (hdr_ == nullptr || !attached_) return Status::InvalidArgument;
@@ -425,12 +586,17 @@ Status Queue::try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t ma
     // Lock-free look first: an empty queue costs two loads, no lock.
     const uint64_t h = hdr_->head.load(std::memory_order_acquire);
     const uint64_t t = hdr_->tail.load(std::memory_order_acquire);
-    if (h == t) return hdr_->closed.load(std::memory_order_acquire) && hdr_->tail.load(std::memory_order_acquire) == h
-                           ? Status::Closed
-                           : Status::Empty;
+    if (h == t) {
+      if (probe_truncated()) return Status::Truncated;
+      return hdr_->closed.load(std::memory_order_acquire) && hdr_->tail.load(std::memory_order_acquire) == h
+                 ? Status::Closed
+                 : Status::Empty;
+    }
   }
   if (taken_.size() < max) taken_.resize(max);
-  lock_cons();
+  // Busy reads as Empty (see put_attempt).
+  const Status ls = lock_cons(lock_deadline, cancel);
+  if (ls != Status::Ok) return ls == Status::TimedOut ? Status::Empty : ls;
   const uint64_t head = hdr_->head.load(std::memory_order_relaxed);
   const uint64_t tail = hdr_->tail.load(std::memory_order_acquire);
   const uint64_t hm0 = hdr_->head_msgs.load(std::memory_order_relaxed);
@@ -580,7 +746,14 @@ Status Queue::writable_now(uint64_t bytes, bool* stuck) {
     // Consumers have moved on but nobody reclaimed their space yet: do it now. A corrupt record
     // below reclaim_limit would keep the space from ever coming free: report it instead of
     // waiting for space that cannot come.
-    lock_prod();
+    // Never wait for the lock here (this runs on notifier threads and in blocking waits): when
+    // it is busy, say "not yet" and poll (stuck) -- its holder reclaims or we retry soon.
+    const Status ls = lock_prod(kLockTryOnly);
+    if (ls == Status::TimedOut) {
+      *stuck = true;
+      return Status::Full;
+    }
+    if (ls != Status::Ok) return ls;
     const Status rs = reclaim_locked();
     unlock_prod();
     if (rs != Status::Ok) return rs;
@@ -603,8 +776,14 @@ Status Queue::wait_on(bool for_data, uint64_t bytes, int64_t timeout_ms, const s
   const Status not_ready = for_data ? Status::Empty : Status::Full;
   bool stuck = false;
   for (;;) {
+    if (probe_truncated()) return Status::Truncated;
     const Status first = for_data ? readable_now(&stuck) : writable_now(bytes, &stuck);
-    if (first != not_ready) return first;  // Ok, or the corruption the probe found
+    if (damaged()) return Status::Truncated;
+    // Ready: but if the lock that the get (put) needs is held, e.g. by a stopped process, the
+    // caller's non-blocking retry would only find it busy again. Wait for the lock here (timed,
+    // in slices: cancel and the deadline are still honoured).
+    if (first == Status::Ok) return await_lock(!for_data, deadline == 0 ? kLockForever : deadline, cancel);
+    if (first != not_ready) return first;  // the corruption the probe found
     if (cancel && cancel->load(std::memory_order_acquire)) return Status::Cancelled;
     uint64_t now = monotonic_ns();
     if (deadline != 0 && now >= deadline) return Status::TimedOut;
@@ -630,7 +809,7 @@ Status Queue::wait_on(bool for_data, uint64_t bytes, int64_t timeout_ms, const s
     }
     waiters->fetch_sub(1, std::memory_order_relaxed);
     my_waiters->fetch_sub(1, std::memory_order_relaxed);
-    if (probe != not_ready) return probe;
+    if (probe != not_ready && probe != Status::Ok) return probe;  // Ok: the loop's first probe re-checks
   }
 }
 
@@ -663,35 +842,54 @@ int64_t remaining_ms(int64_t timeout_ms, uint64_t start) {
 }
 }  // namespace
 
-Status Queue::put(const Slice* msgs, size_t n, size_t* written, int64_t timeout_ms) {
+// Blocking put/get: the deadline covers the lock as well (put_attempt/get_attempt wait for it
+// in slices), and `cancel` is checked between slices and sleeps.
+Status Queue::put(const Slice* msgs, size_t n, size_t* written, int64_t timeout_ms, const std::atomic<bool>* cancel,
+                  Status cancel_status) {
   *written = 0;
   const uint64_t start = monotonic_ns();
+  const uint64_t deadline = timeout_ms < 0 ? kLockForever : start + static_cast<uint64_t>(timeout_ms) * 1000000ull;
   for (;;) {
+    if (cancel && cancel->load(std::memory_order_acquire)) return cancel_status;
+    if (damaged()) return Status::Truncated;
     size_t w = 0;
-    Status s = try_put(msgs + *written, n - *written, &w);
+    Status s = put_attempt(msgs + *written, n - *written, &w, deadline, cancel);
     *written += w;
+    if (damaged()) return Status::Truncated;
+    if (s == Status::Cancelled) return cancel_status;
     if (s != Status::Full) return s;
-    Status ws = wait_on(false, msgs[*written].length, remaining_ms(timeout_ms, start), nullptr);
-    if (ws != Status::Ok) return ws == Status::TimedOut ? Status::Full : ws;
-    if (timeout_ms >= 0 && remaining_ms(timeout_ms, start) == 0) {
+    if (monotonic_ns() >= deadline) return Status::Full;
+    Status ws = wait_on(false, msgs[*written].length, remaining_ms(timeout_ms, start), cancel);
+    if (ws == Status::Cancelled) return cancel_status;
+    if (ws == Status::TimedOut) {
+      // One last try without waiting for the lock: space may have come at the very end.
       s = try_put(msgs + *written, n - *written, &w);
       *written += w;
       return s;
     }
+    if (ws != Status::Ok) return ws;
   }
 }
 
 Status Queue::get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got, size_t* needed,
-                  int64_t timeout_ms) {
+                  int64_t timeout_ms, const std::atomic<bool>* cancel, Status cancel_status) {
   const uint64_t start = monotonic_ns();
+  const uint64_t deadline = timeout_ms < 0 ? kLockForever : start + static_cast<uint64_t>(timeout_ms) * 1000000ull;
   for (;;) {
-    Status s = try_get(dst, dst_cap, lengths, max, got, needed);
-    if (s != Status::Empty) return s;
-    Status ws = wait_on(true, 0, remaining_ms(timeout_ms, start), nullptr);
-    if (ws != Status::Ok) return ws == Status::TimedOut ? Status::Empty : ws;
-    if (timeout_ms >= 0 && remaining_ms(timeout_ms, start) == 0) {
-      return try_get(dst, dst_cap, lengths, max, got, needed);
+    if (cancel && cancel->load(std::memory_order_acquire)) return cancel_status;
+    if (damaged()) return Status::Truncated;
+    Status s = get_attempt(dst, dst_cap, lengths, max, got, needed, deadline, cancel);
+    if (damaged()) {
+      *got = 0;
+      return Status::Truncated;
     }
+    if (s == Status::Cancelled) return cancel_status;
+    if (s != Status::Empty) return s;
+    if (monotonic_ns() >= deadline) return Status::Empty;
+    Status ws = wait_on(true, 0, remaining_ms(timeout_ms, start), cancel);
+    if (ws == Status::Cancelled) return cancel_status;
+    if (ws == Status::TimedOut) return try_get(dst, dst_cap, lengths, max, got, needed);
+    if (ws != Status::Ok) return ws;
   }
 }
 
@@ -700,13 +898,15 @@ Status Queue::get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, s
 
 void Queue::close() {
   // A forked child's inherited handle closes nothing (like every other use of it, see forked()).
-  if (hdr_ == nullptr || !attached_ || forked()) return;
-  // Under the producer lock, so no put is between its closed-check (made under that lock) and
-  // its claim. Gets need no lock: they report Closed only once head has caught up with a tail
-  // re-read after seeing `closed`.
-  lock_prod();
+  if (hdr_ == nullptr || !attached_ || forked() || damaged()) return;
+  // Normally under the producer lock, so no put is between its closed-check (made under that
+  // lock) and its claim. Gets need no lock: they report Closed only once head has caught up with
+  // a tail re-read after seeing `closed`. Closing never waits for the lock: when it is busy (a
+  // holder stopped inside it) or unusable, close anyway -- a put already inside its critical
+  // section may then still commit, and its message is delivered like any other.
+  const Status ls = lock_prod(kLockTryOnly);
   hdr_->closed.store(1, std::memory_order_seq_cst);
-  unlock_prod();
+  if (ls == Status::Ok) unlock_prod();
   wake_all();
 }
 

@@ -42,7 +42,9 @@ namespace sage {
   X(Forked)           /* the handle was attached by the parent of this forked process */        \
   X(UntrustedOwner)   /* the segment is owned by a user the opener does not trust */             \
   X(SharedMode)       /* the segment is writable by group/other and the opener did not allow it */ \
-  X(Replaced)         /* the name now refers to another segment than the one this handle opened */
+  X(Replaced)         /* the name now refers to another segment than the one this handle opened */ \
+  X(Interrupted)      /* a blocking call was interrupted (the binding's signal watch) */          \
+  X(Truncated)        /* the segment was shrunk under this process; the handle is unusable */
 
 // [[nodiscard]] on the type: a Status returned by any function must be looked at.
 enum class [[nodiscard]] Status : int {
@@ -162,6 +164,11 @@ class Queue {
   // after the handle attached, only unmaps: the slot stays the parent's.
   void release();
   bool released() const { return hdr_ == nullptr; }
+  // True once the segment was found truncated under this process (fault_guard.h): every call
+  // then reports Truncated, and release() leaves the damaged mapping in place.
+  bool damaged() const;
+  // Touches the end of the mapping, so a truncation is noticed even by an idle handle.
+  bool probe_truncated() const;
   bool attached() const { return attached_; }
 
   // --- non-blocking operations (also the fast path of the blocking ones) ---
@@ -174,10 +181,21 @@ class Queue {
   [[nodiscard]] Status try_get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got,
                  size_t* needed);
 
+  // The non-blocking calls never wait for a lock: when the producer (consumer) lock is held
+  // by another handle (possibly a stopped process) they report Full (Empty), the same outcome
+  // as "would block". A lock in a state pthreads refuses, or held by a thread that does not
+  // exist, is reported as Corrupt.
+
   // --- blocking operations (timeout_ms < 0 = forever) ---
-  [[nodiscard]] Status put(const Slice* msgs, size_t n, size_t* written, int64_t timeout_ms);
+  // The timeout covers waiting for the locks as well (acquired with a timed lock in slices, so
+  // a dead holder is still recovered and a nonexistent one reported). When `cancel` becomes
+  // true (set by another thread, or a signal handler, which should then call wake_all()), the
+  // call returns `cancel_status` (Cancelled or Interrupted) within ~10 ms.
+  [[nodiscard]] Status put(const Slice* msgs, size_t n, size_t* written, int64_t timeout_ms,
+                           const std::atomic<bool>* cancel = nullptr, Status cancel_status = Status::Cancelled);
   [[nodiscard]] Status get(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got,
-             size_t* needed, int64_t timeout_ms);
+             size_t* needed, int64_t timeout_ms, const std::atomic<bool>* cancel = nullptr,
+             Status cancel_status = Status::Cancelled);
   // Waits until a get could make progress (or the queue closes), without taking anything.
   [[nodiscard]] Status wait_readable(int64_t timeout_ms, const std::atomic<bool>* cancel);
   // Waits until `bytes` of payload could be put (or the queue closes).
@@ -185,6 +203,9 @@ class Queue {
   // Wakes every waiter of this queue in every process (used to cancel a local wait).
   void wake_all();
 
+  // Closes the queue for every process. Never waits for a data lock: it tries the producer lock
+  // briefly, and when that lock is held (e.g. by a stopped process) it closes anyway; a put
+  // inside its critical section at that moment may still commit (docs/design.md).
   void close();
   bool closed() const;
   uint64_t qsize() const;
@@ -211,10 +232,25 @@ class Queue {
   [[nodiscard]] static Status create_linked(const std::string& name, const CreateOptions& opts, uint64_t cap,
                                             uint64_t max_msg, std::unique_ptr<Queue>* out, int* sys_errno);
   void set_identity(const struct stat& st, Status trust);  // records what fstat said at open
-  void lock_prod();
-  void lock_cons();
+  // Lock acquisition (see "Locks" in sage_ring.cpp). deadline_ns: kLockTryOnly = a few trylocks
+  // and no wait; kLockForever = no deadline; else an absolute CLOCK_MONOTONIC time. Returns Ok
+  // (held; a dead holder's journal was recovered), TimedOut (busy: not acquired in time),
+  // Cancelled (cancel became true), or Corrupt (pthreads refused the lock word, or its owner
+  // thread does not exist: never treated as acquired).
+  static constexpr uint64_t kLockTryOnly = 0;
+  static constexpr uint64_t kLockForever = UINT64_MAX;
+  [[nodiscard]] Status lock_prod(uint64_t deadline_ns, const std::atomic<bool>* cancel = nullptr);
+  [[nodiscard]] Status lock_cons(uint64_t deadline_ns, const std::atomic<bool>* cancel = nullptr);
+  [[nodiscard]] Status acquire(pthread_mutex_t* m, bool prod, uint64_t deadline_ns, const std::atomic<bool>* cancel);
+  // Waits (timed, in slices) until the lock is free and gives it back at once: used by readiness
+  // waits, so a waiter does not report "ready" while a stopped process holds the lock.
+  [[nodiscard]] Status await_lock(bool prod, uint64_t deadline_ns, const std::atomic<bool>* cancel);
   void unlock_prod();
   void unlock_cons();
+  [[nodiscard]] Status put_attempt(const Slice* msgs, size_t n, size_t* written, uint64_t lock_deadline,
+                                   const std::atomic<bool>* cancel);
+  [[nodiscard]] Status get_attempt(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_t max, size_t* got,
+                                   size_t* needed, uint64_t lock_deadline, const std::atomic<bool>* cancel);
   void recover_prod();
   void recover_cons();
   // Is the owner of a record still attached and alive? Reaps its slot if it died (liveness.h).
@@ -235,6 +271,7 @@ class Queue {
 
   Header* hdr_ = nullptr;
   uint8_t* data_ = nullptr;
+  int guard_ = -1;  // fault_guard.h registration of the mapping
   size_t map_size_ = 0;
   uint64_t cap_ = 0, mask_ = 0, max_msg_ = 0, maxsize_ = 0;
   uint32_t slot_ = 0, owner_ = 0;

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <random>
 
+#include "fault_guard.h"
 #include "futex.h"
 #include "liveness.h"
 #include "sage_ring.h"
@@ -227,6 +228,11 @@ Status Queue::open(const std::string& name, OpenMode mode, const CreateOptions& 
         result = Status::NotOurs;  // whatever this file is, it is not one of ours
         break;
       }
+      if (magic == kMagic && static_cast<uint64_t>(st.st_size) < sizeof(Header)) {
+        // Ours (the creator reserves the whole size before writing the magic), then shrunk.
+        result = Status::Truncated;
+        break;
+      }
       if (static_cast<uint64_t>(st.st_size) >= sizeof(Header)) {
         void* p = mmap(nullptr, static_cast<size_t>(st.st_size), prot, MAP_SHARED, fd, 0);
         if (p == MAP_FAILED) {
@@ -234,13 +240,18 @@ Status Queue::open(const std::string& name, OpenMode mode, const CreateOptions& 
           result = errno_status(err);
           break;
         }
+        const int guard = guard_mapping(p, static_cast<size_t>(st.st_size));
         auto* h = static_cast<Header*>(p);
         if (h->initialised.load(std::memory_order_acquire) == 1) {
           const uint64_t size = static_cast<uint64_t>(st.st_size);
-          if (h->magic != kMagic) {
+          if (mapping_damaged(guard)) {
+            result = Status::Truncated;  // shrunk between fstat and our first look
+          } else if (h->magic != kMagic) {
             result = Status::NotOurs;
           } else if (h->layout_version != SAGE_LAYOUT_VERSION || h->layout_signature != layout_signature()) {
             result = Status::VersionMismatch;
+          } else if (h->segment_size > size) {
+            result = Status::Truncated;  // shorter than its creator made it
           } else if (h->segment_size != size || h->capacity < kMinCapacity || h->capacity > kMaxCapacity ||
                      (h->capacity & (h->capacity - 1)) != 0 || h->data_offset != data_offset() ||
                      h->data_offset + h->capacity != size || h->max_message_size > h->capacity / 2 - kRecordHeaderSize ||
@@ -249,6 +260,7 @@ Status Queue::open(const std::string& name, OpenMode mode, const CreateOptions& 
           } else {
             std::unique_ptr<Queue> q(new Queue());
             q->hdr_ = h;
+            q->guard_ = guard;
             q->data_ = static_cast<uint8_t*>(p) + h->data_offset;
             q->map_size_ = size;
             q->cap_ = h->capacity;
@@ -258,22 +270,35 @@ Status Queue::open(const std::string& name, OpenMode mode, const CreateOptions& 
             q->name_ = name;
             q->set_identity(st, trusted);
             result = mode == OpenMode::Inspect ? Status::Ok : q->attach_slot();
-            if (result == Status::Ok) {
+            if (result == Status::Ok && mapping_damaged(guard)) {
+              q->release();  // unmaps it, or leaves it alone if a slot was attached in it
+              ::close(fd);
+              return Status::Truncated;
+            } else if (result == Status::Ok) {
               ::close(fd);
               *out = std::move(q);
               return Status::Ok;
+            } else {
+              q->hdr_ = nullptr;
+              q->guard_ = -1;
             }
-            q->hdr_ = nullptr;
           }
+          unguard_mapping(guard);
           munmap(p, static_cast<size_t>(st.st_size));
           break;
         }
-        if (h->magic != 0 && h->magic != kMagic) {
-          munmap(p, static_cast<size_t>(st.st_size));
+        const bool foreign = h->magic != 0 && h->magic != kMagic;
+        const bool shrunk = mapping_damaged(guard);
+        unguard_mapping(guard);
+        munmap(p, static_cast<size_t>(st.st_size));  // nothing attached in it: safe to unmap
+        if (shrunk) {
+          result = Status::Truncated;
+          break;
+        }
+        if (foreign) {
           result = Status::NotOurs;
           break;
         }
-        munmap(p, static_cast<size_t>(st.st_size));
       }
       // Not initialised. This build never links an unfinished segment to a name (create_linked),
       // but a build of the same layout that created segments in place did, holding flock until
@@ -283,8 +308,15 @@ Status Queue::open(const std::string& name, OpenMode mode, const CreateOptions& 
         struct stat st2;
         if (fstat(fd, &st2) == 0 && static_cast<uint64_t>(st2.st_size) >= sizeof(Header)) {
           void* p = mmap(nullptr, sizeof(Header), PROT_READ, MAP_SHARED, fd, 0);
+          const int guard = p != MAP_FAILED ? guard_mapping(p, sizeof(Header)) : -1;
           bool init = p != MAP_FAILED && static_cast<Header*>(p)->initialised.load(std::memory_order_acquire) == 1;
+          const bool shrunk = mapping_damaged(guard);
+          unguard_mapping(guard);
           if (p != MAP_FAILED) munmap(p, sizeof(Header));
+          if (shrunk) {
+            result = Status::Truncated;
+            break;
+          }
           if (init) continue;  // finished between our two looks
         }
         // Its creator died before finishing (or it is a foreign empty file).
@@ -348,6 +380,8 @@ Status Queue::create_linked(const std::string& name, const CreateOptions& opts, 
       abandon(e);
       return e == ENOSPC || e == ENOMEM || e == EFBIG ? Status::NoSpace : errno_status(e);
     }
+    // Guarded from here on: a truncation by another process is a typed error, not SIGBUS.
+    const int guard = guard_mapping(p, size);
     auto* h = static_cast<Header*>(p);
     h->magic = kMagic;
     h->layout_version = SAGE_LAYOUT_VERSION;
@@ -364,12 +398,14 @@ Status Queue::create_linked(const std::string& name, const CreateOptions& opts, 
     h->slot_count = kMaxSlots;
     memcpy(h->name, name.data(), name.size());
     if (!init_robust_mutex(&h->prod_lock) || !init_robust_mutex(&h->cons_lock)) {
+      unguard_mapping(guard);
       munmap(p, size);
       abandon(0);
       return Status::SystemError;
     }
     std::unique_ptr<Queue> q(new Queue());
     q->hdr_ = h;
+    q->guard_ = guard;
     q->data_ = static_cast<uint8_t*>(p) + data_offset();
     q->map_size_ = size;
     q->cap_ = cap;
@@ -381,6 +417,8 @@ Status Queue::create_linked(const std::string& name, const CreateOptions& opts, 
     Status s = q->attach_slot();
     if (s != Status::Ok) {
       q->hdr_ = nullptr;
+      q->guard_ = -1;
+      unguard_mapping(guard);
       munmap(p, size);
       abandon(0);
       return s;

@@ -34,7 +34,10 @@ What is measured:
 - **Fuzzing.** A libFuzzer target (native/fuzz/) opens segments built from arbitrary header bytes and
   runs puts, gets, waits and stats against arbitrary records, cursors and journals in an attached
   segment, under ASan and UBSan. Lock words are kept valid (unlocked, owner-died or held by a live
-  thread); see native/fuzz/fuzz_queue.cpp for why.
+  thread) so the fuzzer explores the data path behind them; garbage lock words are handled by the
+  core (a wrong mutex kind or any pthreads error other than owner-died is \`ERR_QUEUE_CORRUPT\`, an
+  owner thread that does not exist is reported instead of waited on) and tested by
+  native/test/test_lock_faults.cpp. See docs/design.md, "When a peer is stopped".
 
 ## Trust and hostile neighbours (what the tests check; not measured)
 
@@ -48,7 +51,8 @@ What is measured:
   processes, root, and the users \`allowSharedMode\` admits) can read and forge messages, corrupt
   the ring, leave a lock word "held" forever, truncate the file or remove the name. Corrupted
   lengths, offsets and records give \`ERR_QUEUE_CORRUPT\` or skipped records, never an out-of-bounds
-  access (fuzzed, with fuzzed file owner, mode and trust policy as well); lock words are trusted.
+  access (fuzzed, with fuzzed file owner, mode and trust policy as well); a garbage lock word is
+  \`ERR_QUEUE_CORRUPT\`, not a silent acquire or an endless wait.
   Trust checks keep *other* users out; they do not make the queue safe against its own owner.
 - **Creation races.** Creation is atomic (built under \`sageq-tmp.<hex>.<name>\`, then \`link()\`ed
   into place): tests race 4 processes over 400 fresh names (no failure, one queue per name), run
