@@ -10,7 +10,7 @@ export type { SageQueueOptions, SageQueueStats, BatchOptions, IterateOptions, Tr
 export type { RawBatch } from './raw-batch';
 export type { QueueInspection, QueueLiveness, GcOptions, GcResult } from './inspect';
 export { CODEC_NAMES } from './codecs';
-export type { CodecName } from './codecs';
+export type { CodecName, StatelessCodecName } from './codecs';
 
 export { QueueDescriptor, MAX_QUEUE_ID_LENGTH, shmQueueDescriptor, sageQueueDescriptor } from './descriptor';
 export type {

@@ -13,7 +13,7 @@ import { native, NativeStatus } from '../native';
 import type { NativeQueue, NativeStats } from '../native';
 import { nativeError, statusError } from '../native/errors';
 import { codecById } from './codecs';
-import { listTables, removeStructureTables } from './structure-log';
+import { listTables, removeStructureTable, removeStructureTables } from './structure-log';
 
 /**
  * A queue's state as seen from outside: `alive` (some attached process is alive), `dead` (every
@@ -208,12 +208,17 @@ function collectOrphanTables(only: readonly string[] | undefined, dryRun: boolea
 
 /**
  * Removes the name a handle opened, only if it still refers to that segment (same device and
- * inode). A name already gone is not an error; a name that now refers to another queue is left
- * alone: SharedMemoryError ERR_QUEUE_REPLACED.
+ * inode), and that segment's structure table. A name already gone is not an error; a name that
+ * now refers to another queue is left alone (and so is its table): SharedMemoryError
+ * ERR_QUEUE_REPLACED.
  */
 export function unlinkIfSame(q: NativeQueue, name: string): void {
+  const nonce = q.info()?.nonce;
   const status = -q.unlinkIfSame();
-  if (status === 0 || status === NativeStatus.NotFound) return;
+  if (status === 0 || status === NativeStatus.NotFound) {
+    if (nonce !== undefined) removeStructureTable(name, nonce);
+    return;
+  }
   if (status === NativeStatus.Replaced) {
     throw new SharedMemoryError(
       'ERR_QUEUE_REPLACED',

@@ -42,7 +42,8 @@ export interface SageQueueOptions {
 
 /** The options that say whom a handle trusts: the caller's own, never a descriptor's. */
 export const TRUST_OPTION_KEYS = ['trustedUids', 'allowSharedMode'] as const;
-export type TrustOptions = Pick<SageQueueOptions, (typeof TRUST_OPTION_KEYS)[number]>;
+/** The options that say whom to trust when opening an existing segment (see SageQueueOptions). */
+export type TrustOptions = Pick<SageQueueOptions, 'trustedUids' | 'allowSharedMode'>;
 
 /** Options of the batch calls. */
 export interface BatchOptions {

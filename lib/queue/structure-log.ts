@@ -59,6 +59,15 @@ export function listTables(): Array<{ file: string; name: string; nonce: string 
   return out;
 }
 
+/** Removes the table of one incarnation of queue `name` (its segment's `nonce`), if there is one. */
+export function removeStructureTable(name: string, nonce: string): void {
+  try {
+    fs.unlinkSync(structureTablePath(name, nonce));
+  } catch {
+    // never written, or gone already
+  }
+}
+
 /** Removes the table files of queue `name`; returns how many it removed. */
 export function removeStructureTables(name: string): number {
   let n = 0;

@@ -235,7 +235,7 @@ describe('sage-queue ls', () => {
     expect(r.code).toBe(0);
     const view = value.find((v) => v.name === name);
     expect(view).toMatchObject({ name, error: null, alive: 1, dead: 0 });
-    expect(view?.stats).toMatchObject({ name, depth: 3, enqueued: 3, dequeued: 0, capacity: 65536, closed: false, codec: 'v8', codecName: 'v8' });
+    expect(view?.stats).toMatchObject({ name, depth: 3, enqueued: 3, dequeued: 0, capacity: 65536, closed: false, codec: 'records', codecName: 'records' });
     expect(view?.stats?.processes).toEqual([expect.objectContaining({ pid: process.pid, roles: ['creator', 'producer'], alive: true })]);
   });
 

@@ -587,7 +587,7 @@ describe('WorkerPool: the primary is SIGKILLed (in a private /dev/shm)', () => {
 
       const gc = await ns.cli(['gc', '--yes', '--json']);
       expect(gc.code, gc.stderr).toBe(0);
-      expect(JSON.parse(gc.stdout)).toEqual({ removed: queues, failed: [] });
+      expect(JSON.parse(gc.stdout)).toEqual({ removed: queues, failed: [], temps: [] });
       const empty = await ns.cli(['ls', '--json']);
       expect(JSON.parse(empty.stdout)).toEqual([]);
     },
@@ -607,7 +607,7 @@ describe('WorkerPool: the primary is SIGKILLed (in a private /dev/shm)', () => {
       });
       const gc = await ns.cli(['gc', '--yes', '--json']);
       expect(gc.code, gc.stderr).toBe(0);
-      expect(JSON.parse(gc.stdout)).toEqual({ removed: [...report.queues].sort(), failed: [] });
+      expect(JSON.parse(gc.stdout)).toEqual({ removed: [...report.queues].sort(), failed: [], temps: [] });
     },
   );
 });
