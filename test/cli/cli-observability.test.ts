@@ -79,7 +79,8 @@ afterEach(async () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   children.clear();
   for (const q of queues.splice(0)) q.destroy();
-  for (const f of readdirSync('/dev/shm')) if (f.startsWith(`sageq.${prefix}`)) SageQueue.destroy(f.slice('sageq.'.length));
+  // (A queue's structure table, sageq.<name>@<nonce>.structs, goes with it.)
+  for (const f of readdirSync('/dev/shm')) if (f.startsWith(`sageq.${prefix}`) && !f.includes('@')) SageQueue.destroy(f.slice('sageq.'.length));
 });
 
 afterAll(() => {

@@ -211,7 +211,8 @@ afterEach(async () => {
   await Promise.all(procs.map((p) => p.closed));
   for (const q of handles.splice(0)) q.release();
   // Host segments, including those of SIGKILLed owners (a sandbox's tmpfs goes with its namespace).
-  for (const file of ourSegments()) SageQueue.destroy(file.slice('sageq.'.length));
+  // (A queue's structure table, sageq.<name>@<nonce>.structs, goes with it.)
+  for (const file of ourSegments()) if (!file.includes('@')) SageQueue.destroy(file.slice('sageq.'.length));
 });
 
 afterAll(() => {
