@@ -48,7 +48,7 @@ export type {
 export {
   MessagePriority, PRIORITY_LEVELS, PRIORITY_NAMES, isPriority, parsePriority, priorityName, GatewayError, RouteTableError, RoutingError,
   BackpressureError, PriorityMessageQueue, BackpressureController, MessageDeduplicator, RouteTable, ServiceInstance, InstanceRegistry, RouteCache,
-  ServiceRouter, BatchProcessor, MessageDispatcher, UnifiedMessageHandler, SYSTEM_TYPES,
+  ServiceRouter, BatchProcessor, MessageDispatcher, UnifiedMessageHandler, SYSTEM_TYPES, ServicePool, joinGatewayService,
 } from './gateway';
 export type {
   PriorityName, GatewayErrorCode, PriorityMessageQueueOptions, SharedPriorityQueueOptions, EnqueueOptions, DequeueBatchOptions, EnqueueOutcome,
@@ -56,4 +56,5 @@ export type {
   RouteRange, RouteTableStats, HealthCheck, InstanceRegistryOptions, InstanceHealth, RegistryStats, RouteCacheOptions, RouteCacheStats,
   ServiceRouterOptions, RouteDecision, RoutingStats, BatchProcessorOptions, MessageDispatcherOptions, DispatchStats, FlushReason,
   GatewayConnection, AuthVerifier, BusinessMessage, UnifiedMessageHandlerOptions, HandlerStats, GatewayMessage, GatewayReply, MessageKind, SystemType,
+  ServicePoolOptions, GatewayServiceWorker,
 } from './gateway';

@@ -30,3 +30,5 @@ export { UnifiedMessageHandler } from './message-handler';
 export type { GatewayConnection, AuthVerifier, BusinessMessage, UnifiedMessageHandlerOptions, HandlerStats } from './message-handler';
 export { SYSTEM_TYPES } from './message';
 export type { GatewayMessage, GatewayReply, MessageKind, SystemType } from './message';
+export { ServicePool, joinGatewayService, SERVICE_ENV } from './service-pool';
+export type { ServicePoolOptions, GatewayServiceWorker } from './service-pool';
