@@ -270,40 +270,48 @@ export class PriorityMessageQueue<T = unknown> {
       (byLevel[level] as Array<{ index: number; entry: EnqueueEntry<T> }>).push({ index, entry });
     });
     for (let level = 0; level < LEVEL_COUNT; level++) {
-      let fresh = (byLevel[level] as Array<{ index: number; entry: EnqueueEntry<T> }>).filter(({ index, entry }) => {
+      const fresh = (byLevel[level] as Array<{ index: number; entry: EnqueueEntry<T> }>).filter(({ index, entry }) => {
         if (entry.id !== undefined && this.#p.dedup?.isDuplicate(entry.id)) {
           outcomes[index] = 'duplicate';
           return false;
         }
         return true;
       });
-      if (fresh.length === 0) continue;
-      if (level >= 2 && this.#throttled()) {
-        let released = false;
-        if (this.#p.mode === 'wait') {
-          try {
-            await this.#waitForRelease(timeoutMs ?? this.#p.waitTimeoutMs, signal);
-            released = true;
-          } catch (e) {
-            if (!(e instanceof BackpressureError)) throw e;
+      let items = fresh;
+      while (items.length > 0) {
+        let take = items.length;
+        if (level >= 2 && this.#p.backpressure !== null) {
+          if (this.#throttled()) {
+            let released = false;
+            if (this.#p.mode === 'wait') {
+              try {
+                await this.#waitForRelease(timeoutMs ?? this.#p.waitTimeoutMs, signal);
+                released = true;
+              } catch (e) {
+                if (!(e instanceof BackpressureError)) throw e;
+              }
+            } else {
+              this.#rejected += items.length;
+            }
+            if (!released) {
+              for (const { index, entry } of items) {
+                outcomes[index] = 'throttled';
+                if (entry.id !== undefined) this.#p.dedup?.forget(entry.id);
+              }
+              break;
+            }
           }
-        } else {
-          this.#rejected += fresh.length;
+          // Only as many as keep usage below the high watermark; the rest are checked again.
+          take = Math.max(1, Math.min(items.length, Math.ceil(this.#p.backpressure.highWatermark * this.#p.capacity - this.size)));
         }
-        if (!released) {
-          for (const { index, entry } of fresh) {
-            outcomes[index] = 'throttled';
-            if (entry.id !== undefined) this.#p.dedup?.forget(entry.id);
-          }
-          fresh = [];
-          continue;
-        }
+        const chunk = items.slice(0, take);
+        items = items.slice(take);
+        const messages = chunk.map((f) => f.entry.message);
+        const put = this.#lanes.put(level as MessagePriority, messages);
+        for (let i = put; i < messages.length; i++) await this.#putWaiting(level as MessagePriority, messages[i] as T, timeoutMs, signal);
+        for (const { index } of chunk) outcomes[index] = 'enqueued';
+        this.#enqueued += chunk.length;
       }
-      const items = fresh.map((f) => f.entry.message);
-      const put = this.#lanes.put(level as MessagePriority, items);
-      for (let i = put; i < items.length; i++) await this.#putWaiting(level as MessagePriority, items[i] as T, timeoutMs, signal);
-      for (const { index } of fresh) outcomes[index] = 'enqueued';
-      this.#enqueued += fresh.length;
     }
     return outcomes;
   }
