@@ -20,12 +20,13 @@ import { Runner } from './lib/runner.mjs';
 import { buildRingBench } from './transports/cpp-ring.mjs';
 import { benchRouter } from './router.mjs';
 import { benchRedis } from './redis.mjs';
+import { benchGateway, gatewayTable } from './gateway.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const RESULTS = path.join(ROOT, 'bench/results');
 
 function parseArgs(argv) {
-  const o = { runs: 3, quick: false, only: null, pin: true, build: false, ms: null, warmMs: null, waitIdle: 0, router: true, redis: true };
+  const o = { runs: 3, quick: false, only: null, pin: true, build: false, ms: null, warmMs: null, waitIdle: 0, router: true, redis: true, gateway: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = () => {
@@ -43,8 +44,9 @@ function parseArgs(argv) {
     else if (a === '--wait-idle') o.waitIdle = num();
     else if (a === '--no-router') o.router = false;
     else if (a === '--no-redis') o.redis = false;
+    else if (a === '--no-gateway') o.gateway = false;
     else if (a === '--help' || a === '-h') {
-      console.log('usage: node bench/run.mjs [--runs N] [--quick] [--only REGEX] [--no-pin] [--build] [--ms N] [--warm-ms N] [--wait-idle SECONDS] [--no-router] [--no-redis]');
+      console.log('usage: node bench/run.mjs [--runs N] [--quick] [--only REGEX] [--no-pin] [--build] [--ms N] [--warm-ms N] [--wait-idle SECONDS] [--no-router] [--no-redis] [--no-gateway]');
       process.exit(0);
     } else throw new Error(`unknown argument ${a} (try --help)`);
   }
@@ -257,6 +259,15 @@ async function main() {
         extra.push(`| ${codec} | ${e.bytes} | ${e.nsPerOp.toFixed(0)} ±${e.rme.toFixed(1)}% | ${d.nsPerOp.toFixed(0)} ±${d.rme.toFixed(1)}% |`);
       }
     } else warnings.push(`codec micro-benchmarks failed: ${(micro.stderr || '').split('\n')[0]}`);
+  }
+  if (!opts.only && opts.gateway) {
+    log('gateway: priority queue in-process, priority lanes vs one SageQueue, route table, example gateway vs its process.send twin');
+    try {
+      doc.gateway = await benchGateway({ quick: opts.quick });
+      extra.push(...gatewayTable(doc.gateway));
+    } catch (e) {
+      warnings.push(`gateway rows failed: ${e.message}`);
+    }
   }
   doc.durationS = Math.round((Date.now() - measureStarted) / 100) / 10;
   doc.waitedForIdleS = waitedS;

@@ -47,3 +47,17 @@ export type {
   RedisBackendErrorCode, RedisQueueConstructor,
   StatefulRouteStoreOptions, LinkOptions, Link, PodState, PodServiceState, RouteStoreStats, StatefulRouterOptions, StatefulRouterStats,
 } from './redis';
+
+export {
+  MessagePriority, PRIORITY_LEVELS, PRIORITY_NAMES, isPriority, parsePriority, priorityName, GatewayError, RouteTableError, RoutingError,
+  BackpressureError, PriorityMessageQueue, BackpressureController, MessageDeduplicator, RouteTable, ServiceInstance, InstanceRegistry, RouteCache,
+  ServiceRouter, BatchProcessor, MessageDispatcher, UnifiedMessageHandler, SYSTEM_TYPES, ServicePool, joinGatewayService,
+} from './gateway';
+export type {
+  PriorityName, GatewayErrorCode, PriorityMessageQueueOptions, SharedPriorityQueueOptions, EnqueueOptions, DequeueBatchOptions, EnqueueOutcome,
+  EnqueueEntry, PriorityQueueStats, PriorityQueueDescriptor, BackpressureOptions, BackpressureStats, DeduplicatorOptions, DeduplicatorStats,
+  RouteRange, RouteTableStats, HealthCheck, InstanceRegistryOptions, InstanceHealth, RegistryStats, RouteCacheOptions, RouteCacheStats,
+  ServiceRouterOptions, RouteDecision, RoutingStats, BatchProcessorOptions, MessageDispatcherOptions, DispatchStats, FlushReason,
+  GatewayConnection, AuthVerifier, BusinessMessage, UnifiedMessageHandlerOptions, HandlerStats, GatewayMessage, GatewayReply, MessageKind, SystemType,
+  ServicePoolOptions, GatewayServiceWorker,
+} from './gateway';

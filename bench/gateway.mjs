@@ -1,0 +1,157 @@
+#!/usr/bin/env node
+// Gateway benchmark: (1) PriorityMessageQueue enqueue+dequeue in-process (mixed priorities,
+// takeBatch of 100); (2) the cross-process priority lanes (enqueueMany / dequeueBatch, batches
+// of 256) beside one SageQueue (putMany / getMany 256), producer here, consumer in a child;
+// (3) RouteTable lookups; (4) the example gateway end to end (load.mjs: N ws clients, a window
+// of messages in flight each) beside the same gateway whose workers are reached over
+// process.send (--transport ipc). Run alone (`node bench/gateway.mjs [--quick]`) or through
+// bench/run.mjs, which calls benchGateway(). Targets (issue 15): in-process ≥ 1 M ops/s; lanes
+// ≥ 0.5× one SageQueue; gateway ≥ 3× its process.send twin.
+import { fork, spawn } from 'node:child_process';
+import { readdirSync, unlinkSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const require = createRequire(import.meta.url);
+const { MessagePriority, PriorityMessageQueue, RouteTable, SageQueue } = require('../dist/index.js');
+const self = fileURLToPath(import.meta.url);
+const ROOT = path.resolve(path.dirname(self), '..');
+
+function inProcess(ms) {
+  const q = new PriorityMessageQueue({ backpressure: false, capacity: 1 << 20 });
+  const prio = [0, 1, 2, 3, 2, 2, 3, 1];
+  let n = 0;
+  const end = performance.now() + ms;
+  const t0 = performance.now();
+  while (performance.now() < end) {
+    for (let i = 0; i < 100; i++) q.tryEnqueue(n + i, prio[i & 7]);
+    if (q.takeBatch(100).length !== 100) throw new Error('lost messages');
+    n += 100;
+  }
+  return { name: 'PriorityMessageQueue in-process, tryEnqueue + takeBatch(100)', opsPerSec: n / ((performance.now() - t0) / 1000) };
+}
+
+function routeLookups(ms) {
+  const t = new RouteTable([[1000, 1999, 'logic'], [2000, 2999, 'chat'], [3000, 3999, 'fight'], [9000, 9999, 'gateway']]);
+  let n = 0;
+  let hits = 0;
+  const end = performance.now() + ms;
+  const t0 = performance.now();
+  while (performance.now() < end) {
+    for (let i = 0; i < 1000; i++) if (t.lookup(1000 + ((n + i) * 7) % 9000) !== undefined) hits++;
+    n += 1000;
+  }
+  return { name: 'RouteTable.lookup (4 ranges)', opsPerSec: n / ((performance.now() - t0) / 1000), hits };
+}
+
+async function crossProcess(kind, total) {
+  const name = `bench-gw-${process.pid}-${kind}`;
+  const q = kind === 'lanes'
+    ? PriorityMessageQueue.create(name, { capacity: 1 << 20, backpressure: false, lane: { capacity: 16 << 20 } })
+    : SageQueue.create(name, { capacity: 16 << 20, codec: 'msgpack' });
+  const child = fork(self, ['--child', kind, kind === 'lanes' ? JSON.stringify(q.descriptor) : name, String(total)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  try {
+    await new Promise((r) => child.once('message', r)); // attached
+    const done = new Promise((resolve) => child.once('message', resolve));
+    const t0 = performance.now();
+    for (let i = 0; i < total; i += 256) {
+      const batch = [];
+      for (let j = i; j < Math.min(total, i + 256); j++) batch.push({ i: j, s: 'user-1' });
+      if (kind === 'lanes') await q.enqueueMany(batch.map((m, k) => ({ message: m, priority: k & 3 })));
+      else await q.putMany(batch);
+    }
+    const got = await done;
+    const seconds = (performance.now() - t0) / 1000;
+    if (got !== total) throw new Error(`${kind}: ${got}/${total} delivered`);
+    return { name: kind === 'lanes' ? 'priority lanes (4 SageQueues), enqueueMany/dequeueBatch 256' : 'one SageQueue, putMany/getMany 256', msgsPerSec: total / seconds };
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    q.destroy();
+  }
+}
+
+async function consumer(kind, arg, total) {
+  let n = 0;
+  if (kind === 'lanes') {
+    const q = PriorityMessageQueue.attach(JSON.parse(arg), { backpressure: false });
+    process.send('ready');
+    while (n < total) n += (await q.dequeueBatch({ batchSize: 256 })).length;
+    q.release();
+  } else {
+    const q = SageQueue.open(arg);
+    process.send('ready');
+    while (n < total) n += q.getMany(256).length;
+    q.release();
+  }
+  process.send(n);
+}
+
+async function gatewayRun(transport, { clients, ms }) {
+  const server = spawn(process.execPath, [path.join(ROOT, 'examples/gateway/server.mjs'), '--port', '0', '--transport', transport, '--workers', '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const port = await new Promise((resolve, reject) => {
+      let out = '';
+      server.stdout.setEncoding('utf8').on('data', (d) => {
+        out += d;
+        const line = out.split('\n').find((l) => l.startsWith('{'));
+        if (line) resolve(JSON.parse(line).listening);
+      });
+      server.once('exit', (c) => reject(new Error(`gateway exited ${c}`)));
+    });
+    const load = spawn(process.execPath, [path.join(ROOT, 'examples/gateway/load.mjs'), '--port', String(port), '--clients', String(clients), '--ms', String(ms)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let text = '';
+    load.stdout.setEncoding('utf8').on('data', (d) => (text += d));
+    await new Promise((r) => load.once('exit', r));
+    return { name: `example gateway, ${transport === 'sage' ? 'SageQueue priority lanes' : 'process.send twin'}`, transport, ...JSON.parse(text.trim().split('\n').pop()) };
+  } finally {
+    if (server.exitCode === null) {
+      server.kill('SIGTERM');
+      const t = setTimeout(() => server.kill('SIGKILL'), 8000);
+      await new Promise((r) => server.once('exit', r));
+      clearTimeout(t);
+    }
+    for (const f of readdirSync('/dev/shm').filter((n) => n.startsWith(`sageq.gw-${server.pid}-`))) unlinkSync(`/dev/shm/${f}`);
+  }
+}
+
+/** All gateway figures, with the same-run ratios against the issue's targets. */
+export async function benchGateway({ quick = false } = {}) {
+  const ms = quick ? 200 : 800;
+  const inproc = inProcess(ms);
+  const lookups = routeLookups(ms);
+  const total = quick ? 100_000 : 400_000;
+  const lanes = await crossProcess('lanes', total);
+  const single = await crossProcess('single', total);
+  const e2eMs = quick ? 1500 : 3000;
+  const sage = await gatewayRun('sage', { clients: 8, ms: e2eMs });
+  const ipc = await gatewayRun('ipc', { clients: 8, ms: e2eMs });
+  const ratios = [
+    { name: 'in-process priority queue ≥ 1 M enqueue+dequeue/s', value: inproc.opsPerSec / 1e6, target: 1, unit: 'M ops/s' },
+    { name: 'priority lanes ÷ one SageQueue (batched) ≥ 0.5', value: lanes.msgsPerSec / single.msgsPerSec, target: 0.5 },
+    { name: 'gateway ÷ process.send twin ≥ 3', value: sage.msgsPerSec / ipc.msgsPerSec, target: 3 },
+  ].map((r) => ({ ...r, met: r.value >= r.target }));
+  return { inProcess: inproc, routeLookups: lookups, crossProcess: [lanes, single], endToEnd: [sage, ipc], ratios };
+}
+
+const fmt = (n) => Math.round(n).toLocaleString('en-US');
+
+/** Markdown lines for bench/run.mjs and the stand-alone run. */
+export function gatewayTable(r) {
+  const out = ['', '### Gateway', '', '| target (same run) | measured | target | met |', '|---|---:|---:|---|'];
+  for (const x of r.ratios) out.push(`| ${x.name} | ${x.value.toFixed(2)}${x.unit ? ` ${x.unit}` : '×'} | ${x.target} | ${x.met ? 'yes' : '**no**'} |`);
+  out.push('', '| path | ops or msgs/s |', '|---|---:|');
+  out.push(`| ${r.inProcess.name} | ${fmt(r.inProcess.opsPerSec)} |`, `| ${r.routeLookups.name} | ${fmt(r.routeLookups.opsPerSec)} |`);
+  for (const c of r.crossProcess) out.push(`| ${c.name} (1 producer → 1 consumer process) | ${fmt(c.msgsPerSec)} |`);
+  out.push('', '| end to end: 8 ws clients × 64 in flight, 1 worker per service | msgs/s | p50 ms | p99 ms |', '|---|---:|---:|---:|');
+  for (const e of r.endToEnd) out.push(`| ${e.name} | ${fmt(e.msgsPerSec)} | ${e.p50Ms.toFixed(1)} | ${e.p99Ms.toFixed(1)} |`);
+  out.push('', 'Anchor quoted by the issue (not measured here: fastq is not installed): fastq ~1.2 M tasks/s.');
+  return out;
+}
+
+if (process.argv[2] === '--child') {
+  await consumer(process.argv[3], process.argv[4], Number(process.argv[5]));
+} else if (process.argv[1] === self) {
+  const r = await benchGateway({ quick: process.argv.includes('--quick') });
+  console.log(gatewayTable(r).join('\n'));
+}

@@ -1,0 +1,245 @@
+#!/usr/bin/env node
+// The example gateway: WebSocket clients -> UnifiedMessageHandler -> ServiceRouter (route table,
+// route cache, instance registry) -> MessageDispatcher (batches per instance) -> each instance's
+// cross-process PriorityMessageQueue -> service worker processes (a ServicePool per service) ->
+// reply queue -> the same client. HTTP: GET /health, /stats, /routing/stats.
+//
+//   node examples/gateway/server.mjs [--port 8080] [--workers 2] [--lane-capacity 10000]
+//     [--high 0.8] [--low 0.6] [--dedup-window-ms 60000] [--health-interval-ms 30000]
+//     [--max-buffered 1048576] [--transport sage|ipc]
+// Prints one JSON line `{"listening":PORT,...}` on stdout when ready. SIGTERM/SIGINT: closes
+// cleanly (flushes batches, drains workers, removes every segment).
+import { fork } from 'node:child_process';
+import { createServer } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { WebSocketServer } from 'ws';
+import {
+  GatewayError, InstanceRegistry, MessageDispatcher, MessagePriority, RouteTable, ServiceInstance, ServicePool, ServiceRouter, UnifiedMessageHandler,
+} from 'sage-queue';
+
+const WORKER = fileURLToPath(new URL('./service-worker.mjs', import.meta.url));
+
+export const DEFAULT_CONFIG = {
+  routes: [
+    { start: 1000, end: 1999, service: 'logic' },
+    { start: 2000, end: 2999, service: 'chat' },
+    { start: 3000, end: 3999, service: 'fight' },
+    { start: 9000, end: 9999, service: 'gateway' },
+  ],
+  /** Tokens the example's auth verifier accepts: token -> principal. */
+  tokens: { 'token-alice': 'alice', 'token-bob': 'bob', 'token-load': 'load' },
+};
+
+function parseArgs(argv) {
+  const o = { port: 8080, workers: 2, laneCapacity: 10_000, high: 0.8, low: 0.6, dedupWindowMs: 60_000, healthIntervalMs: 30_000, maxBuffered: 1 << 20, transport: 'sage' };
+  const keys = { '--port': 'port', '--workers': 'workers', '--lane-capacity': 'laneCapacity', '--high': 'high', '--low': 'low', '--dedup-window-ms': 'dedupWindowMs', '--health-interval-ms': 'healthIntervalMs', '--max-buffered': 'maxBuffered' };
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--transport') o.transport = argv[++i];
+    else if (keys[argv[i]]) o[keys[argv[i]]] = Number(argv[++i]);
+    else throw new Error(`unknown argument ${argv[i]}`);
+  }
+  if (o.transport !== 'sage' && o.transport !== 'ipc') throw new Error('--transport is sage or ipc');
+  return o;
+}
+
+export async function startGateway(opts) {
+  const started = Date.now();
+  const services = [...new Set(DEFAULT_CONFIG.routes.map((r) => r.service))].filter((s) => s !== 'gateway');
+  const table = new RouteTable(DEFAULT_CONFIG.routes);
+  const pools = new Map();
+  const registry = new InstanceRegistry({
+    healthCheckIntervalMs: opts.healthIntervalMs,
+    healthCheck: (instance) => pools.get(instance.service)?.isAlive(instance) ?? false,
+  });
+  const router = new ServiceRouter({ table, registry, cache: { maxEntries: 50_000, ttlMs: 60_000 } });
+  const connections = new Map();
+  let nextConn = 1;
+  const conn = { paused: 0, closedSlow: 0, maxBuffered: 0 };
+
+  // ---- service workers: a ServicePool per service (or the process.send twin)
+  if (opts.transport === 'sage') {
+    for (const service of services) {
+      pools.set(service, new ServicePool({
+        service, script: WORKER, workers: opts.workers, registry,
+        lanes: {
+          capacity: opts.laneCapacity,
+          backpressure: { highWatermark: opts.high, lowWatermark: opts.low, mode: 'reject' },
+          dedup: { windowMs: opts.dedupWindowMs, maxEntries: 200_000 },
+        },
+      }));
+    }
+    await Promise.all([...pools.values()].map((p) => p.ready()));
+  } else {
+    for (const service of services) {
+      const children = [];
+      for (let index = 0; index < opts.workers; index++) {
+        const child = fork(WORKER, [], { env: { ...process.env, GATEWAY_IPC: '1', GATEWAY_IPC_ASSIGNMENT: JSON.stringify({ service, index }) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+        child.on('message', (replies) => { for (const r of replies) deliver(r); });
+        children.push(child);
+        registry.register(new ServiceInstance(service, `${service}-${index}`, '127.0.0.1', 0, { index }));
+      }
+      pools.set(service, { ipc: children, isAlive: (i) => children[i.metadata.index].exitCode === null });
+    }
+  }
+  registry.start();
+
+  // ---- replies back to the client that asked
+  function deliver(r) {
+    const c = connections.get(r.conn);
+    if (c === undefined) return; // the client left
+    c.inFlight--;
+    c.send({ type: 'reply', id: r.id, msgId: r.msgId, service: r.service, instance: r.instance, body: r.body });
+  }
+  const pumps = [];
+  if (opts.transport === 'sage') {
+    for (const pool of pools.values()) {
+      pumps.push((async () => {
+        for await (const r of pool.replies.iterate({ batchSize: 256 })) deliver(r);
+      })().catch(() => undefined));
+    }
+  }
+
+  // ---- batch dispatch into the instances' priority lanes
+  const dispatcher = new MessageDispatcher({
+    batchSize: 100, timeoutMs: 10, maxBatches: 10, retryDelayMs: 100, maxRetries: 3,
+    process: async (instanceId, batch) => {
+      const service = instanceId.slice(0, instanceId.lastIndexOf('-'));
+      const pool = pools.get(service);
+      if (opts.transport === 'ipc') {
+        const child = pool.ipc[Number(instanceId.slice(instanceId.lastIndexOf('-') + 1))];
+        await new Promise((resolve, reject) => child.send(batch.map((b) => b.envelope), (e) => (e ? reject(e) : resolve())));
+        return;
+      }
+      const outcomes = await pool.queueOf(instanceId).enqueueMany(batch.map((b) => ({ message: b.envelope, priority: b.envelope.priority, id: b.dedupId })));
+      outcomes.forEach((o, i) => {
+        if (o === 'enqueued') return;
+        const { c, envelope } = batch[i];
+        c.inFlight--;
+        const error = o === 'duplicate'
+          ? new GatewayError('ERR_DUPLICATE_MESSAGE', `message ${JSON.stringify(envelope.msgId)} of session ${JSON.stringify(envelope.session)} was already received within the de-duplication window: dropped`)
+          : new GatewayError('ERR_BACKPRESSURE', `${instanceId} is above its high watermark: NORMAL and LOW messages are refused until it drains; retry later or use a higher priority`);
+        handler.reportError(c, error, envelope.msgId, envelope.id);
+      });
+    },
+    onDeadLetter: (instanceId, batch, error) => {
+      for (const { c, envelope } of batch) {
+        c.inFlight--;
+        handler.reportError(c, new GatewayError('ERR_DISPATCH_FAILED', `could not hand the message to ${instanceId}: ${error?.message ?? error}`), envelope.msgId, envelope.id);
+      }
+    },
+  });
+
+  const handler = new UnifiedMessageHandler({
+    router,
+    verifyAuth: (token) => (typeof token === 'string' ? DEFAULT_CONFIG.tokens[token] ?? false : false),
+    maxFrameBytes: 64 * 1024,
+    handleGateway: (m) => (m.id === 9000 ? { connections: connections.size, uptime_s: (Date.now() - started) / 1000 } : { echo: m.body ?? null }),
+    dispatch: (m, instance, c) => {
+      if (closing) throw new GatewayError('ERR_GATEWAY_CLOSED', 'the gateway is shutting down');
+      const envelope = { conn: c.id, msgId: m.msgId, id: m.id, session: m.session, priority: m.priority, body: m.body };
+      c.inFlight++;
+      return dispatcher.dispatch(instance.instanceId, { c, envelope, dedupId: `${m.session}:${m.msgId}` }, m.priority === MessagePriority.CRITICAL);
+    },
+  });
+
+  // ---- HTTP + WebSocket
+  const http = createServer((req, res) => {
+    const json = (status, body) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (req.method !== 'GET') return json(405, { error: 'GET only' });
+    if (req.url === '/health') {
+      const reg = registry.stats().services;
+      const healthy = services.every((s) => (reg[s]?.healthy ?? 0) > 0);
+      return json(healthy ? 200 : 503, { status: healthy ? 'ok' : 'degraded', uptime_s: (Date.now() - started) / 1000, services: reg, connections: connections.size });
+    }
+    if (req.url === '/stats') {
+      const queues = {};
+      if (opts.transport === 'sage') for (const pool of pools.values()) for (const i of pool.instances) queues[i.instanceId] = pool.queueOf(i.instanceId).stats();
+      const pids = {};
+      for (const [name, pool] of pools) pids[name] = opts.transport === 'sage' ? pool.pool.pids : pool.ipc.map((c) => c.pid);
+      let buffered = 0;
+      for (const c of connections.values()) buffered += c.ws.bufferedAmount;
+      return json(200, {
+        gateway: handler.stats(),
+        queues,
+        dispatcher: dispatcher.stats(),
+        connections: { open: connections.size, buffered_bytes: buffered, max_buffered_bytes: conn.maxBuffered, paused: conn.paused, closed_slow: conn.closedSlow },
+        workers: pids,
+        memory: process.memoryUsage(),
+        transport: opts.transport,
+      });
+    }
+    if (req.url === '/routing/stats') return json(200, router.stats());
+    return json(404, { error: 'not found' });
+  });
+  const wss = new WebSocketServer({ server: http, maxPayload: 1 << 20 });
+  wss.on('connection', (ws) => {
+    const id = `c${nextConn++}`;
+    let paused = false;
+    const c = {
+      id, ws, principal: null, inFlight: 0,
+      send(reply) {
+        if (ws.readyState !== 1) return;
+        ws.send(JSON.stringify(reply), () => {
+          // written to the socket: resume reading once the client has caught up
+          if (paused && ws.bufferedAmount < opts.maxBuffered / 2) {
+            paused = false;
+            ws.resume();
+          }
+        });
+        const b = ws.bufferedAmount;
+        if (b > conn.maxBuffered) conn.maxBuffered = b;
+        if (b > opts.maxBuffered * 8) {
+          conn.closedSlow++;
+          ws.terminate(); // hopelessly behind: drop it rather than grow without bound
+        } else if (b > opts.maxBuffered && !paused) {
+          paused = true; // a slow reader: stop reading its requests until it catches up
+          conn.paused++;
+          ws.pause();
+        }
+      },
+    };
+    connections.set(id, c);
+    // One frame at a time per client, in order; other clients are not held up.
+    let chain = Promise.resolve();
+    ws.on('message', (data, isBinary) => {
+      chain = chain.then(() => handler.handle(c, Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data), isBinary));
+    });
+    ws.on('close', () => connections.delete(id));
+    ws.on('error', () => undefined);
+  });
+
+  let closing = false;
+  await new Promise((resolve) => http.listen(opts.port, '127.0.0.1', resolve));
+  return {
+    port: http.address().port,
+    pids: () => Object.fromEntries([...pools].map(([n, p]) => [n, opts.transport === 'sage' ? p.pool.pids : p.ipc.map((c) => c.pid)])),
+    async close() {
+      if (closing) return;
+      closing = true;
+      for (const c of connections.values()) c.ws.terminate();
+      wss.close();
+      http.close();
+      registry.stop();
+      await dispatcher.close();
+      router.close();
+      if (opts.transport === 'sage') await Promise.all([...pools.values()].map((p) => p.close({ timeoutMs: 5000 })));
+      else for (const p of pools.values()) for (const c of p.ipc) c.kill();
+      await Promise.race([Promise.all(pumps), new Promise((r) => setTimeout(r, 1000))]);
+    },
+  };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const opts = parseArgs(process.argv.slice(2));
+  const gw = await startGateway(opts);
+  console.log(JSON.stringify({ listening: gw.port, pid: process.pid, transport: opts.transport, workers: gw.pids() }));
+  const stop = async () => {
+    await gw.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
