@@ -42,7 +42,9 @@ export type InvalidArgumentValueErrorCode =
   | 'ERR_CROSSSLOT'
   | 'ERR_OUT_OF_RANGE'
   | 'ERR_UNSUPPORTED_OPTION'
-  | 'ERR_QUEUE_SHARED_MODE';
+  | 'ERR_QUEUE_SHARED_MODE'
+  | 'ERR_UNKNOWN_INSTANCE'
+  | 'ERR_UNKNOWN_PRIORITY';
 
 /** The stable codes of RedisBackendError (see lib/redis/connection.ts). */
 export type RedisBackendErrorCode =
@@ -69,12 +71,31 @@ export type ComponentErrorCode =
  * compiler checks the spelling. Argument errors: ERR_INVALID_ARG_TYPE, ERR_OUT_OF_RANGE and the
  * InvalidArgumentValueErrorCode values.
  */
+/** Every code a gateway error (and a gateway error reply, on the wire) can carry (lib/gateway/errors.ts). */
+export type GatewayErrorCode =
+  | 'ERR_BAD_FRAME' // not JSON, binary, or not an object
+  | 'ERR_FRAME_TOO_LARGE'
+  | 'ERR_BAD_MESSAGE' // a field is missing or has the wrong type
+  | 'ERR_UNKNOWN_PRIORITY'
+  | 'ERR_UNKNOWN_TYPE'
+  | 'ERR_UNKNOWN_ROUTE' // no service owns the message id
+  | 'ERR_NO_HEALTHY_INSTANCE'
+  | 'ERR_NOT_AUTHENTICATED'
+  | 'ERR_AUTH_FAILED'
+  | 'ERR_DUPLICATE_MESSAGE'
+  | 'ERR_BACKPRESSURE'
+  | 'ERR_DISPATCH_FAILED'
+  | 'ERR_GATEWAY_CLOSED'
+  | 'ERR_ROUTE_TABLE'
+  | 'ERR_SERVICE_ERROR';
 export type SageQueueErrorCode =
+
   | QueueErrorCode
   | SharedMemoryErrorCode
   | InvalidArgumentValueErrorCode
   | RedisBackendErrorCode
   | ComponentErrorCode
+  | GatewayErrorCode
   | 'ERR_INVALID_ARG_TYPE'
   | 'ERR_OUT_OF_RANGE'
   | 'ERR_UNSUPPORTED_OPTION'

@@ -3,24 +3,9 @@
  * WebSocket clients in its error replies, so they are part of the wire protocol.
  */
 import { SageQueueError } from '../errors';
+import type { GatewayErrorCode } from '../errors';
 
-/** Every code a gateway error (and a gateway error reply) can carry. */
-export type GatewayErrorCode =
-  | 'ERR_BAD_FRAME' // not JSON, binary, or not an object
-  | 'ERR_FRAME_TOO_LARGE'
-  | 'ERR_BAD_MESSAGE' // a field is missing or has the wrong type
-  | 'ERR_UNKNOWN_PRIORITY'
-  | 'ERR_UNKNOWN_TYPE'
-  | 'ERR_UNKNOWN_ROUTE' // no service owns the message id
-  | 'ERR_NO_HEALTHY_INSTANCE'
-  | 'ERR_NOT_AUTHENTICATED'
-  | 'ERR_AUTH_FAILED'
-  | 'ERR_DUPLICATE_MESSAGE'
-  | 'ERR_BACKPRESSURE'
-  | 'ERR_DISPATCH_FAILED'
-  | 'ERR_GATEWAY_CLOSED'
-  | 'ERR_ROUTE_TABLE'
-  | 'ERR_SERVICE_ERROR';
+export type { GatewayErrorCode } from '../errors';
 
 export class GatewayError extends SageQueueError {
   declare readonly code: GatewayErrorCode;
