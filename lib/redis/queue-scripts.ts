@@ -32,7 +32,11 @@ function recordOutcome(outcomesKey: string, value: string): string {
 const PUT_LUA = `
 local seq = ARGV[1]
 local done = redis.call('HGET', KEYS[3], seq)
-if done then return tonumber(done) end
+if done then
+  -- A resend: this write (replicated after the first one) lets a WAIT that follows cover both.
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  return tonumber(done)
+end
 local added
 if redis.call('EXISTS', KEYS[2]) == 1 then
   added = -1
