@@ -9,7 +9,7 @@
 // Each row: { name, msgsPerSec, p50us, p99us }. Throughput rows report the end-to-end latency of
 // each message (put → get, through Redis); ping-pong rows report the round trip. Figures are the
 // median of several runs (1 with quick).
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
@@ -167,6 +167,95 @@ async function rawThroughput(url, n, batch) {
   return row;
 }
 
+/**
+ * The stream ceiling: XADD pipelined (one per message), XREADGROUP COUNT `batch` (BLOCK on its
+ * own connection) and one variadic XACK per batch, v8 codec like RedisQueue's default.
+ */
+async function rawStreams(url, n, batch, del) {
+  const producer = new Redis(url);
+  const consumer = new Redis(url);
+  const key = `bench-rawx-${process.pid}-${++streamNo}`;
+  await producer.xgroup('CREATE', key, 'g', '0', 'MKSTREAM');
+  const row = await flow(
+    `ioredis XADD pipelined + XREADGROUP COUNT ${batch} + XACK${del ? '+XDEL' : ''} (ceiling)`,
+    n,
+    batch * 4,
+    async (from, to) => {
+      const p = producer.pipeline();
+      for (let k = from; k < to; k++) p.xadd(key, '*', 'v', v8.serialize({ t: performance.now(), i: k, pad: PAD }));
+      await p.exec();
+      return to - from;
+    },
+    async (left, lat) => {
+      const reply = await consumer.xreadgroupBuffer('GROUP', 'g', 'c', 'COUNT', Math.min(batch, left), 'BLOCK', 1000, 'STREAMS', key, '>');
+      if (reply === null) return 0;
+      const entries = reply[0][1];
+      const now = performance.now();
+      const ids = [];
+      for (const [id, fields] of entries) {
+        lat.push((now - v8.deserialize(fields[1]).t) * 1000);
+        ids.push(id);
+      }
+      if (del) {
+        const p = consumer.pipeline();
+        p.xack(key, 'g', ...ids);
+        p.xdel(key, ...ids);
+        await p.exec();
+      } else {
+        await consumer.xack(key, 'g', ...ids);
+      }
+      return entries.length;
+    },
+  );
+  await producer.del(key);
+  producer.disconnect();
+  consumer.disconnect();
+  return row;
+}
+
+/** The list ceiling: variadic LPUSH pipelined, BLMPOP COUNT `batch` (one call per batch). */
+async function rawLists(url, n, batch) {
+  const producer = new Redis(url);
+  const consumer = new Redis(url);
+  const key = `bench-rawl-${process.pid}-${++streamNo}`;
+  const row = await flow(
+    `ioredis LPUSH pipelined + BLMPOP COUNT ${batch} (ceiling)`,
+    n,
+    batch * 4,
+    async (from, to) => {
+      const values = [];
+      for (let k = from; k < to; k++) values.push(v8.serialize({ t: performance.now(), i: k, pad: PAD }));
+      await producer.lpush(key, ...values);
+      return to - from;
+    },
+    async (left, lat) => {
+      const reply = await consumer.callBuffer('BLMPOP', 1, 1, key, 'RIGHT', 'COUNT', Math.min(batch, left));
+      if (reply === null) return 0;
+      const now = performance.now();
+      for (const v of reply[1]) lat.push((now - v8.deserialize(v).t) * 1000);
+      return reply[1].length;
+    },
+  );
+  producer.disconnect();
+  consumer.disconnect();
+  return row;
+}
+
+/** redis-benchmark of the same server: XADD and LPUSH of 64 B values, 32 pipelined, 50 clients. */
+function redisBenchmark(port, n) {
+  const value = 'x'.repeat(64);
+  const rows = [];
+  for (const [name, args] of [
+    ['redis-benchmark XADD 64 B -P 32 (server ceiling)', ['XADD', `rb-${process.pid}`, 'MAXLEN', '~', '100000', '*', 'v', value]],
+    ['redis-benchmark LPUSH 64 B -P 32 (server ceiling)', ['-t', 'lpush', '-d', '64']],
+  ]) {
+    const r = spawnSync('redis-benchmark', ['-p', String(port), '-P', '32', '-q', '-n', String(n), ...args], { encoding: 'utf8', timeout: 60_000 });
+    const found = [...String(r.stdout).matchAll(/([\d.]+) requests per second/g)].pop();
+    rows.push({ name, msgsPerSec: found ? Math.round(Number(found[1])) : 0, p50us: 0, p99us: 0 });
+  }
+  return rows;
+}
+
 /** RedisQueue putManyAsync / getManyAsync batches. */
 async function queueBatches(url, n, batch, ackMode) {
   const stream = newStream();
@@ -299,6 +388,10 @@ export async function benchRedis({ quick = false } = {}) {
       return median(rows);
     };
     const rows = [];
+    rows.push(...redisBenchmark(redis.port, quick ? 100_000 : 300_000));
+    rows.push(await measure(() => rawStreams(redis.url, n, 256, false)));
+    rows.push(await measure(() => rawStreams(redis.url, n, 256, true)));
+    rows.push(await measure(() => rawLists(redis.url, n, 256)));
     rows.push(await measure(() => rawThroughput(redis.url, n, 256)));
     rows.push(await measure(() => queueBatches(redis.url, n, 256, 'auto')));
     rows.push(await measure(() => queueBatches(redis.url, n, 256, 'explicit')));
@@ -312,7 +405,9 @@ export async function benchRedis({ quick = false } = {}) {
 }
 
 function printTable(rows) {
-  const baseT = rows.find((r) => r.name.startsWith('ioredis LPUSH/BRPOP pipelined'));
+  // Throughput rows are compared with the best raw ioredis pipeline of this run (the ceiling a
+  // Node client reaches); redis-benchmark rows show what the server alone does.
+  const baseT = rows.filter((r) => r.name.startsWith('ioredis') && !r.name.includes('ping-pong')).sort((a, b) => b.msgsPerSec - a.msgsPerSec)[0];
   const baseL = rows.find((r) => r.name.startsWith('ioredis LPUSH/BRPOP ping-pong'));
   console.log(`machine: ${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`);
   const header = ['vs baseline', 'msgs/s', 'p50 µs', 'p99 µs', 'benchmark'];

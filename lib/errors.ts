@@ -52,7 +52,8 @@ export type RedisBackendErrorCode =
   | 'ERR_REDIS_TIMEOUT'
   | 'ERR_REDIS_REPLY'
   | 'ERR_REDIS_AUTH'
-  | 'ERR_REDIS_PERMISSION';
+  | 'ERR_REDIS_PERMISSION'
+  | 'ERR_REDIS_NOT_REPLICATED';
 
 /** Codes of the router, the worker pool and the descriptors' errors. */
 export type ComponentErrorCode =

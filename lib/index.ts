@@ -43,7 +43,7 @@ export {
   RedisQueue, RedisBackendError, createRedisQueueDescriptor, StatefulRouteStore, POD_SERVICE_STATES, StatefulRouter, userKeyOf,
 } from './redis';
 export type {
-  RedisQueueOptions, RedisMessage, RedisAckMode, RedisBatchOptions, RedisQueueStats, DeadLetterEntry, RedisQueueDescriptorOptions,
+  RedisQueueOptions, RedisMessage, RedisAckMode, RedisBatchOptions, RedisWaitReplicas, RedisQueueStats, DeadLetterEntry, RedisQueueDescriptorOptions,
   RedisBackendErrorCode, RedisQueueConstructor,
   StatefulRouteStoreOptions, LinkOptions, Link, PodState, PodServiceState, RouteStoreStats, StatefulRouterOptions, StatefulRouterStats,
 } from './redis';

@@ -4,10 +4,16 @@
  * classification of what Redis answered (unreachable, timed out, refused credentials, refused by
  * ACL, other error reply).
  */
-import type { Redis as IORedis, RedisOptions } from 'ioredis';
+import type { Cluster, ClusterOptions, Redis as IORedis, RedisCommander, RedisOptions } from 'ioredis';
 
 import { InvalidArgumentTypeError, InvalidArgumentValueError, QueueReleasedError, SageQueueError, describe } from '../errors';
 import type { RedisBackendErrorCode } from '../errors';
+import { isClusterUrl, parseClusterUrl } from './cluster-url';
+
+/** A single-server client or a Redis Cluster client (selected by the URL's scheme). */
+export type RedisClient = IORedis | Cluster;
+/** The commands both kinds of client have: what command callbacks receive. */
+export type RedisCommands = RedisCommander;
 
 /** The stable codes of RedisBackendError (listed in lib/errors.ts with every other code). */
 export type { RedisBackendErrorCode } from '../errors';
@@ -22,11 +28,16 @@ export type { RedisBackendErrorCode } from '../errors';
  *   at once, not retried until unavailableTimeoutMs. Nothing was sent.
  * - ERR_REDIS_PERMISSION: the ACL user may not run a command or touch a key (NOPERM).
  * - ERR_REDIS_REPLY: Redis answered with another error, or with a reply of the wrong shape.
+ * - ERR_REDIS_NOT_REPLICATED: a write was applied on the master but WAIT saw fewer replicas
+ *   acknowledge it than `waitReplicas.replicas` within `waitReplicas.timeoutMs` (`replicas` says
+ *   how many did): it is there, but a failover now may lose it.
  */
 export class RedisBackendError extends SageQueueError {
   declare readonly code: RedisBackendErrorCode;
   /** True when the command was sent and may have been applied although the call failed. */
   readonly maybeApplied: boolean;
+  /** ERR_REDIS_NOT_REPLICATED: how many replicas acknowledged the write in time. */
+  replicas?: number;
   constructor(code: RedisBackendErrorCode, message: string, maybeApplied: boolean, cause?: unknown) {
     super(code, message, cause === undefined ? undefined : { cause });
     this.maybeApplied = maybeApplied;
@@ -56,7 +67,12 @@ const rememberedPasswords = new Map<string, string>();
 
 /** A redis:// or rediss:// URL; returns it without the password, and the password apart. */
 export function splitRedisUrl(url: unknown, name = 'options.url'): { url: string; password: string | undefined } {
-  if (typeof url !== 'string') throw new InvalidArgumentTypeError(name, 'a redis:// or rediss:// URL string', url);
+  if (typeof url !== 'string') throw new InvalidArgumentTypeError(name, 'a redis://, rediss:// or redis+cluster:// URL string', url);
+  if (isClusterUrl(url)) {
+    const parsed = parseClusterUrl(url, name);
+    if (parsed.password !== undefined) rememberedPasswords.set(parsed.clean, parsed.password);
+    return { url: parsed.clean, password: parsed.password };
+  }
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -117,6 +133,66 @@ export interface ConnOptions {
   autoPipelining: boolean;
 }
 
+function baseOptions(options: ConnOptions): RedisOptions {
+  return {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: null,
+    autoResendUnfulfilledCommands: true,
+    enableReadyCheck: true,
+    connectTimeout: 2000,
+    retryStrategy: (times: number) => Math.min(20 * 2 ** Math.min(times, 5), 500),
+    connectionName: options.connectionName,
+    enableAutoPipelining: options.autoPipelining,
+  };
+}
+
+function serverClient(options: ConnOptions): IORedis {
+  const redisOptions = baseOptions(options);
+  // The URL is parsed here rather than by ioredis, which lets a URL without a password
+  // override the `password` option with an empty one.
+  const u = new URL(options.url);
+  redisOptions.host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+  redisOptions.port = u.port === '' ? 6379 : Number(u.port);
+  const db = u.pathname.replace(/^\//, '');
+  if (db !== '') redisOptions.db = Number(db);
+  if (u.username !== '') redisOptions.username = decodeURIComponent(u.username);
+  if (u.protocol === 'rediss:') redisOptions.tls = {};
+  if (options.password !== undefined) redisOptions.password = options.password;
+  return new (ioredis().Redis)(redisOptions);
+}
+
+/**
+ * A Cluster client: MOVED and ASK are followed, TRYAGAIN (a multi-key script during a slot
+ * migration) and CLUSTERDOWN retried every 50-100 ms, a command whose node connection closed
+ * (a master died) retried after a slot-map refresh every 100 ms, up to 64 redirections (about
+ * 6 s: long enough for a replica to be promoted with cluster-node-timeout of a few seconds).
+ * Node connections never reconnect by themselves (ioredis drops a lost node and learns the new
+ * map), and no command is queued while the cluster is not ready.
+ */
+function clusterClient(options: ConnOptions): Cluster {
+  const parsed = parseClusterUrl(options.url);
+  const redisOptions = baseOptions(options);
+  delete redisOptions.retryStrategy;
+  if (parsed.username !== undefined) redisOptions.username = parsed.username;
+  if (parsed.tls) redisOptions.tls = {};
+  if (options.password !== undefined) redisOptions.password = options.password;
+  const clusterOptions: ClusterOptions = {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    enableReadyCheck: true,
+    enableAutoPipelining: options.autoPipelining,
+    maxRedirections: 64,
+    retryDelayOnFailover: 100,
+    retryDelayOnClusterDown: 100,
+    retryDelayOnTryAgain: 50,
+    slotsRefreshTimeout: 2000,
+    clusterRetryStrategy: (times: number) => Math.min(20 * 2 ** Math.min(times, 5), 500),
+    redisOptions,
+  };
+  return new (ioredis().Cluster)(parsed.nodes, clusterOptions);
+}
+
 /**
  * One ioredis connection: no offline queue (a command is sent only when connected, so a call
  * that gives up while Redis is unreachable was never applied), unlimited reconnect attempts,
@@ -125,39 +201,23 @@ export interface ConnOptions {
  * @internal
  */
 export class RedisConn {
-  readonly client: IORedis;
+  readonly client: RedisClient;
+  /** True when the URL named a Redis Cluster (redis+cluster://). */
+  readonly cluster: boolean;
   lastError: Error | undefined;
   /** The credentials refusal seen since the last time the connection was ready. */
   authFailure: Error | undefined;
   readonly #wake = new Set<() => void>();
+  readonly #scripts: readonly LuaScript[];
+  #loading: Promise<void> | undefined;
   #ended = false;
 
   constructor(options: ConnOptions) {
-    const { Redis } = ioredis();
-    const redisOptions: RedisOptions = {
-      lazyConnect: true,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: null,
-      autoResendUnfulfilledCommands: true,
-      enableReadyCheck: true,
-      connectTimeout: 2000,
-      retryStrategy: (times: number) => Math.min(20 * 2 ** Math.min(times, 5), 500),
-      connectionName: options.connectionName,
-      enableAutoPipelining: options.autoPipelining,
-    };
-    // The URL is parsed here rather than by ioredis, which lets a URL without a password
-    // override the `password` option with an empty one.
-    const u = new URL(options.url);
-    redisOptions.host = u.hostname.replace(/^\[(.*)\]$/, '$1');
-    redisOptions.port = u.port === '' ? 6379 : Number(u.port);
-    const db = u.pathname.replace(/^\//, '');
-    if (db !== '') redisOptions.db = Number(db);
-    if (u.username !== '') redisOptions.username = decodeURIComponent(u.username);
-    if (u.protocol === 'rediss:') redisOptions.tls = {};
-    if (options.password !== undefined) redisOptions.password = options.password;
-    this.client = new Redis(redisOptions);
+    this.cluster = isClusterUrl(options.url);
+    this.client = this.cluster ? clusterClient(options) : serverClient(options);
+    this.#scripts = options.scripts;
     for (const s of options.scripts) this.client.defineCommand(s.name, { numberOfKeys: s.numberOfKeys, lua: s.lua });
-    this.client.on('error', (e: Error) => {
+    const onError = (e: Error): void => {
       this.lastError = e;
       if (isAuthFailure(e)) {
         // Retrying will not fix the credentials: waiting calls fail now (ioredis keeps
@@ -165,7 +225,10 @@ export class RedisConn {
         this.authFailure = e;
         this.#wakeAll();
       }
-    });
+    };
+    this.client.on('error', onError);
+    // A Cluster client reports its nodes' connection errors apart.
+    if (this.cluster) this.client.on('node error', onError);
     this.client.on('ready', () => {
       this.authFailure = undefined;
       this.#wakeAll();
@@ -223,17 +286,33 @@ export class RedisConn {
   }
 
   /** Runs a command when connected, with a reply timeout. Retries only what was never sent. */
-  async call<T>(what: string, fn: (client: IORedis) => Promise<T>, unavailableDeadline: number, replyTimeoutMs: number): Promise<T> {
+  async call<T>(what: string, fn: (client: RedisCommands) => Promise<T>, unavailableDeadline: number, replyTimeoutMs: number): Promise<T> {
     for (;;) {
       await this.whenReady(unavailableDeadline, what);
       try {
         return await withTimeout(fn(this.client), replyTimeoutMs, what);
       } catch (e) {
-        if (e instanceof Error && /isn't writeable/.test(e.message) && !this.ended) {
+        if (e instanceof Error && /isn't writeable|Cluster isn't ready/.test(e.message) && !this.ended) {
           if (Date.now() >= unavailableDeadline) {
             throw new RedisBackendError('ERR_REDIS_UNAVAILABLE', `${what}: Redis was not reachable in time; nothing was sent`, false, e);
           }
           continue; // never sent: safe to send again once connected
+        }
+        if (e instanceof Error && e.name === 'ReplyError' && /^NOSCRIPT\b/.test(e.message) && this.cluster && !this.ended && Date.now() < unavailableDeadline) {
+          // A node that took a slot over (migration, failover) may not have our scripts yet, and
+          // an auto-pipelined EVALSHA is not retried as EVAL by ioredis: load them everywhere.
+          await this.#loadScripts().catch(() => undefined);
+          continue;
+        }
+        if (e instanceof Error && e.name === 'ReplyError' && /^(TRYAGAIN|CLUSTERDOWN|MOVED|ASK)\b/.test(e.message) && !this.ended) {
+          // Refused before it ran (a slot migrating or failing over); ioredis follows these for
+          // single commands, not for an auto-pipelined batch whose commands got different answers.
+          if (Date.now() >= unavailableDeadline) {
+            throw new RedisBackendError('ERR_REDIS_UNAVAILABLE', `${what}: the Redis Cluster kept refusing the command (${e.message}); nothing was applied`, false, e);
+          }
+          if (/^MOVED\b/.test(e.message)) (this.client as Cluster).refreshSlotsCache?.();
+          await new Promise((r) => setTimeout(r, 50));
+          continue;
         }
         throw toBackendError(e, what);
       }
@@ -245,6 +324,42 @@ export class RedisConn {
     const fn = (this.client as unknown as Record<string, (...a: unknown[]) => Promise<T>>)[buffers ? `${name}Buffer` : name];
     if (typeof fn !== 'function') return Promise.reject(new Error(`script ${name} is not defined on this connection`));
     return fn.call(this.client, ...keys, ...args);
+  }
+
+  /**
+   * A script call followed, on the same node connection and in the same pipeline, by WAIT
+   * `replicas` `timeoutMs`: resolves with the script's reply and how many replicas acknowledged
+   * every write this connection made up to then (the script's included).
+   */
+  async scriptThenWait<T>(name: string, keys: readonly string[], args: ReadonlyArray<string | number | Buffer | Uint8Array>, replicas: number, timeoutMs: number): Promise<{ reply: T; replicas: number }> {
+    const pipeline = this.client.pipeline() as unknown as Record<string, (...a: unknown[]) => unknown> & { wait(n: number, t: number): unknown; exec(): Promise<Array<[Error | null, unknown]> | null> };
+    const fn = pipeline[`${name}Buffer`];
+    if (typeof fn !== 'function') throw new Error(`script ${name} is not defined on this connection`);
+    fn.call(pipeline, ...keys, ...args);
+    pipeline.wait(replicas, timeoutMs);
+    const results = await pipeline.exec();
+    if (results === null || results.length !== 2) throw new Error(`${name} + WAIT: the pipeline was not executed`);
+    const [[scriptError, reply], [waitError, acked]] = results as [[Error | null, unknown], [Error | null, unknown]];
+    if (scriptError !== null) throw scriptError;
+    if (waitError !== null) throw waitError;
+    return { reply: reply as T, replicas: Number(acked) };
+  }
+
+  /** SCRIPT LOAD of this connection's scripts on every master (at most one run at a time). */
+  #loadScripts(): Promise<void> {
+    this.#loading ??= (async () => {
+      try {
+        await Promise.all(this.masters().flatMap((node) => this.#scripts.map((s) => withTimeout((node as unknown as ClientCommand<string> & { script(...a: string[]): Promise<string> }).script('LOAD', s.lua), 2000, 'SCRIPT LOAD'))));
+      } finally {
+        this.#loading = undefined;
+      }
+    })();
+    return this.#loading;
+  }
+
+  /** Every master this client talks to (the one server, or each Cluster master): for per-node commands such as CLIENT LIST. */
+  masters(): RedisCommands[] {
+    return this.cluster ? (this.client as Cluster).nodes('master') : [this.client];
   }
 
   disconnect(): void {
@@ -270,7 +385,10 @@ export class RedisConn {
 
 function toBackendError(e: unknown, what: string): Error {
   if (e instanceof SageQueueError || e instanceof QueueReleasedError) return e;
-  if (e instanceof Error && /Connection is closed/.test(e.message)) {
+  if (e instanceof Error && /Too many Cluster redirections/.test(e.message)) {
+    return new RedisBackendError('ERR_REDIS_TIMEOUT', `${what}: the Redis Cluster did not settle (${e.message}); the command may have been applied`, true, e);
+  }
+  if (e instanceof Error && (/Connection is closed/.test(e.message) || /Cluster is ended/.test(e.message))) {
     return new QueueReleasedError(`${what}: the Redis connection was closed (release() or close() was called)`);
   }
   if (e instanceof Error && e.name === 'ReplyError') {

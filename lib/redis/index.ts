@@ -3,7 +3,7 @@ export { RedisBackendError, hashTagOf, DEFAULT_PASSWORD_ENV } from './connection
 export type { RedisBackendErrorCode } from './connection';
 export { RedisQueue } from './redis-queue';
 export type { RedisQueueConstructor } from './redis-queue';
-export type { RedisQueueOptions, RedisAckMode, RedisBatchOptions } from './queue-options';
+export type { RedisQueueOptions, RedisAckMode, RedisBatchOptions, RedisWaitReplicas } from './queue-options';
 export type { RedisMessage } from './queue-messages';
 export type { RedisQueueStats } from './queue-scripts';
 export type { DeadLetterEntry } from './queue-entries';

@@ -4,11 +4,9 @@
  * mutating scripts idempotent across ioredis resends, the settle script, and the handle's state
  * flags (closed here, closed seen in Redis, released).
  */
-import type { Redis as IORedis } from 'ioredis';
-
 import { QueueReleasedError } from '../errors';
-import { RedisBackendError, RedisConn } from './connection';
-import type { ClientCommand } from './connection';
+import { RedisBackendError, RedisConn, withTimeout } from './connection';
+import type { ClientCommand, RedisCommands } from './connection';
 import type { QueueSettings } from './queue-options';
 import { QUEUE_SCRIPTS, parseSettleReply } from './queue-scripts';
 
@@ -61,7 +59,7 @@ export class QueueBackend {
   }
 
   /** A command on one of the connections; waits for a connection until `deadline` or unavailableTimeoutMs, whichever is first. */
-  call<T>(kind: 'cmd' | 'blk', what: string, fn: (c: IORedis) => Promise<T>, replyTimeoutMs = this.settings.commandTimeoutMs, deadline?: number): Promise<T> {
+  call<T>(kind: 'cmd' | 'blk', what: string, fn: (c: RedisCommands) => Promise<T>, replyTimeoutMs = this.settings.commandTimeoutMs, deadline?: number): Promise<T> {
     let conn: RedisConn;
     try {
       conn = this.#conn(kind);
@@ -82,6 +80,29 @@ export class QueueBackend {
     }
     const limit = Date.now() + this.settings.unavailableMs;
     return conn.call(name, () => conn.script<R>(name, keys, args, true), deadline === undefined ? limit : Math.min(deadline, limit), this.settings.commandTimeoutMs);
+  }
+
+  /**
+   * A put script followed by WAIT on the same connection (`waitReplicas`): the script's reply, or
+   * ERR_REDIS_NOT_REPLICATED (with `replicas`, and `reply` so the caller can count what was
+   * appended) when too few replicas acknowledged it in time.
+   */
+  async scriptWait<R>(name: string, keys: readonly string[], args: readonly ScriptArg[], deadline?: number): Promise<R> {
+    const w = this.settings.waitReplicas;
+    if (w === undefined) return this.script<R>(name, keys, args, deadline);
+    const conn = this.#conn('cmd');
+    const limit = Date.now() + this.settings.unavailableMs;
+    const r = await conn.call(`${name} + WAIT`, () => conn.scriptThenWait<R>(name, keys, args, w.replicas, w.timeoutMs), deadline === undefined ? limit : Math.min(deadline, limit), this.settings.commandTimeoutMs + w.timeoutMs);
+    if (r.replicas < w.replicas) {
+      const e = new RedisBackendError(
+        'ERR_REDIS_NOT_REPLICATED',
+        `${name}: applied on the master, but only ${r.replicas} of ${w.replicas} replicas acknowledged it within ${w.timeoutMs} ms; a failover now may lose it (putting it again may duplicate it)`,
+        true,
+      );
+      e.replicas = r.replicas;
+      throw Object.assign(e, { reply: r.reply });
+    }
+    return r.reply;
   }
 
   /** A fresh sequence number (for a call that must be repeatable with the same one). */
@@ -150,14 +171,21 @@ export class QueueBackend {
   /** Wakes blocked XREADGROUP calls of readers whose connection name starts with `prefix` (any process), best effort. */
   async unblockReaders(prefix: string): Promise<void> {
     try {
-      const list = String(await this.call('cmd', 'CLIENT LIST', (c) => (c as unknown as ClientCommand<string>).client('LIST', 'TYPE', 'normal')));
-      const ids: string[] = [];
-      for (const line of list.split('\n')) {
-        const name = / name=(\S*)/.exec(line)?.[1];
-        const id = /^id=(\d+)/.exec(line)?.[1];
-        if (id !== undefined && name !== undefined && name.startsWith(prefix)) ids.push(id);
-      }
-      await Promise.all(ids.map((id) => this.call('cmd', 'CLIENT UNBLOCK', (c) => (c as unknown as ClientCommand<number>).client('UNBLOCK', id))));
+      const conn = this.#conn('cmd');
+      // On a Cluster the readers are blocked on the master of the stream's slot: ask each master.
+      const nodes = await this.call('cmd', 'CLIENT LIST', async () => conn.masters());
+      await Promise.all(
+        nodes.map(async (node) => {
+          const list = String(await withTimeout((node as unknown as ClientCommand<string>).client('LIST', 'TYPE', 'normal'), this.settings.commandTimeoutMs, 'CLIENT LIST'));
+          const ids: string[] = [];
+          for (const line of list.split('\n')) {
+            const name = / name=(\S*)/.exec(line)?.[1];
+            const id = /^id=(\d+)/.exec(line)?.[1];
+            if (id !== undefined && name !== undefined && name.startsWith(prefix)) ids.push(id);
+          }
+          await Promise.all(ids.map((id) => withTimeout((node as unknown as ClientCommand<number>).client('UNBLOCK', id), this.settings.commandTimeoutMs, 'CLIENT UNBLOCK')));
+        }),
+      );
     } catch {
       /* no permission for CLIENT LIST/UNBLOCK: blocked readers see the marker within blockSliceMs */
     }

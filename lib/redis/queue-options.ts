@@ -11,12 +11,17 @@ import { QueueDescriptor } from '../queue/descriptor';
 import { InvalidArgumentTypeError, InvalidArgumentValueError, describe } from '../errors';
 import type { AsyncWaitOptions } from '../queue/queue-like';
 import { checkInteger, checkKnownKeys, checkOptions, checkSignal, checkTimeoutMs } from '../validate';
+import { isClusterUrl } from './cluster-url';
 import { DEFAULT_PASSWORD_ENV, hashTagOf, passwordFor, splitRedisUrl } from './connection';
 
 export type RedisAckMode = 'auto' | 'explicit';
 
 export interface RedisQueueOptions {
-  /** redis:// or rediss:// URL (a password in it is used, never serialised). Default redis://127.0.0.1:6379. */
+  /**
+   * redis:// or rediss:// URL of one server, or `redis+cluster://h1:p1,h2:p2` (`rediss+cluster://`)
+   * naming startup nodes of a Redis Cluster (then `stream` must contain a {hash tag}). A password
+   * in it is used, never serialised. Default redis://127.0.0.1:6379.
+   */
   url?: string;
   /** The stream key. Put a hash tag in it (e.g. `{jobs}`) to keep every key of the queue in one Cluster slot. */
   stream: string;
@@ -50,13 +55,37 @@ export interface RedisQueueOptions {
   passwordEnv?: string;
   /** The queue id this instance was resolved under (set by resolveDescriptor). */
   queueId?: string;
+  /**
+   * Puts resolve only once WAIT saw `replicas` replicas acknowledge them (within `timeoutMs`;
+   * else RedisBackendError ERR_REDIS_NOT_REPLICATED): an acknowledged put then survives the
+   * master's death. Default: none (Redis replication is asynchronous; see docs/redis.md).
+   */
+  waitReplicas?: RedisWaitReplicas;
+}
+
+/** `waitReplicas`: how many replicas must confirm a put, and how long WAIT may take. */
+export interface RedisWaitReplicas {
+  /** At least 1. */
+  replicas: number;
+  /** WAIT's timeout, 1-60000 ms. */
+  timeoutMs: number;
+}
+
+function checkWaitReplicas(value: unknown): RedisWaitReplicas | undefined {
+  if (value === undefined) return undefined;
+  const o = checkOptions<RedisWaitReplicas>(value, 'options.waitReplicas');
+  checkKnownKeys(o, ['replicas', 'timeoutMs'], 'options.waitReplicas');
+  return {
+    replicas: checkInteger(o.replicas, 'options.waitReplicas.replicas', 1, 1000),
+    timeoutMs: checkInteger(o.timeoutMs, 'options.waitReplicas.timeoutMs', 1, 60_000),
+  };
 }
 
 export interface RedisBatchOptions extends AsyncWaitOptions {}
 
 const OPTION_KEYS = [
   'url', 'stream', 'group', 'consumer', 'maxsize', 'codec', 'ackMode', 'claimIdleMs', 'maxDeliveries', 'deadLetterStream',
-  'deadLetterMaxLen', 'commandTimeoutMs', 'unavailableTimeoutMs', 'blockSliceMs', 'password', 'passwordEnv', 'queueId',
+  'deadLetterMaxLen', 'commandTimeoutMs', 'unavailableTimeoutMs', 'blockSliceMs', 'password', 'passwordEnv', 'queueId', 'waitReplicas',
 ] as const;
 const DEFAULT_URL = 'redis://127.0.0.1:6379';
 const MAX_KEY_LENGTH = 1024;
@@ -96,6 +125,7 @@ export interface QueueSettings {
   readonly url: string;
   readonly password: string | undefined;
   readonly queueId: string | undefined;
+  readonly waitReplicas: RedisWaitReplicas | undefined;
   /** `<stream>:closed`. */
   readonly closedKey: string;
   /** `<stream>:s:<instance>`: this handle's session hash (outcomes of its mutating scripts). */
@@ -138,14 +168,23 @@ export function resolveQueueOptions(options: unknown): QueueSettings {
   if (o.password !== undefined && typeof o.password !== 'string') throw new InvalidArgumentTypeError('options.password', 'a string', '(hidden)');
   const passwordEnv = o.passwordEnv === undefined ? DEFAULT_PASSWORD_ENV : checkKeyName(o.passwordEnv, 'options.passwordEnv');
   const split = splitRedisUrl(o.url ?? DEFAULT_URL);
+  if (isClusterUrl(split.url) && hashTagOf(stream) === undefined) {
+    throw new InvalidArgumentValueError(
+      `on Redis Cluster options.stream must contain a {hash tag} (e.g. ${JSON.stringify(`{${stream}}`)}) so the stream, its close marker, ` +
+        'dead-letter stream and session keys share one slot and every script stays single-slot',
+      stream,
+      'ERR_CROSSSLOT',
+    );
+  }
   const password = o.password ?? split.password ?? passwordFor(split.url, passwordEnv);
   const queueId = o.queueId === undefined ? undefined : checkKeyName(o.queueId, 'options.queueId');
+  const waitReplicas = checkWaitReplicas(o.waitReplicas);
   const instance = randomBytes(6).toString('hex');
   const streamHash = createHash('sha1').update(stream).digest('hex').slice(0, 16);
   const blockPrefix = `sageq-b-${streamHash}-`;
   return {
     stream, group, consumer, maxsize, codec, ackMode, claimIdleMs, maxDeliveries, deadLetterStream, deadMaxLen, commandTimeoutMs,
-    unavailableMs, sliceMs, url: split.url, password, queueId,
+    unavailableMs, sliceMs, url: split.url, password, queueId, waitReplicas,
     closedKey: `${stream}:closed`,
     sessionKey: `${stream}:s:${instance}`,
     blockPrefix,

@@ -70,24 +70,43 @@ export class QueueProducer {
       const headFlag = head && first ? '1' : '0';
       calls.push(
         this.#b.withSeq((seq) =>
-          this.#b.script<number>('sageqPut', [s.stream, s.closedKey, s.sessionKey], [seq, SESSION_WINDOW, SESSION_TTL_MS, s.maxsize, headFlag, this.#field, ...chunk], deadline),
+          this.#b.scriptWait<number>('sageqPut', [s.stream, s.closedKey, s.sessionKey], [seq, SESSION_WINDOW, SESSION_TTL_MS, s.maxsize, headFlag, this.#field, ...chunk], deadline),
         ),
       );
     }
     const results = await Promise.allSettled(calls);
     let added = 0;
+    // ERR_REDIS_NOT_REPLICATED: the chunk was appended (counted in `written`) but not confirmed.
+    let notReplicated: RedisBackendError | undefined;
+    let confirmed = 0;
     for (let i = 0; i < results.length; i++) {
       const r = results[i] as PromiseSettledResult<number>;
+      let reply: unknown;
       if (r.status === 'rejected') {
-        if (added > 0 || i > 0) throw Object.assign(r.reason as Error, { written: from + added });
-        throw r.reason;
+        const e = r.reason as { code?: unknown; reply?: unknown };
+        if (e instanceof RedisBackendError && e.code === 'ERR_REDIS_NOT_REPLICATED') {
+          if (notReplicated === undefined) {
+            notReplicated = e;
+            confirmed = from + added;
+          }
+          reply = (e as { reply?: unknown }).reply;
+        } else {
+          if (added > 0 || i > 0) throw Object.assign(r.reason as Error, { written: from + added });
+          throw r.reason;
+        }
+      } else {
+        reply = r.value;
       }
-      const n = parsePutReply(r.value);
-      if (n === -1) return { added, closed: true };
+      const n = parsePutReply(reply);
+      if (n === -1) {
+        if (notReplicated !== undefined) break;
+        return { added, closed: true };
+      }
       added += n;
       const size = Math.min(CHUNK, payloads.length - (from + i * CHUNK));
       if (n < size) break; // the rest of this pipeline was refused (the producer is blocked)
     }
+    if (notReplicated !== undefined) throw Object.assign(notReplicated, { written: from + added, confirmed });
     return { added, closed: false };
   }
 
@@ -133,9 +152,22 @@ export class QueueProducer {
       added = typeof (e as { written?: unknown }).written === 'number' ? (e as { written: number }).written : 0;
     }
     if (closed) this.#b.closedSeen = true;
-    let left = added;
+    // ERR_REDIS_NOT_REPLICATED: the puts wholly before the unconfirmed chunk resolve; the others
+    // reject with `written` = how many of their items were appended (on the master only).
+    const unconfirmed = failure instanceof RedisBackendError && failure.code === 'ERR_REDIS_NOT_REPLICATED' ? failure : undefined;
+    let left = unconfirmed === undefined ? added : (unconfirmed as unknown as { confirmed: number }).confirmed;
+    let start = 0;
     for (const j of jobs) {
       const n = j.payloads.length;
+      start += n;
+      if (unconfirmed !== undefined && left < n) {
+        const appended = Math.max(0, Math.min(n, added - (start - n)));
+        left = 0;
+        const e = new RedisBackendError(unconfirmed.code, unconfirmed.message, true);
+        e.replicas = unconfirmed.replicas;
+        j.reject(Object.assign(e, { written: appended }));
+        continue;
+      }
       if (left >= n) {
         left -= n;
         j.resolve(n);

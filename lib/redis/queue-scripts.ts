@@ -32,7 +32,11 @@ function recordOutcome(outcomesKey: string, value: string): string {
 const PUT_LUA = `
 local seq = ARGV[1]
 local done = redis.call('HGET', KEYS[3], seq)
-if done then return tonumber(done) end
+if done then
+  -- A resend: this write (replicated after the first one) lets a WAIT that follows cover both.
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  return tonumber(done)
+end
 local added
 if redis.call('EXISTS', KEYS[2]) == 1 then
   added = -1
@@ -151,6 +155,55 @@ local op = ARGV[4]
 local group = ARGV[5]
 local consumer = ARGV[6]
 local flags = {}
+if op == 'ack' and #ARGV > 11 then
+  -- Many acks: one XPENDING over the ids' range for this consumer, then one XACK and one XDEL
+  -- for those it holds; an id the range reply did not list (cut off by the count) is checked alone.
+  local function parse(id)
+    local d = string.find(id, '-', 1, true)
+    return tonumber(string.sub(id, 1, d - 1)), tonumber(string.sub(id, d + 1))
+  end
+  local function less(a, b)
+    local am, as = parse(a)
+    local bm, bs = parse(b)
+    return am < bm or (am == bm and as < bs)
+  end
+  local lo, hi = ARGV[11], ARGV[11]
+  for i = 12, #ARGV do
+    if less(ARGV[i], lo) then lo = ARGV[i] end
+    if less(hi, ARGV[i]) then hi = ARGV[i] end
+  end
+  local n = #ARGV - 10
+  local held = {}
+  local listed = 0
+  local p = redis.pcall('XPENDING', KEYS[1], group, lo, hi, n, consumer)
+  if type(p) == 'table' and not p.err then
+    for _, e in ipairs(p) do held[e[1]] = true end
+    listed = #p
+  end
+  local mine = {}
+  for i = 11, #ARGV do
+    local id = ARGV[i]
+    local ok = held[id]
+    if not ok and listed >= n then
+      local q = redis.pcall('XPENDING', KEYS[1], group, id, id, 1, consumer)
+      ok = type(q) == 'table' and not q.err and q[1] ~= nil
+    end
+    if ok then
+      mine[#mine + 1] = id
+      flags[#flags + 1] = '1'
+    else
+      flags[#flags + 1] = '0'
+    end
+  end
+  for at = 1, #mine, 1000 do
+    local part = {unpack(mine, at, math.min(#mine, at + 999))}
+    redis.call('XACK', KEYS[1], group, unpack(part))
+    redis.call('XDEL', KEYS[1], unpack(part))
+  end
+  local s = table.concat(flags)
+  ${recordOutcome('KEYS[2]', 's')}
+  return s
+end
 for i = 11, #ARGV do
   local id = ARGV[i]
   local p = redis.pcall('XPENDING', KEYS[1], group, id, id, 1, consumer)
