@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "check.h"
+#include "segment_mapping.h"
 #include "futex.h"
 #include "sage_ring.h"
 
@@ -18,34 +19,11 @@ using namespace sage;
 
 namespace {
 
-std::string uniq(const char* base) {
-  std::string n = std::string("ctest-") + base + "-" + std::to_string(getpid());
-  remove_at_exit(n);
-  return n;
+// Record `offset` of the data area, as the mapping sees it.
+RecordHeader* record(const Mapping& m, uint64_t offset) {
+  CHECK(offset + sizeof(RecordHeader) <= m.header()->capacity);
+  return reinterpret_cast<RecordHeader*>(m.base + m.header()->data_offset + offset);
 }
-
-// A second read-write mapping of a queue's whole segment.
-struct Mapping {
-  uint8_t* base = nullptr;
-  size_t size = 0;
-  explicit Mapping(const std::string& name) {
-    const int fd = shm_open(shm_name_for(name).c_str(), O_RDWR | O_CLOEXEC, 0);
-    CHECK(fd >= 0);
-    struct stat st;
-    CHECK(fstat(fd, &st) == 0);
-    size = static_cast<size_t>(st.st_size);
-    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    CHECK(p != MAP_FAILED);
-    base = static_cast<uint8_t*>(p);
-  }
-  ~Mapping() { munmap(base, size); }
-  Header* header() const { return reinterpret_cast<Header*>(base); }
-  RecordHeader* record(uint64_t offset) const {
-    CHECK(offset + sizeof(RecordHeader) <= header()->capacity);
-    return reinterpret_cast<RecordHeader*>(base + header()->data_offset + offset);
-  }
-};
 
 std::unique_ptr<Queue> make(const std::string& name) {
   CreateOptions o;
@@ -81,7 +59,7 @@ void test_wait_writable_reports_corrupt_reclaim() {
     Mapping m(name);
     CHECK_EQ(m.header()->freed.load(), 0u);
     CHECK(m.header()->reclaim_limit.load() > 0u);
-    m.record(0)->position = 0xdead0;  // the first record to reclaim no longer says where it is
+    record(m, 0)->position = 0xdead0;  // the first record to reclaim no longer says where it is
   }
   const uint64_t t0 = monotonic_ns();
   CHECK(q->wait_writable(payload.size(), 2000, nullptr) == Status::Corrupt);

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "check.h"
+#include "segment_mapping.h"
 #include "futex.h"
 #include "sage_ring.h"
 
@@ -25,30 +26,6 @@ using namespace sage;
 
 namespace {
 
-std::string uniq(const char* base) {
-  std::string n = std::string("ctest-") + base + "-" + std::to_string(getpid());
-  remove_at_exit(n);
-  return n;
-}
-
-// A second read-write mapping of a queue's whole segment.
-struct Mapping {
-  uint8_t* base = nullptr;
-  size_t size = 0;
-  explicit Mapping(const std::string& name) {
-    const int fd = shm_open(shm_name_for(name).c_str(), O_RDWR | O_CLOEXEC, 0);
-    CHECK(fd >= 0);
-    struct stat st;
-    CHECK(fstat(fd, &st) == 0);
-    size = static_cast<size_t>(st.st_size);
-    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    CHECK(p != MAP_FAILED);
-    base = static_cast<uint8_t*>(p);
-  }
-  ~Mapping() { munmap(base, size); }
-  Header* header() const { return reinterpret_cast<Header*>(base); }
-};
 
 std::unique_ptr<Queue> make(const std::string& name) {
   CreateOptions o;

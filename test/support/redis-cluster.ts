@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 
-import { freePort } from './redis-server';
+import { exited, freePort, terminate } from './redis-server';
 
 const LOOPBACK = '127.0.0.1';
 const live = new Set<ChildProcess>();
@@ -43,11 +43,6 @@ function installExitHook(): void {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once('exit', () => resolve()));
-}
 
 export interface ClusterNodeInfo {
   id: string;
@@ -385,22 +380,7 @@ export class RedisCluster {
   async stop(): Promise<void> {
     await Promise.all(
       this.nodes.map(async (n) => {
-        const child = n.child;
-        if (child?.pid === undefined || !n.running) return;
-        try {
-          process.kill(child.pid, 'SIGTERM');
-        } catch {
-          /* gone */
-        }
-        const timer = setTimeout(() => {
-          try {
-            if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
-          } catch {
-            /* gone */
-          }
-        }, 3000);
-        await exited(child);
-        clearTimeout(timer);
+        if (n.child !== undefined && n.running) await terminate(n.child);
       }),
     );
     for (const dog of this.#watchdogs) {

@@ -55,9 +55,26 @@ export function freePort(): Promise<number> {
   });
 }
 
-function exited(child: ChildProcess): Promise<void> {
+/** Resolves once `child` has exited (at once if it already has). */
+export function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+/** Stops a server process: SIGTERM, SIGKILL if it is still running 3 s later; resolves on exit. */
+export async function terminate(child: ChildProcess): Promise<void> {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  const signal = (sig: NodeJS.Signals): void => {
+    try {
+      if (child.pid !== undefined) process.kill(child.pid, sig);
+    } catch {
+      /* gone */
+    }
+  };
+  signal('SIGTERM');
+  const timer = setTimeout(() => signal('SIGKILL'), 3000);
+  await exited(child);
+  clearTimeout(timer);
 }
 
 export class RedisServer {
@@ -187,23 +204,7 @@ export class RedisServer {
 
   /** Stops the server by pid (SIGTERM, then SIGKILL after 3 s) and removes its directory. */
   async stop(): Promise<void> {
-    const child = this.#child;
-    if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-      try {
-        process.kill(child.pid, 'SIGTERM');
-      } catch {
-        /* gone */
-      }
-      const timer = setTimeout(() => {
-        try {
-          if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }, 3000);
-      await exited(child);
-      clearTimeout(timer);
-    }
+    if (this.#child !== undefined) await terminate(this.#child);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
