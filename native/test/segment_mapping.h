@@ -1,12 +1,14 @@
 #pragma once
-// Test support: a unique per-process queue name (removed at exit), and a second read-write
-// mapping of a queue's whole segment, through which a test changes what another process could.
+// Test support: a unique per-process queue name (removed at exit), a small queue created with it,
+// and a second read-write mapping of a queue's whole segment, through which a test changes what
+// another process could.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "check.h"
@@ -37,3 +39,14 @@ struct Mapping {
   Mapping& operator=(const Mapping&) = delete;
   sage::Header* header() const { return reinterpret_cast<sage::Header*>(base); }
 };
+
+// A 4 KiB queue created under `name`, sleeping at once in waits (no spin).
+inline std::unique_ptr<sage::Queue> make(const std::string& name) {
+  sage::CreateOptions o;
+  o.capacity = 4096;
+  std::unique_ptr<sage::Queue> q;
+  int e = 0;
+  CHECK(sage::Queue::open(name, sage::OpenMode::Create, o, &q, &e) == sage::Status::Ok);
+  q->set_spin_ns(0);
+  return q;
+}

@@ -25,16 +25,6 @@ RecordHeader* record(const Mapping& m, uint64_t offset) {
   return reinterpret_cast<RecordHeader*>(m.base + m.header()->data_offset + offset);
 }
 
-std::unique_ptr<Queue> make(const std::string& name) {
-  CreateOptions o;
-  o.capacity = 4096;
-  std::unique_ptr<Queue> q;
-  int e = 0;
-  CHECK(Queue::open(name, OpenMode::Create, o, &q, &e) == Status::Ok);
-  q->set_spin_ns(0);
-  return q;
-}
-
 // Consumed records that producers have not reclaimed yet, the first of them corrupt: reclaiming
 // (from wait_writable, or from a put that finds the ring full) must report it. Waiting could
 // never succeed: `freed` cannot pass the corrupt record.

@@ -26,17 +26,6 @@ using namespace sage;
 
 namespace {
 
-
-std::unique_ptr<Queue> make(const std::string& name) {
-  CreateOptions o;
-  o.capacity = 4096;
-  std::unique_ptr<Queue> q;
-  int e = 0;
-  CHECK(Queue::open(name, OpenMode::Create, o, &q, &e) == Status::Ok);
-  q->set_spin_ns(0);
-  return q;
-}
-
 uint64_t ms_since(uint64_t start) { return (monotonic_ns() - start) / 1000000ull; }
 
 struct Io {

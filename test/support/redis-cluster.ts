@@ -18,30 +18,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 
-import { exited, freePort, terminate } from './redis-server';
+import { exited, freePort, keepAtExit, killAtExit, removeAtExit, terminate } from './redis-server';
 
 const LOOPBACK = '127.0.0.1';
-const live = new Set<ChildProcess>();
-const liveDirs = new Set<string>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const child of live) {
-      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-        try {
-          process.kill(child.pid, 'SIGKILL');
-        } catch {
-          /* already gone */
-        }
-      }
-    }
-    for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
-  });
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export interface ClusterNodeInfo {
@@ -120,12 +99,11 @@ export class RedisCluster {
   private constructor(options: Required<RedisClusterOptions>) {
     this.#options = options;
     this.dir = mkdtempSync(join(tmpdir(), 'sageq-rcluster-'));
-    liveDirs.add(this.dir);
+    removeAtExit(this.dir);
   }
 
   /** Starts the nodes, creates the cluster, and waits for cluster_state:ok everywhere. */
   static async start(options: RedisClusterOptions = {}): Promise<RedisCluster> {
-    installExitHook();
     const cluster = new RedisCluster({ masters: options.masters ?? 3, nodeTimeoutMs: options.nodeTimeoutMs ?? 1000, args: options.args ?? [] });
     try {
       const count = cluster.#options.masters * 2;
@@ -167,8 +145,7 @@ export class RedisCluster {
     const dog = spawn('sh', ['-c', script], { stdio: 'ignore', detached: true });
     dog.unref();
     this.#watchdogs.push(dog);
-    live.add(dog);
-    dog.once('exit', () => live.delete(dog));
+    killAtExit(dog);
   }
 
   /** `redis+cluster://` URL naming every node (the form RedisQueue and the route store accept). */
@@ -189,8 +166,7 @@ export class RedisCluster {
     ];
     const child = spawn('redis-server', args, { stdio: 'ignore' });
     node.child = child;
-    live.add(child);
-    child.once('exit', () => live.delete(child));
+    killAtExit(child);
     const deadline = Date.now() + 10_000;
     for (;;) {
       if (!node.running) throw new Error(`redis-server (cluster node ${node.port}) exited at start: ${node.log().slice(-500)}`);
@@ -392,6 +368,6 @@ export class RedisCluster {
       }
     }
     rmSync(this.dir, { recursive: true, force: true });
-    liveDirs.delete(this.dir);
+    keepAtExit(this.dir);
   }
 }

@@ -23,6 +23,7 @@ export interface RedisServerOptions {
 
 const LOOPBACK = '127.0.0.1';
 const live = new Set<ChildProcess>();
+const liveDirs = new Set<string>();
 let exitHookInstalled = false;
 
 function installExitHook(): void {
@@ -38,7 +39,25 @@ function installExitHook(): void {
         }
       }
     }
+    for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
   });
+}
+
+/** SIGKILLs `child` when this test process exits, unless it has exited by then. */
+export function killAtExit(child: ChildProcess): void {
+  installExitHook();
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+}
+
+/** Removes `dir` when this test process exits, unless keepAtExit(dir) says it is gone already. */
+export function removeAtExit(dir: string): void {
+  installExitHook();
+  liveDirs.add(dir);
+}
+
+export function keepAtExit(dir: string): void {
+  liveDirs.delete(dir);
 }
 
 /** A port the kernel says is free on the loopback interface right now. */
@@ -90,7 +109,6 @@ export class RedisServer {
 
   /** Starts a server on a free loopback port (tries a few ports if one is taken meanwhile). */
   static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
-    installExitHook();
     const server = new RedisServer(options);
     let lastError: unknown;
     for (let attempt = 0; attempt < 5; attempt++) {
@@ -134,8 +152,7 @@ export class RedisServer {
   async #spawn(): Promise<void> {
     const child = spawn('redis-server', this.#args(), { stdio: 'ignore' });
     this.#child = child;
-    live.add(child);
-    child.once('exit', () => live.delete(child));
+    killAtExit(child);
     await this.#waitReady(child);
   }
 
