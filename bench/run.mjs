@@ -19,6 +19,7 @@ import { checkRun, evaluateRatios, fmtRate, fmtUs, renderTables, summarizeCase }
 import { Runner } from './lib/runner.mjs';
 import { buildRingBench } from './transports/cpp-ring.mjs';
 import { benchRouter } from './router.mjs';
+import { benchMpmc, mpmcTable } from './mpmc.mjs';
 import { benchRedis } from './redis.mjs';
 import { benchGateway, gatewayTable } from './gateway.mjs';
 
@@ -229,6 +230,15 @@ async function main() {
     extra.push('', '| end to end: 1 producer → 2 consumer processes | packets/s |', '|---|---:|');
     for (const e of doc.router.endToEnd) extra.push(`| ${e.name} | ${Math.round(e.packetsPerSec).toLocaleString('en-US')} |`);
     extra.push('', `SageQueue pipeline ÷ process.send pipeline: **${doc.router.ratio.toFixed(1)}×**`);
+  }
+  if (!opts.only) {
+    log('mpmc: 1x1, 2x2, 4x4 producers x consumers on one queue beside as many independent queues');
+    try {
+      doc.mpmc = await benchMpmc({ quick: opts.quick, rounds: opts.runs });
+      extra.push('', '### MPMC scaling', '', ...mpmcTable(doc.mpmc));
+    } catch (e) {
+      warnings.push(`mpmc rows failed: ${e.message}`);
+    }
   }
   if (!opts.only && opts.redis) {
     if (spawnSync('redis-server', ['--version']).status !== 0) {
