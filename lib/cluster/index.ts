@@ -5,6 +5,6 @@ export type {
   WorkerPoolEvents, WorkerPoolStats, WorkerState, WorkerStartInfo, WorkerReadyInfo, WorkerExitInfo, WorkerCrashLoopInfo,
 } from './pool-events';
 export { joinWorkerPool } from './join';
-export type { PoolWorker } from './join';
+export type { PoolWorker, WorkerBatchOptions } from './join';
 export { collectMetrics } from './metrics';
 export type { MetricsSources, MetricsCollector, MetricsPool, MetricsQueue } from './metrics';

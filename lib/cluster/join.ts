@@ -1,11 +1,12 @@
 /** The worker side of a WorkerPool: attach to the queues the primary created for this worker. */
 import { QueueDescriptor } from '../queue/descriptor';
-import { InvalidArgumentTypeError, SageQueueError } from '../errors';
+import { InvalidArgumentTypeError, QueueClosedError, SageQueueError } from '../errors';
 import { resolveDescriptor } from '../queue/registry';
 import { isStopSignal } from '../router/base-router';
 import { Packet } from '../router/packet';
 import type { PacketWire } from '../router/packet';
 import type { SageQueue } from '../queue/sage-queue';
+import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
 import { POOL_ENV, READY_MESSAGE } from './pool-env';
 import type { PoolAssignment } from './pool-env';
 
@@ -19,12 +20,24 @@ export interface PoolWorker<T = unknown, R = unknown> {
   /** Packets until the primary closes the queue, sends a stop signal, or goes away. */
   packets(): AsyncGenerator<Packet<T>, void, undefined>;
   /**
+   * The same packets in batches: waits (without blocking the event loop) for at least one, then
+   * takes whatever else is already queued, up to `max` (default 256), with one native call.
+   * Ends like packets(). Trade-off: a batch is in this process's memory once yielded, so a
+   * worker killed mid-batch loses the rest of that batch (packets() loses at most one).
+   */
+  batches(options?: WorkerBatchOptions): AsyncGenerator<Array<Packet<T>>, void, undefined>;
+  /**
    * Aborted when the primary goes away (its IPC channel closes). The queues are released then,
    * so pending calls on them reject with QueueReleasedError and the worker can exit.
    */
   readonly signal: AbortSignal;
   /** Detaches from the queues (they live on for the primary and a replacement). */
   release(): void;
+}
+
+export interface WorkerBatchOptions {
+  /** The most packets per batch, 1..1024. Default 256. */
+  max?: number;
 }
 
 /**
@@ -62,6 +75,45 @@ export function joinWorkerPool<T = unknown, R = unknown>(env: NodeJS.ProcessEnv 
     process.send({ type: READY_MESSAGE, index: assignment.index, pid: process.pid });
     process.once('disconnect', onDisconnect);
   }
+
+  async function* batchesOf(max: number): AsyncGenerator<Array<Packet<T>>, void, undefined> {
+    try {
+      for (;;) {
+        let first: PacketWire<T> | Packet<T>;
+        try {
+          first = await inbound.getAsync({ signal: primaryGone.signal });
+        } catch (e) {
+          if (e instanceof QueueClosedError) return;
+          throw e;
+        }
+        let rest: Array<PacketWire<T> | Packet<T>> = [];
+        let failure: unknown;
+        try {
+          if (max > 1) rest = inbound.getMany(max - 1, { block: false });
+        } catch (e) {
+          // Closed and drained: `first` was the last. Another error: `first` is still handed
+          // out before the error is thrown.
+          if (!(e instanceof QueueClosedError)) failure = e;
+        }
+        const batch: Array<Packet<T>> = [];
+        for (const item of rest.length === 0 ? [first] : [first, ...rest]) {
+          if (isStopSignal(item)) {
+            if (batch.length > 0) yield batch;
+            return;
+          }
+          batch.push(Packet.from(item as PacketWire<T>));
+        }
+        yield batch;
+        if (failure !== undefined) throw failure;
+      }
+    } catch (e) {
+      if (primaryGone.signal.aborted) return; // the primary is gone: the stream simply ends
+      throw e;
+    } finally {
+      stopWatching();
+    }
+  }
+
   return {
     index: assignment.index,
     inbound,
@@ -79,6 +131,13 @@ export function joinWorkerPool<T = unknown, R = unknown>(env: NodeJS.ProcessEnv 
       } finally {
         stopWatching();
       }
+    },
+    batches(options?: WorkerBatchOptions) {
+      // Validated at the call, not at the first next().
+      const o = checkOptions<WorkerBatchOptions>(options);
+      checkKnownKeys(o, ['max']);
+      const max = o.max === undefined ? 256 : checkInteger(o.max, 'options.max', 1, 1024);
+      return batchesOf(max);
     },
     release() {
       stopWatching();

@@ -13,7 +13,7 @@ import { availableParallelism } from 'node:os';
 
 import { ArgumentRangeError, InvalidArgumentTypeError, PoolNotReadyError, SageQueueError } from '../errors';
 import { BaseRouter } from '../router/base-router';
-import type { RouteReport, RouterOptions } from '../router/base-router';
+import type { RouteManyReport, RouteReport, RouterOptions } from '../router/base-router';
 import type { Connection } from '../router/connection';
 import type { PartitionKey } from '../router/hashing';
 import { Packet } from '../router/packet';
@@ -187,6 +187,14 @@ export class WorkerPool<In = unknown, Out = unknown> extends EventEmitter<Worker
   route(payload: In | Packet<In>, key?: PartitionKey): Promise<RouteReport> {
     const packet = payload instanceof Packet ? payload : new Packet(payload, key === undefined ? undefined : { partitionKey: key });
     return this.router.route(packet);
+  }
+
+  /**
+   * Routes many packets at once (the fast path: each worker's share goes in with one batch put;
+   * see BaseRouter#routeMany). Per-key order holds across route() and routeMany() calls.
+   */
+  routeMany(packets: ReadonlyArray<Packet<In>>): Promise<RouteManyReport> {
+    return this.router.routeMany(packets);
   }
 
   /** Workers, restarts, exits and crash loops so far. */

@@ -51,7 +51,14 @@ interface Stalled {
   pid: number;
   taken: number;
 }
-type Reply = Seen | Response | Stalled;
+/** From a worker in batch mode (CT_POOL_BATCHES): what batches({ max: 0 }) threw, and its end. */
+interface BatchNote {
+  kind: 'option-check' | 'ended';
+  code?: string | null;
+  index: number;
+  pid: number;
+}
+type Reply = Seen | Response | Stalled | BatchNote;
 
 // ------------------------------------------------------------------------------------------------
 // Helpers
@@ -244,6 +251,46 @@ describe('WorkerPool: partitioning and request/response', () => {
     for (let id = 0; id < 300; id++) expect(byId.get(id)?.result).toBe(n(id) * n(id));
     const perWorker = [0, 1, 2].map((i) => responses.filter((r) => r.index === i).length);
     expect(perWorker).toEqual([100, 100, 100]); // round robin over 3 healthy workers
+  });
+});
+
+describe('WorkerPool: batched end to end', () => {
+  it('pool.routeMany to workers consuming with worker.batches() and answering with putMany: 3000 keyed packets each answered once, intact, every key on one worker in order; a stop signal ends batches()', async () => {
+    const pool = makePool({ router: { strategy: 'consistent_hash' }, env: { ...process.env, CT_POOL_BATCHES: '64' } });
+    await ready(pool);
+    const replies = collect(pool.replies as SageQueue);
+    const total = 3000;
+    const keys = 60;
+    for (let start = 0; start < total; start += 500) {
+      const packets: Array<Packet<{ seq: number; body: string }>> = [];
+      for (let seq = start; seq < start + 500; seq++) packets.push(new Packet({ seq, body: bodyFor(seq) }, { partitionKey: `key-${seq % keys}` }));
+      const report = await pool.routeMany(packets);
+      expect(report).toMatchObject({ packets: 500, delivered: 500, deadLettered: 0, failed: 0, ok: true });
+    }
+    const notes = (kind: BatchNote['kind']): BatchNote[] => replies.items.filter((r): r is BatchNote => r.kind === kind);
+    await until('every answer', () => seenOf(replies.items).length >= total);
+    expect((await pool.router.sendStopSignal('done')).failed).toEqual([]);
+    await until('every worker to leave batches()', () => notes('ended').length === 3);
+    await replies.stop();
+
+    // batches({ max: 0 }) threw at the call, in every worker.
+    expect(notes('option-check').map((n) => n.code)).toEqual(['ERR_OUT_OF_RANGE', 'ERR_OUT_OF_RANGE', 'ERR_OUT_OF_RANGE']);
+    const seen = seenOf(replies.items) as Array<Seen & { batch: number }>;
+    expect(seen).toHaveLength(total);
+    expect(seen.every((s) => s.ok)).toBe(true);
+    expect(new Set(seen.map((s) => s.seq)).size).toBe(total);
+    const byKey = new Map<string, Seen[]>();
+    for (const s of seen) byKey.set(s.key, [...(byKey.get(s.key) ?? []), s]);
+    expect(byKey.size).toBe(keys);
+    for (const [key, list] of byKey) {
+      expect(new Set(list.map((s) => s.index)).size, `key ${key} reached more than one worker`).toBe(1);
+      const seqs = list.map((s) => s.seq);
+      expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    }
+    // The workers did take batches (a routeMany put hundreds at once), never more than max.
+    expect(Math.max(...seen.map((s) => s.batch))).toBeGreaterThan(1);
+    expect(Math.max(...seen.map((s) => s.batch))).toBeLessThanOrEqual(64);
+    expect(pool.router.stats()).toMatchObject({ routed: total, delivered: total, failed: 0, deadLettered: 0 });
   });
 });
 

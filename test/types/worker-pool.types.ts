@@ -4,9 +4,9 @@
  * the right type; each `@ts-expect-error` line must fail to compile (tsc reports an unused
  * directive otherwise), so none of these can pass with `any`.
  */
-import { BaseRouter, SageQueueError, WorkerPool, collectMetrics } from '../../lib/index';
+import { BaseRouter, Packet, SageQueueError, WorkerPool, collectMetrics, joinWorkerPool } from '../../lib/index';
 import type {
-  DeadLetterEvent, EjectEvent, RetryEvent, RouteReport, SageQueue, SageQueueErrorCode, WorkerCrashLoopInfo, WorkerExitInfo,
+  DeadLetterEvent, EjectEvent, RetryEvent, RouteManyReport, RouteReport, SageQueue, SageQueueErrorCode, WorkerCrashLoopInfo, WorkerExitInfo,
 } from '../../lib/index';
 
 interface Job {
@@ -32,6 +32,11 @@ export async function poolChecks(): Promise<void> {
   await pool.route('not a job');
   // @ts-expect-error a Job has no name
   await pool.route({ name: 'x' });
+  // routeMany() takes Packets of the payload type
+  const many: RouteManyReport = await pool.routeMany([new Packet<Job>({ id: 1 }, { partitionKey: 'k' })]);
+  void many;
+  // @ts-expect-error a Packet<string> is not a Packet<Job>
+  await pool.routeMany([new Packet<string>('x')]);
   // replies carry Out
   assertType<Equal<typeof pool.replies, SageQueue<Answer> | null>>();
   const answer = await pool.replies?.getAsync();
@@ -74,6 +79,20 @@ export async function poolChecks(): Promise<void> {
   const loose = new WorkerPool({ script: 'worker.js' });
   await loose.route('anything');
   await loose.route({ any: 'thing' });
+}
+
+export async function workerChecks(): Promise<void> {
+  const worker = joinWorkerPool<Job, Answer>();
+  // batches() yields arrays of Packet<Job>
+  for await (const batch of worker.batches({ max: 64 })) {
+    assertType<Equal<typeof batch, Array<Packet<Job>>>>();
+    const id: number = (batch[0] as Packet<Job>).payload.id;
+    void id;
+  }
+  // @ts-expect-error unknown option
+  worker.batches({ size: 5 });
+  // @ts-expect-error max is a number
+  worker.batches({ max: '5' });
 }
 
 export function routerChecks(router: BaseRouter): void {
