@@ -669,7 +669,10 @@ describe('bad-input matrix', () => {
   });
 
   it('no pool queue or stray segment was left by a failed WorkerPool', () => {
-    expect(readdirSync('/dev/shm').filter((f) => f.startsWith('sageq.') && (f.includes('.w0') || f.includes(`${PREFIX}-pool`)))).toEqual([]);
+    // This process's pools only: unnamed ones are `pool-<pid>-<random>`, named ones `${PREFIX}-pool`
+    // (other suites and other checkouts may have pools of their own running meanwhile).
+    const ours = (f: string): boolean => f.startsWith(`sageq.pool-${process.pid}-`) || f.startsWith(`sageq.${PREFIX}-pool`);
+    expect(readdirSync('/dev/shm').filter(ours)).toEqual([]);
   });
 });
 
