@@ -21,6 +21,8 @@ describe('npm run demo', () => {
     expect(out.processSend.verification.ok).toBe(true);
     expect(out.sage.perWorker.reduce((a: number, b: number) => a + b, 0)).toBe(30000);
     expect(out.sage.perWorker.every((n: number) => n > 0)).toBe(true);
+    // The primary's CPU per packet is reported for both transports (a measurement, not a bound).
+    for (const r of [out.sage, out.processSend]) expect(r.primaryCpuNsPerPacket).toBeGreaterThan(0);
     expect(Number.isFinite(out.ratio)).toBe(true);
     expect(out.ratio).toBeGreaterThan(0);
     expect(segments()).toEqual(before);
