@@ -142,8 +142,8 @@ async function worker() {
   const worker = joinWorkerPool();
   const batch = Number(process.env.SAGE_DEMO_BATCH);
   for await (const first of worker.inbound) {
-    // Take whatever else is already there, handle the lot, reply in one batch. Items are packets
-    // in wire form (plain objects): no need to revive them to read key and payload.
+    // Take whatever else is already there, handle the lot, reply in one batch. Items are Packets
+    // (msgpack: the codec revives them) or their toJSON() form (v8, json): key and payload read alike.
     const items = [first, ...worker.inbound.getMany(batch, { block: false })];
     const answers = items.map(({ partitionKey, payload }) => ({ k: partitionKey, s: payload.s, t: payload.t, c: work(payload.p) }));
     await worker.replies.putAsync(answers);

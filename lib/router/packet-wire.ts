@@ -1,28 +1,28 @@
 /**
- * The compact wire form of a Packet: the binary header of its envelope. Packet registers a codec
- * extension (type PACKET_EXTENSION_TYPE) with the queue layer, so the `records` and `msgpack`
- * codecs write a packet as msgpackr's one-byte extension tag followed by the two-element array
- * `[header, payload]`: the header is a MessagePack bin laid out below, the payload is encoded by
- * the queue's own codec (with the queue's shared structure table, for `records`).
+ * The compact wire form of a Packet. Packet registers a codec extension (codec-extensions.ts) of
+ * type PACKET_EXTENSION_TYPE, so the `records` and `msgpack` codecs write a packet as msgpackr's
+ * one-byte extension tag (`d4 50 00`) followed by the envelope below, a MessagePack array encoded
+ * by the queue's own Packr (the payload with the queue's shared structure table, for `records`):
  *
- *   0  u8      version (1)
- *   1  u8      flags: 1 = a traceId follows the key, 2 = a trace follows (the other bits are 0)
- *   2  u8      strategy: 0 = none, else 1 + its index in STRATEGIES
- *   3  u8      key kind: 0 = none, 1 = string, 2 = number, 3 = bigint, 4 = bytes
- *   4  f64le   createdAt (ms since the epoch)
- *  12  varuint inputIndex
- *      key     number: f64le; string: varuint length + UTF-8; bigint: varuint length + its decimal
- *              text; bytes: varuint length + the bytes; none: nothing
- *      traceId varuint length + UTF-8                                          (flag 1 only)
- *      trace   varuint hop count, then per hop: varuint length + UTF-8 router, (flag 2 only)
- *              varuint length + UTF-8 target, f64le at
+ *   [head, inputIndex, createdAt, partitionKey, traceId?, trace?, payload]
  *
- * A varuint is LEB128: 7 bits a byte, least significant first, at most 8 bytes. The header ends
- * where its last field ends: anything else is malformed. decodeHeader checks every length against
- * the bytes there are before it reads (it never trusts one) and throws a SerializationError
- * (ERR_SERIALIZATION) for anything malformed; the codec reports it with the record's raw bytes.
+ *   head          one byte (a fixint): 0x20 (format 1) | flags << 3 | strategy id
+ *                 flags: 1 = traceId present, 2 = trace present; strategy id: 0 = none, else
+ *                 1 + its index in STRATEGIES
+ *   inputIndex    unsigned integer
+ *   createdAt     number (ms since the epoch; a float64, or an integer when it fits 32 bits)
+ *   partitionKey  nil, string, number, bigint (int64, or msgpackr's BigInt extension) or bytes
+ *   traceId       string, only when flag 1 is set (see Packet#traceId for when that is)
+ *   trace         only when flag 2 is set: one flat array [router, target, at, router, ...]
+ *   payload       the packet's payload, any value the codec encodes
+ *
+ * No field names travel and nothing absent takes a byte beyond the head: an untraced packet costs
+ * 16 bytes plus its key and payload. Every field is MessagePack that msgpackr writes natively;
+ * msgpackr checks the lengths while it decodes (a truncated record is its error), and
+ * readEnvelope checks the shape and every field's type and range: a malformed envelope is a
+ * SerializationError (ERR_SERIALIZATION), which the codec reports with the record's raw bytes.
  */
-import { SerializationError } from '../errors';
+import { SerializationError, describe } from '../errors';
 import type { PartitionKey } from './hashing';
 import { STRATEGIES } from './strategy-names';
 import type { StrategyName } from './strategy-names';
@@ -34,21 +34,15 @@ export interface Hop {
   readonly at: number;
 }
 
-/** The MessagePack extension type of a packet (0x50, 'P'; see codec-extensions.ts). */
+/** The MessagePack extension type of a packet envelope (0x50, 'P'). */
 export const PACKET_EXTENSION_TYPE = 0x50;
-const VERSION = 1;
+const FORMAT = 0x20;
 const HAS_TRACE_ID = 1;
 const HAS_TRACE = 2;
-const KEY_NONE = 0;
-const KEY_STRING = 1;
-const KEY_NUMBER = 2;
-const KEY_BIGINT = 3;
-const KEY_BYTES = 4;
-const FIXED = 12;
-const MAX_VARUINT = 10; // bytes a varuint may take when written (8 when read back: 53 bits)
 
-/** A packet's fields as the header carries them (the payload travels beside it). */
-export interface HeaderFields {
+/** A packet's fields as the envelope carries them. */
+export interface EnvelopeFields {
+  payload: unknown;
   inputIndex: number;
   partitionKey: PartitionKey | null;
   partitionStrategy: StrategyName | null;
@@ -57,194 +51,86 @@ export interface HeaderFields {
   trace: readonly Hop[];
 }
 
-// Headers are written into one scratch buffer, grown when a header needs more. The codec's write
-// returns a view of it, and msgpackr copies those bytes into the message as soon as it packs the
-// [header, payload] array, before it packs the payload (where another packet may be nested) or
-// anything else: the next header never overwrites bytes still to be copied.
-let scratch = Buffer.allocUnsafeSlow(4096);
-
-function strBound(s: string): number {
-  return MAX_VARUINT + 3 * s.length;
-}
-
-function writeVaruint(buf: Buffer, at: number, value: number): number {
-  let v = value;
-  while (v >= 0x80) {
-    buf[at++] = (v % 0x80) | 0x80;
-    v = Math.floor(v / 0x80);
-  }
-  buf[at++] = v;
-  return at;
-}
-
-/** Writes length + UTF-8 of `s` at `at`; returns the end. */
-function writeString(buf: Buffer, at: number, s: string): number {
-  if (s.length < 0x80 / 3) {
-    // At most 127 bytes: the length is one byte, written once the bytes are.
-    const n = buf.write(s, at + 1, 'utf8');
-    buf[at] = n;
-    return at + 1 + n;
-  }
-  const bytes = Buffer.byteLength(s, 'utf8');
-  const start = writeVaruint(buf, at, bytes);
-  return start + buf.write(s, start, 'utf8');
-}
-
-/**
- * The header of a packet with these fields. The bytes are a view of a shared scratch buffer,
- * valid until the next call: copy them if they must outlive it (the codec extension need not).
- */
-export function encodeHeader(
-  inputIndex: number, key: PartitionKey | null, strategy: StrategyName | null, createdAt: number, traceId: string | undefined, trace: readonly Hop[],
-): Buffer {
-  let bound = FIXED + 2 * MAX_VARUINT + 8;
-  let keyText: string | undefined;
-  if (typeof key === 'string') bound += strBound(key);
-  else if (typeof key === 'bigint') bound += strBound((keyText = key.toString()));
-  else if (key instanceof Uint8Array) bound += MAX_VARUINT + key.length;
-  if (traceId !== undefined) bound += strBound(traceId);
-  for (const h of trace) bound += strBound(h.router) + strBound(h.target) + 8;
-  if (bound > scratch.length) scratch = Buffer.allocUnsafeSlow(Math.max(bound, scratch.length * 2));
-  const buf = scratch;
-
-  buf[0] = VERSION;
-  buf[1] = (traceId === undefined ? 0 : HAS_TRACE_ID) | (trace.length === 0 ? 0 : HAS_TRACE);
-  buf[2] = strategy === null ? 0 : STRATEGIES.indexOf(strategy) + 1;
-  buf.writeDoubleLE(createdAt, 4);
-  let at = inputIndex < 0x80 ? ((buf[FIXED] = inputIndex), FIXED + 1) : writeVaruint(buf, FIXED, inputIndex);
-  if (key === null) {
-    buf[3] = KEY_NONE;
-  } else if (typeof key === 'string') {
-    buf[3] = KEY_STRING;
-    at = writeString(buf, at, key);
-  } else if (typeof key === 'number') {
-    buf[3] = KEY_NUMBER;
-    at = buf.writeDoubleLE(key, at);
-  } else if (keyText !== undefined) {
-    buf[3] = KEY_BIGINT;
-    at = writeString(buf, at, keyText);
-  } else {
-    const bytes = key as Uint8Array;
-    buf[3] = KEY_BYTES;
-    at = writeVaruint(buf, at, bytes.length);
-    buf.set(bytes, at);
-    at += bytes.length;
-  }
-  if (traceId !== undefined) at = writeString(buf, at, traceId);
+/** The envelope array of a packet with these fields (what the codec extension's write returns). */
+export function writeEnvelope(
+  payload: unknown, inputIndex: number, key: PartitionKey | null, strategy: StrategyName | null, createdAt: number,
+  traceId: string | undefined, trace: readonly Hop[],
+): unknown[] {
+  const strategyId = strategy === null ? 0 : STRATEGIES.indexOf(strategy) + 1;
+  const flags = (traceId === undefined ? 0 : HAS_TRACE_ID) | (trace.length === 0 ? 0 : HAS_TRACE);
+  const out: unknown[] = [FORMAT | (flags << 3) | strategyId, inputIndex, createdAt, key];
+  if (traceId !== undefined) out.push(traceId);
   if (trace.length !== 0) {
-    at = writeVaruint(buf, at, trace.length);
-    for (const h of trace) {
-      at = writeString(buf, at, h.router);
-      at = writeString(buf, at, h.target);
-      at = buf.writeDoubleLE(h.at, at);
+    const flat: Array<string | number> = new Array(trace.length * 3);
+    for (let i = 0; i < trace.length; i++) {
+      const h = trace[i] as Hop;
+      flat[3 * i] = h.router;
+      flat[3 * i + 1] = h.target;
+      flat[3 * i + 2] = h.at;
     }
+    out.push(flat);
   }
-  return buf.subarray(0, at);
+  out.push(payload);
+  return out;
 }
 
 function malformed(why: string): SerializationError {
   return new SerializationError(`malformed packet envelope: ${why}`);
 }
 
-/** Reads a header, checking every length against the bytes that are there. */
-class Reader {
-  at = 0;
-  constructor(readonly buf: Buffer) {}
-
-  need(n: number, what: string): void {
-    if (n > this.buf.length - this.at) throw malformed(`${what} needs ${n} bytes, ${this.buf.length - this.at} are left`);
+function readKey(key: unknown): PartitionKey | null {
+  if (key === null || typeof key === 'string' || typeof key === 'bigint') return key;
+  if (typeof key === 'number') {
+    if (Number.isFinite(key)) return key;
+  } else if (key instanceof Uint8Array) {
+    return new Uint8Array(key); // a copy: a bin decodes to a view of the record's bytes
   }
-
-  varuint(what: string): number {
-    let value = 0;
-    let scale = 1;
-    for (let i = 0; i < 8; i++) {
-      this.need(1, what);
-      const b = this.buf[this.at++] as number;
-      value += (b & 0x7f) * scale;
-      if (b < 0x80) {
-        if (value > Number.MAX_SAFE_INTEGER) break;
-        return value;
-      }
-      scale *= 0x80;
-    }
-    throw malformed(`${what} is not a varuint of at most 53 bits`);
-  }
-
-  f64(what: string): number {
-    this.need(8, what);
-    const v = this.buf.readDoubleLE(this.at);
-    this.at += 8;
-    if (!Number.isFinite(v)) throw malformed(`${what} is not finite`);
-    return v;
-  }
-
-  /** A length-prefixed run of bytes: [start, end). */
-  span(what: string): number {
-    const n = this.varuint(`${what} length`);
-    this.need(n, what);
-    this.at += n;
-    return n;
-  }
-
-  string(what: string): string {
-    const n = this.span(what);
-    return this.buf.toString('utf8', this.at - n, this.at);
-  }
+  throw malformed(`the partition key is ${describe(key)}`);
 }
 
-/** The fields of a header. Throws a SerializationError when the bytes are not a valid header. */
-export function decodeHeader(bytes: Uint8Array): HeaderFields {
-  const buf = bytes instanceof Buffer ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const r = new Reader(buf);
-  r.need(FIXED + 1, 'the fixed header');
-  if (buf[0] !== VERSION) throw malformed(`version ${buf[0]} (this build reads version ${VERSION})`);
-  const flags = buf[1] as number;
-  if ((flags & ~(HAS_TRACE_ID | HAS_TRACE)) !== 0) throw malformed(`unknown flags 0x${flags.toString(16)}`);
-  const strategyId = buf[2] as number;
+function readTrace(flat: unknown): Hop[] {
+  if (!Array.isArray(flat) || flat.length === 0 || flat.length % 3 !== 0) throw malformed(`the trace is ${describe(flat)}, not [router, target, at, ...]`);
+  const trace = new Array<Hop>(flat.length / 3);
+  for (let i = 0; i < trace.length; i++) {
+    const router: unknown = flat[3 * i];
+    const target: unknown = flat[3 * i + 1];
+    const at: unknown = flat[3 * i + 2];
+    if (typeof router !== 'string' || typeof target !== 'string' || typeof at !== 'number' || !Number.isFinite(at)) {
+      throw malformed(`hop ${i} is not (router: string, target: string, at: finite number)`);
+    }
+    trace[i] = Object.freeze({ router, target, at });
+  }
+  return trace;
+}
+
+/** The fields of an envelope, checked. Throws a SerializationError when it is malformed. */
+export function readEnvelope(data: unknown): EnvelopeFields {
+  if (!Array.isArray(data) || data.length < 5) throw malformed(`${describe(data)} where [head, inputIndex, createdAt, key, ..., payload] belongs`);
+  const head: unknown = data[0];
+  if (typeof head !== 'number' || (head & ~0x1f) !== FORMAT) throw malformed(`head ${describe(head)} (this build reads format 1: 0x20..0x3f)`);
+  const strategyId = head & 7;
   if (strategyId > STRATEGIES.length) throw malformed(`strategy id ${strategyId}`);
-  const keyKind = buf[3] as number;
-  r.at = 4;
-  const createdAt = r.f64('createdAt');
-  const inputIndex = r.varuint('inputIndex');
-  let partitionKey: PartitionKey | null;
-  switch (keyKind) {
-    case KEY_NONE:
-      partitionKey = null;
-      break;
-    case KEY_STRING:
-      partitionKey = r.string('the key');
-      break;
-    case KEY_NUMBER:
-      partitionKey = r.f64('the key');
-      break;
-    case KEY_BIGINT: {
-      const text = r.string('the key');
-      if (!/^-?[0-9]+$/.test(text)) throw malformed('the bigint key is not a decimal integer');
-      partitionKey = BigInt(text);
-      break;
-    }
-    case KEY_BYTES: {
-      const n = r.span('the key');
-      partitionKey = new Uint8Array(buf.subarray(r.at - n, r.at)); // a copy: the record's bytes are not ours
-      break;
-    }
-    default:
-      throw malformed(`key kind ${keyKind}`);
+  const flags = head >> 3 & 3;
+  const expected = 5 + (flags & HAS_TRACE_ID) + (flags >> 1);
+  if (data.length !== expected) throw malformed(`${data.length} fields where head 0x${head.toString(16)} says ${expected}`);
+  const inputIndex: unknown = data[1];
+  if (typeof inputIndex !== 'number' || !Number.isSafeInteger(inputIndex) || inputIndex < 0) throw malformed(`inputIndex ${describe(inputIndex)}`);
+  const createdAt: unknown = data[2];
+  if (typeof createdAt !== 'number' || !Number.isFinite(createdAt)) throw malformed(`createdAt ${describe(createdAt)}`);
+  let at = 4;
+  let traceId: string | undefined;
+  if ((flags & HAS_TRACE_ID) !== 0) {
+    const id: unknown = data[at++];
+    if (typeof id !== 'string' || id.length === 0) throw malformed(`traceId ${describe(id)}`);
+    traceId = id;
   }
-  const traceId = (flags & HAS_TRACE_ID) === 0 ? undefined : r.string('the traceId');
-  if (traceId === '') throw malformed('an empty traceId');
-  let trace: Hop[] = [];
-  if ((flags & HAS_TRACE) !== 0) {
-    const count = r.varuint('the hop count');
-    r.need(count * 10, `${count} hops`); // each takes 10 bytes at least
-    trace = new Array<Hop>(count);
-    for (let i = 0; i < count; i++) {
-      const router = r.string(`hop ${i}'s router`);
-      const target = r.string(`hop ${i}'s target`);
-      trace[i] = Object.freeze({ router, target, at: r.f64(`hop ${i}'s time`) });
-    }
-  }
-  if (r.at !== buf.length) throw malformed(`${buf.length - r.at} bytes after the header's last field`);
-  return { inputIndex, partitionKey, partitionStrategy: strategyId === 0 ? null : (STRATEGIES[strategyId - 1] as StrategyName), createdAt, traceId, trace };
+  return {
+    partitionKey: readKey(data[3]),
+    inputIndex,
+    createdAt,
+    partitionStrategy: strategyId === 0 ? null : (STRATEGIES[strategyId - 1] as StrategyName),
+    traceId,
+    trace: (flags & HAS_TRACE) === 0 ? [] : readTrace(data[at++]),
+    payload: data[at] as unknown,
+  };
 }

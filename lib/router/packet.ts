@@ -13,11 +13,11 @@
  */
 import { randomUUID } from 'node:crypto';
 
-import { InvalidArgumentTypeError, SerializationError, describe } from '../errors';
+import { InvalidArgumentTypeError } from '../errors';
 import { registerCodecExtension } from '../queue/codec-extensions';
 import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
 import type { PartitionKey } from './hashing';
-import { PACKET_EXTENSION_TYPE, decodeHeader, encodeHeader } from './packet-wire';
+import { PACKET_EXTENSION_TYPE, readEnvelope, writeEnvelope } from './packet-wire';
 import type { Hop } from './packet-wire';
 import { checkStrategy } from './strategy-names';
 import type { StrategyName } from './strategy-names';
@@ -225,20 +225,17 @@ export class Packet<P = unknown> {
     registerCodecExtension<Packet>({
       type: PACKET_EXTENSION_TYPE,
       Class: Packet,
-      write: (p) => [encodeHeader(p.inputIndex, p.partitionKey, p.partitionStrategy, p.createdAt, Packet.#wireTraceId(p), p.trace), p.payload],
+      write: (p) => writeEnvelope(p.payload, p.inputIndex, p.partitionKey, p.partitionStrategy, p.createdAt, Packet.#wireTraceId(p), p.trace),
       read: (data) => {
-        if (!Array.isArray(data) || data.length !== 2 || !(data[0] instanceof Uint8Array)) {
-          throw new SerializationError(`malformed packet envelope: ${describe(data)} where [header bytes, payload] belongs`);
-        }
-        const h = decodeHeader(data[0]);
+        const f = readEnvelope(data);
         return build({
-          payload: data[1] as unknown,
-          inputIndex: h.inputIndex,
-          partitionKey: h.partitionKey,
-          partitionStrategy: h.partitionStrategy,
-          createdAt: h.createdAt,
-          trace: h.trace.length === 0 ? NO_HOPS : Object.freeze(h.trace),
-          id: h.traceId === undefined ? undefined : { value: h.traceId },
+          payload: f.payload,
+          inputIndex: f.inputIndex,
+          partitionKey: f.partitionKey,
+          partitionStrategy: f.partitionStrategy,
+          createdAt: f.createdAt,
+          trace: f.trace.length === 0 ? NO_HOPS : Object.freeze(f.trace),
+          id: f.traceId === undefined ? undefined : { value: f.traceId },
         });
       },
       plain: (p) => p.toJSON(),
