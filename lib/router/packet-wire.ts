@@ -6,18 +6,22 @@
  *
  *   [head, inputIndex, createdAt, partitionKey, traceId?, trace?, payload]
  *
- *   head          one byte (a fixint): 0x20 (format 1) | flags << 3 | strategy id
- *                 flags: 1 = traceId present, 2 = trace present; strategy id: 0 = none, else
- *                 1 + its index in STRATEGIES
+ *   head          one byte (a fixint < 0x40): flags << 3 | strategy id. Flags: 1 = traceId
+ *                 present, 2 = trace present, 4 = hop times are relative to createdAt.
+ *                 Strategy id: 0 = none, else 1 + its index in STRATEGIES
  *   inputIndex    unsigned integer
  *   createdAt     number (ms since the epoch; a float64, or an integer when it fits 32 bits)
  *   partitionKey  nil, string, number, bigint (int64, or msgpackr's BigInt extension) or bytes
  *   traceId       string, only when flag 1 is set (see Packet#traceId for when that is)
- *   trace         only when flag 2 is set: one flat array [router, target, at, router, ...]
+ *   trace         only when flag 2 is set: one flat array [router, target, at, router, ...];
+ *                 with flag 4, each `at` is its hop's time minus createdAt (written when
+ *                 createdAt and every hop time are integers: a few ms take one byte, where an
+ *                 epoch time takes nine)
  *   payload       the packet's payload, any value the codec encodes
  *
+ * The extension type is the format: a layout that older readers would misread takes another type.
  * No field names travel and nothing absent takes a byte beyond the head: an untraced packet costs
- * 16 bytes plus its key and payload. Every field is MessagePack that msgpackr writes natively;
+ * 15 bytes (inputIndex < 64) plus its key and payload as MessagePack. Every field is MessagePack that msgpackr writes natively;
  * msgpackr checks the lengths while it decodes (a truncated record is its error), and
  * readEnvelope checks the shape and every field's type and range: a malformed envelope is a
  * SerializationError (ERR_SERIALIZATION), which the codec reports with the record's raw bytes.
@@ -36,9 +40,9 @@ export interface Hop {
 
 /** The MessagePack extension type of a packet envelope (0x50, 'P'). */
 export const PACKET_EXTENSION_TYPE = 0x50;
-const FORMAT = 0x20;
 const HAS_TRACE_ID = 1;
 const HAS_TRACE = 2;
+const RELATIVE_HOP_TIMES = 4;
 
 /** A packet's fields as the envelope carries them. */
 export interface EnvelopeFields {
@@ -57,19 +61,27 @@ export function writeEnvelope(
   traceId: string | undefined, trace: readonly Hop[],
 ): unknown[] {
   const strategyId = strategy === null ? 0 : STRATEGIES.indexOf(strategy) + 1;
-  const flags = (traceId === undefined ? 0 : HAS_TRACE_ID) | (trace.length === 0 ? 0 : HAS_TRACE);
-  const out: unknown[] = [FORMAT | (flags << 3) | strategyId, inputIndex, createdAt, key];
-  if (traceId !== undefined) out.push(traceId);
+  let flags = (traceId === undefined ? 0 : HAS_TRACE_ID) | (trace.length === 0 ? 0 : HAS_TRACE);
+  let flat: Array<string | number> | undefined;
   if (trace.length !== 0) {
-    const flat: Array<string | number> = new Array(trace.length * 3);
+    flat = new Array<string | number>(trace.length * 3);
+    // Integers below 2^53 subtract and add back exactly.
+    let relative = Number.isSafeInteger(createdAt);
     for (let i = 0; i < trace.length; i++) {
       const h = trace[i] as Hop;
       flat[3 * i] = h.router;
       flat[3 * i + 1] = h.target;
       flat[3 * i + 2] = h.at;
+      relative &&= Number.isSafeInteger(h.at) && Number.isSafeInteger(h.at - createdAt);
     }
-    out.push(flat);
+    if (relative) {
+      flags |= RELATIVE_HOP_TIMES;
+      for (let i = 2; i < flat.length; i += 3) flat[i] = (flat[i] as number) - createdAt;
+    }
   }
+  const out: unknown[] = [(flags << 3) | strategyId, inputIndex, createdAt, key];
+  if (traceId !== undefined) out.push(traceId);
+  if (flat !== undefined) out.push(flat);
   out.push(payload);
   return out;
 }
@@ -88,7 +100,7 @@ function readKey(key: unknown): PartitionKey | null {
   throw malformed(`the partition key is ${describe(key)}`);
 }
 
-function readTrace(flat: unknown): Hop[] {
+function readTrace(flat: unknown, base: number): Hop[] {
   if (!Array.isArray(flat) || flat.length === 0 || flat.length % 3 !== 0) throw malformed(`the trace is ${describe(flat)}, not [router, target, at, ...]`);
   const trace = new Array<Hop>(flat.length / 3);
   for (let i = 0; i < trace.length; i++) {
@@ -98,7 +110,7 @@ function readTrace(flat: unknown): Hop[] {
     if (typeof router !== 'string' || typeof target !== 'string' || typeof at !== 'number' || !Number.isFinite(at)) {
       throw malformed(`hop ${i} is not (router: string, target: string, at: finite number)`);
     }
-    trace[i] = Object.freeze({ router, target, at });
+    trace[i] = Object.freeze({ router, target, at: at + base });
   }
   return trace;
 }
@@ -107,11 +119,12 @@ function readTrace(flat: unknown): Hop[] {
 export function readEnvelope(data: unknown): EnvelopeFields {
   if (!Array.isArray(data) || data.length < 5) throw malformed(`${describe(data)} where [head, inputIndex, createdAt, key, ..., payload] belongs`);
   const head: unknown = data[0];
-  if (typeof head !== 'number' || (head & ~0x1f) !== FORMAT) throw malformed(`head ${describe(head)} (this build reads format 1: 0x20..0x3f)`);
+  if (typeof head !== 'number' || !Number.isInteger(head) || head < 0 || head >= 0x40) throw malformed(`head ${describe(head)} (0..0x3f)`);
   const strategyId = head & 7;
   if (strategyId > STRATEGIES.length) throw malformed(`strategy id ${strategyId}`);
-  const flags = head >> 3 & 3;
-  const expected = 5 + (flags & HAS_TRACE_ID) + (flags >> 1);
+  const flags = head >> 3;
+  if ((flags & RELATIVE_HOP_TIMES) !== 0 && (flags & HAS_TRACE) === 0) throw malformed('relative hop times without a trace');
+  const expected = 5 + (flags & HAS_TRACE_ID) + ((flags & HAS_TRACE) >> 1);
   if (data.length !== expected) throw malformed(`${data.length} fields where head 0x${head.toString(16)} says ${expected}`);
   const inputIndex: unknown = data[1];
   if (typeof inputIndex !== 'number' || !Number.isSafeInteger(inputIndex) || inputIndex < 0) throw malformed(`inputIndex ${describe(inputIndex)}`);
@@ -130,7 +143,7 @@ export function readEnvelope(data: unknown): EnvelopeFields {
     createdAt,
     partitionStrategy: strategyId === 0 ? null : (STRATEGIES[strategyId - 1] as StrategyName),
     traceId,
-    trace: (flags & HAS_TRACE) === 0 ? [] : readTrace(data[at++]),
+    trace: (flags & HAS_TRACE) === 0 ? [] : readTrace(data[at++], (flags & RELATIVE_HOP_TIMES) === 0 ? 0 : createdAt),
     payload: data[at] as unknown,
   };
 }
