@@ -4,14 +4,15 @@
  * one-byte extension tag (`d4 50 00`) followed by the envelope below, a MessagePack array encoded
  * by the queue's own Packr (the payload with the queue's shared structure table, for `records`):
  *
- *   [head, inputIndex, createdAt, partitionKey, traceId?, trace?, payload]
+ *   [head, createdAt, partitionKey, inputIndex?, traceId?, trace?, payload]
  *
  *   head          one byte (a fixint < 0x40): flags << 3 | strategy id. Flags: 1 = traceId
  *                 present, 2 = trace present, 4 = hop times are relative to createdAt.
  *                 Strategy id: 0 = none, else 1 + its index in STRATEGIES
- *   inputIndex    unsigned integer
  *   createdAt     number (ms since the epoch; a float64, or an integer when it fits 32 bits)
  *   partitionKey  nil, string, number, bigint (int64, or msgpackr's BigInt extension) or bytes
+ *   inputIndex    unsigned integer, only when it is not 0 (the array is one longer than the
+ *                 flags alone say)
  *   traceId       string, only when flag 1 is set (see Packet#traceId for when that is)
  *   trace         only when flag 2 is set: one flat array [router, target, at, router, ...];
  *                 with flag 4, each `at` is its hop's time minus createdAt (written when
@@ -20,8 +21,8 @@
  *   payload       the packet's payload, any value the codec encodes
  *
  * The extension type is the format: a layout that older readers would misread takes another type.
- * No field names travel and nothing absent takes a byte beyond the head: an untraced packet costs
- * 15 bytes (inputIndex < 64) plus its key and payload as MessagePack. Every field is MessagePack that msgpackr writes natively;
+ * No field names travel and nothing absent takes a byte: an untraced packet for input 0 costs 14
+ * bytes (tag 3, array 1, head 1, createdAt 9) plus its key and payload as MessagePack. Every field is MessagePack that msgpackr writes natively;
  * msgpackr checks the lengths while it decodes (a truncated record is its error), and
  * readEnvelope checks the shape and every field's type and range: a malformed envelope is a
  * SerializationError (ERR_SERIALIZATION), which the codec reports with the record's raw bytes.
@@ -79,7 +80,8 @@ export function writeEnvelope(
       for (let i = 2; i < flat.length; i += 3) flat[i] = (flat[i] as number) - createdAt;
     }
   }
-  const out: unknown[] = [(flags << 3) | strategyId, inputIndex, createdAt, key];
+  const out: unknown[] = [(flags << 3) | strategyId, createdAt, key];
+  if (inputIndex !== 0) out.push(inputIndex);
   if (traceId !== undefined) out.push(traceId);
   if (flat !== undefined) out.push(flat);
   out.push(payload);
@@ -117,20 +119,20 @@ function readTrace(flat: unknown, base: number): Hop[] {
 
 /** The fields of an envelope, checked. Throws a SerializationError when it is malformed. */
 export function readEnvelope(data: unknown): EnvelopeFields {
-  if (!Array.isArray(data) || data.length < 5) throw malformed(`${describe(data)} where [head, inputIndex, createdAt, key, ..., payload] belongs`);
+  if (!Array.isArray(data) || data.length < 4) throw malformed(`${describe(data)} where [head, createdAt, key, ..., payload] belongs`);
   const head: unknown = data[0];
   if (typeof head !== 'number' || !Number.isInteger(head) || head < 0 || head >= 0x40) throw malformed(`head ${describe(head)} (0..0x3f)`);
   const strategyId = head & 7;
   if (strategyId > STRATEGIES.length) throw malformed(`strategy id ${strategyId}`);
   const flags = head >> 3;
   if ((flags & RELATIVE_HOP_TIMES) !== 0 && (flags & HAS_TRACE) === 0) throw malformed('relative hop times without a trace');
-  const expected = 5 + (flags & HAS_TRACE_ID) + ((flags & HAS_TRACE) >> 1);
-  if (data.length !== expected) throw malformed(`${data.length} fields where head 0x${head.toString(16)} says ${expected}`);
-  const inputIndex: unknown = data[1];
-  if (typeof inputIndex !== 'number' || !Number.isSafeInteger(inputIndex) || inputIndex < 0) throw malformed(`inputIndex ${describe(inputIndex)}`);
-  const createdAt: unknown = data[2];
+  const base = 4 + (flags & HAS_TRACE_ID) + ((flags & HAS_TRACE) >> 1);
+  if (data.length !== base && data.length !== base + 1) throw malformed(`${data.length} fields where head 0x${head.toString(16)} says ${base} or ${base + 1}`);
+  const createdAt: unknown = data[1];
   if (typeof createdAt !== 'number' || !Number.isFinite(createdAt)) throw malformed(`createdAt ${describe(createdAt)}`);
-  let at = 4;
+  let at = 3;
+  const inputIndex: unknown = data.length === base ? 0 : data[at++];
+  if (typeof inputIndex !== 'number' || !Number.isSafeInteger(inputIndex) || inputIndex < 0) throw malformed(`inputIndex ${describe(inputIndex)}`);
   let traceId: string | undefined;
   if ((flags & HAS_TRACE_ID) !== 0) {
     const id: unknown = data[at++];
@@ -138,7 +140,7 @@ export function readEnvelope(data: unknown): EnvelopeFields {
     traceId = id;
   }
   return {
-    partitionKey: readKey(data[3]),
+    partitionKey: readKey(data[2]),
     inputIndex,
     createdAt,
     partitionStrategy: strategyId === 0 ? null : (STRATEGIES[strategyId - 1] as StrategyName),
