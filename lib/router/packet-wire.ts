@@ -22,10 +22,11 @@
  *
  * The extension type is the format: a layout that older readers would misread takes another type.
  * No field names travel and nothing absent takes a byte: an untraced packet for input 0 costs 14
- * bytes (tag 3, array 1, head 1, createdAt 9) plus its key and payload as MessagePack. Every field is MessagePack that msgpackr writes natively;
- * msgpackr checks the lengths while it decodes (a truncated record is its error), and
- * readEnvelope checks the shape and every field's type and range: a malformed envelope is a
- * SerializationError (ERR_SERIALIZATION), which the codec reports with the record's raw bytes.
+ * bytes (tag 3, array 1, head 1, createdAt 9) plus its key and payload. Every field is MessagePack
+ * that msgpackr writes natively; msgpackr checks the lengths while it decodes (a truncated record
+ * is its error), and readEnvelope checks the shape and every field's type and range: a malformed
+ * envelope is a SerializationError (ERR_SERIALIZATION), which the codec reports with the record's
+ * raw bytes.
  */
 import { SerializationError, describe } from '../errors';
 import type { PartitionKey } from './hashing';
