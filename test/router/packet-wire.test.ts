@@ -114,6 +114,22 @@ describe.each(['records', 'msgpack'] as const)('Packet through a SageQueue with 
     got.forEach((p, i) => expectSame(p, all[i] as Case));
   });
 
+  it('packets nested in a payload, and arrays of packets, come back as Packets too', () => {
+    const q = track(SageQueue.create<unknown>(queueName('pw-nest'), { codec, capacity: 1 << 16 }));
+    const inner = new Packet({ v: 'inner' }, { partitionKey: 7n, inputIndex: 2 });
+    const outer = new Packet({ wrapped: inner, list: [inner.withHop('r', 't', 1)] }, { partitionKey: 'outer' });
+    q.put(outer);
+    q.put([outer, inner]);
+    const got = q.get() as Packet<{ wrapped: Packet; list: Packet[] }>;
+    expect(got).toBeInstanceOf(Packet);
+    expect(got.payload.wrapped).toBeInstanceOf(Packet);
+    expect(fieldsOf(got.payload.wrapped)).toEqual(fieldsOf(inner));
+    expect(got.payload.list[0]?.traceId).toBe(inner.traceId); // traced: its id went along
+    const pair = q.get() as Packet[];
+    expect(pair.map((p) => p instanceof Packet)).toEqual([true, true]);
+    expect(fieldsOf(pair[1] as Packet)).toEqual(fieldsOf(inner));
+  });
+
   it('another process gets Packet instances with every field, and what it puts back (one more hop) decodes here', async () => {
     const all = cases();
     const there = track(SageQueue.create<Packet>(queueName('pw-there'), { codec, capacity: 1 << 20 }));
