@@ -61,17 +61,16 @@ function runPackets() {
   const codecs = [records, codecByName('msgpack')];
   const suite = new Benchmark.Suite();
   const rows = [];
-  const meta = {};
   let seq = 0;
   suite.add('Packet construct', () => new Packet(makeObject(seq), { partitionKey: keys[seq++ & 1023] }), { ...opts, meta: { codec: '-', form: '-', op: 'construct' } });
-  const samples = {
-    untraced: keys.map((k, i) => new Packet(makeObject(i), { partitionKey: k })),
-    traced: keys.map((k, i) => new Packet(makeObject(i), { partitionKey: k }).withHop('ingest', 'worker-3')),
-  };
+  // Fresh packets for every row: toJSON() makes the traceId, which the compact form then carries.
+  const sample = (tracing) =>
+    keys.map((k, i) => (tracing === 'traced' ? new Packet(makeObject(i), { partitionKey: k }).withHop('ingest', 'worker-3') : new Packet(makeObject(i), { partitionKey: k })));
   for (const c of codecs) {
-    for (const [tracing, packets] of Object.entries(samples)) {
+    for (const tracing of ['untraced', 'traced']) {
       const forms = { compact: (p) => c.encode(p), toJSON: (p) => c.encode(p.toJSON()) };
       for (const [form, encode] of Object.entries(forms)) {
+        const packets = sample(tracing);
         const bytes = packets.map((p) => Buffer.from(encode(p)));
         const decode = form === 'compact' ? (b) => c.decode(b) : (b) => Packet.from(c.decode(b));
         if (!(decode(bytes[0]) instanceof Packet)) throw new Error(`${c.name} ${form}: decode did not give a Packet`);
