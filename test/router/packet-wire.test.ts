@@ -282,13 +282,10 @@ describe.each(['records', 'msgpack'] as const)('a malformed envelope read with t
     if (ours) expect(String((e.cause as Error).message)).toMatch(/^malformed packet envelope: /);
   }
 
-  it('a wrong shape or a field of the wrong type or range is a SerializationError naming the envelope', () => {
+  it.each(BAD_SHAPES)('%s: a SerializationError naming the envelope', (_why, content) => {
     const codec = codecOf(name);
-    for (const [why, content] of BAD_SHAPES) {
-      expect(why.length).toBeGreaterThan(0);
-      expectRefused(codec, envelope(codec, content), true);
-    }
-    // Each of them next to a good one: only the field differs.
+    expectRefused(codec, envelope(codec, content), true);
+    // Next to a good envelope written the same way: only the field differs.
     expect(codec.decode(envelope(codec, [0, 0, null, 1]))).toBeInstanceOf(Packet);
     expect((codec.decode(Buffer.from(codec.encode(good))) as Packet).toJSON()).toEqual(good.toJSON());
     codec.close?.();
