@@ -4,6 +4,11 @@
 // `records` is bound to a structure table in a temporary directory, as a SageQueue binds it to
 // /dev/shm/sageq.<name>@<nonce>.structs. Prints a Markdown table; with --json, JSON on stdout.
 //
+// Packet section: `new Packet(payload, { partitionKey })`, and a keyed packet (payload: the same
+// small object) through `records` and `msgpack` in its compact wire form (the codec extension:
+// encode(packet), decode → a Packet) against its toJSON() object form (encode(packet.toJSON()),
+// decode + Packet.from), untraced and with one hop (tracing: the traceId travels too).
+//
 //   node bench/micro.mjs [--json] [--quick]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -16,6 +21,7 @@ const require = createRequire(import.meta.url);
 const Benchmark = require('benchmark');
 const { codecByName } = require('../dist/queue/codecs.js');
 const { openRecordCodec } = require('../dist/queue/record-codec.js');
+const { Packet } = require('../dist/index.js');
 
 const asJson = process.argv.includes('--json');
 const quick = process.argv.includes('--quick');
@@ -48,15 +54,61 @@ function run() {
   return rows;
 }
 
+function runPackets() {
+  const opts = quick ? { maxTime: 0.3, minSamples: 5 } : { maxTime: 1.5 };
+  const keys = Array.from({ length: 1024 }, (_, i) => `user-${i}`);
+  const records = openRecordCodec(path.join(dir, 'packets.structs'), 0o600);
+  const codecs = [records, codecByName('msgpack')];
+  const suite = new Benchmark.Suite();
+  const rows = [];
+  let seq = 0;
+  suite.add('Packet construct', () => new Packet(makeObject(seq), { partitionKey: keys[seq++ & 1023] }), { ...opts, meta: { codec: '-', form: '-', op: 'construct' } });
+  // Fresh packets for every row: toJSON() makes the traceId, which the compact form then carries.
+  const sample = (tracing) =>
+    keys.map((k, i) => (tracing === 'traced' ? new Packet(makeObject(i), { partitionKey: k }).withHop('ingest', 'worker-3') : new Packet(makeObject(i), { partitionKey: k })));
+  for (const c of codecs) {
+    for (const tracing of ['untraced', 'traced']) {
+      const forms = { compact: (p) => c.encode(p), toJSON: (p) => c.encode(p.toJSON()) };
+      for (const [form, encode] of Object.entries(forms)) {
+        const packets = sample(tracing);
+        const bytes = packets.map((p) => Buffer.from(encode(p)));
+        const decode = form === 'compact' ? (b) => c.decode(b) : (b) => Packet.from(c.decode(b));
+        if (!(decode(bytes[0]) instanceof Packet)) throw new Error(`${c.name} ${form}: decode did not give a Packet`);
+        const size = bytes[0].length;
+        let i = 0;
+        let j = 0;
+        suite.add(`${c.name} ${tracing} ${form} encode`, () => encode(packets[i++ & 1023]), { ...opts, meta: { codec: c.name, tracing, form, op: 'encode', bytes: size } });
+        suite.add(`${c.name} ${tracing} ${form} decode`, () => decode(bytes[j++ & 1023]), { ...opts, meta: { codec: c.name, tracing, form, op: 'decode', bytes: size } });
+      }
+    }
+  }
+  suite.on('cycle', (e) => {
+    const b = e.target;
+    rows.push({ name: b.name, ...b.meta, opsPerSec: b.hz, nsPerOp: 1e9 / b.hz, rme: b.stats.rme, samples: b.stats.sample.length });
+    if (!asJson) process.stderr.write(`${String(b)}\n`);
+  });
+  suite.run({ async: false });
+  records.close();
+  return rows;
+}
+
 try {
   const rows = run();
-  if (asJson) process.stdout.write(`${JSON.stringify({ tool: 'sage-queue bench/micro.mjs', node: process.version, rows }, null, 2)}\n`);
+  const packets = runPackets();
+  if (asJson) process.stdout.write(`${JSON.stringify({ tool: 'sage-queue bench/micro.mjs', node: process.version, rows, packets }, null, 2)}\n`);
   else {
     const lines = ['| codec | bytes | encode ns/object | decode ns/object |', '|---|---:|---:|---:|'];
     for (const codec of [...new Set(rows.map((r) => r.codec))]) {
       const e = rows.find((r) => r.codec === codec && r.op === 'encode');
       const d = rows.find((r) => r.codec === codec && r.op === 'decode');
       lines.push(`| ${codec} | ${e.bytes} | ${e.nsPerOp.toFixed(0)} ±${e.rme.toFixed(1)}% | ${d.nsPerOp.toFixed(0)} ±${d.rme.toFixed(1)}% |`);
+    }
+    const construct = packets.find((r) => r.op === 'construct');
+    lines.push('', `Packet construction (new Packet(payload, { partitionKey })): ${construct.nsPerOp.toFixed(0)} ns ±${construct.rme.toFixed(1)}%`, '');
+    lines.push('| codec | packet | form | bytes | encode ns/packet | decode ns/packet (to a Packet) |', '|---|---|---|---:|---:|---:|');
+    for (const e of packets.filter((r) => r.op === 'encode')) {
+      const d = packets.find((r) => r.op === 'decode' && r.codec === e.codec && r.tracing === e.tracing && r.form === e.form);
+      lines.push(`| ${e.codec} | ${e.tracing} | ${e.form} | ${e.bytes} | ${e.nsPerOp.toFixed(0)} ±${e.rme.toFixed(1)}% | ${d.nsPerOp.toFixed(0)} ±${d.rme.toFixed(1)}% |`);
     }
     process.stdout.write(`${lines.join('\n')}\n`);
   }

@@ -144,10 +144,11 @@ async function worker() {
   const worker = joinWorkerPool();
   const max = Math.min(1024, Number(process.env.SAGE_DEMO_BATCH));
   // One wait, then whatever else is queued (up to max) in one native call; one batch put of the
-  // answers (each its own message).
+  // answers (each its own message). Items are Packets (records/msgpack revive them) or revived
+  // from their toJSON() form (v8, json).
   for await (const packets of worker.batches({ max })) {
     const answers = packets.map(({ partitionKey, payload }) => ({ k: partitionKey, s: payload.s, t: payload.t, c: work(payload.p) }));
-    while (answers.length > 0) answers.splice(0, worker.replies.putMany(answers));
+    worker.replies.putMany(answers); // blocks while the reply queue is full
   }
   worker.release();
 }

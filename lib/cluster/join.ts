@@ -17,7 +17,10 @@ export interface PoolWorker<T = unknown, R = unknown> {
   readonly inbound: SageQueue<PacketWire<T> | Packet<T>>;
   /** The pool's shared reply queue, if the primary created one. */
   readonly replies: SageQueue<R> | null;
-  /** Packets until the primary closes the queue, sends a stop signal, or goes away. */
+  /**
+   * Packets until the primary closes the queue, sends a stop signal, or goes away. Through the
+   * default `records` codec (and `msgpack`) the queue itself yields Packet instances.
+   */
   packets(): AsyncGenerator<Packet<T>, void, undefined>;
   /**
    * The same packets in batches: waits (without blocking the event loop) for at least one, then
@@ -123,7 +126,10 @@ export function joinWorkerPool<T = unknown, R = unknown>(env: NodeJS.ProcessEnv 
       try {
         for await (const item of inbound.iterate({ signal: primaryGone.signal })) {
           if (isStopSignal(item)) return;
-          yield Packet.from(item as PacketWire<T>);
+          // A records or msgpack queue hands over Packets (revived by the codec extension, see
+          // router/packet-wire.ts): they pass through as they are. A json or v8 queue hands over
+          // the toJSON() object, which Packet.from revives.
+          yield item instanceof Packet ? item : Packet.from(item as PacketWire<T>);
         }
       } catch (e) {
         if (primaryGone.signal.aborted) return; // the primary is gone: the stream simply ends

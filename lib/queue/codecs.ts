@@ -6,7 +6,9 @@
  * - `json`: JSON text (UTF-8). Plain data only.
  * - `v8`: the structured-clone format of `node:v8` — Date, Map, Set, BigInt, RegExp,
  *   typed arrays, cycles. Functions and symbols cannot be sent. The default before `records`.
- * - `msgpack`: MessagePack through msgpackr (compact, other languages can read it).
+ *   A top-level instance of a class with a codec extension goes as its plain() form.
+ * - `msgpack`: MessagePack through msgpackr (compact, other languages can read it). Instances of
+ *   classes with a codec extension (codec-extensions.ts; e.g. Packet) go in their own form.
  * - `records` (default): MessagePack records whose structures are shared by every process attached
  *   to the queue (record-codec.ts). Needs a per-queue table, so only SageQueue offers it: the
  *   entry here names it; SageQueue binds it to the queue's table (`shared: true`).
@@ -15,6 +17,7 @@ import * as v8 from 'node:v8';
 import type { Packr } from 'msgpackr';
 
 import { InvalidArgumentValueError, SerializationError, describe } from '../errors';
+import { loadMsgpackr, plainForm } from './codec-extensions';
 
 export type CodecName = 'raw' | 'json' | 'v8' | 'msgpack' | 'records';
 /** Codecs that need no per-queue state (what queues other than SageQueue offer). */
@@ -90,7 +93,7 @@ const structured: Codec = {
   zeroCopy: false,
   encode(item) {
     try {
-      return v8.serialize(item);
+      return v8.serialize(plainForm(item));
     } catch (e) {
       throw encodeFailed('v8', item, e);
     }
@@ -105,14 +108,11 @@ const structured: Codec = {
 };
 
 // Loaded on first use: msgpackr brings its own native addon (msgpackr-extract), which a process
-// that never uses this codec should not load.
+// that never uses this codec should not load. Made from loadMsgpackr() so that the registered
+// codec extensions (codec-extensions.ts) apply.
 let packrInstance: Packr | undefined;
 function packr(): Packr {
-  if (packrInstance === undefined) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { Packr: PackrClass } = require('msgpackr') as typeof import('msgpackr');
-    packrInstance = new PackrClass({ useRecords: false, moreTypes: true });
-  }
+  packrInstance ??= new (loadMsgpackr().Packr)({ useRecords: false, moreTypes: true });
   return packrInstance;
 }
 

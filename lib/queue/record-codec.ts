@@ -17,6 +17,7 @@
 import type { Packr } from 'msgpackr';
 
 import { SerializationError, describe } from '../errors';
+import { loadMsgpackr } from './codec-extensions';
 import type { Codec } from './codecs';
 import { StructureLog, sameKeys } from './structure-log';
 import type { Keys } from './structure-log';
@@ -25,12 +26,6 @@ import type { Keys } from './structure-log';
 export const MAX_SHARED_STRUCTURES = 256;
 
 type PackrClass = typeof import('msgpackr').Packr;
-let PackrCtor: PackrClass | undefined;
-function packrClass(): PackrClass {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  PackrCtor ??= (require('msgpackr') as typeof import('msgpackr')).Packr;
-  return PackrCtor;
-}
 
 /** A records codec bound to one table file. close() releases the file. */
 export interface BoundCodec extends Codec {
@@ -51,7 +46,8 @@ function refuseFunction(): never {
 /** A records codec for the table at `tablePath` (created on first use with `mode`). */
 export function openRecordCodec(tablePath: string, mode: number): BoundCodec {
   const log = new StructureLog(tablePath, mode);
-  const Ctor = packrClass();
+  // From loadMsgpackr(): the registered codec extensions (codec-extensions.ts) apply here too.
+  const Ctor = loadMsgpackr().Packr;
   const packr: Packr = new Ctor({
     moreTypes: true,
     maxSharedStructures: MAX_SHARED_STRUCTURES,
