@@ -16,11 +16,12 @@ import { InvalidArgumentTypeError, InvalidArgumentValueError, RouterDisposedErro
 import { checkInteger, checkOptions } from '../validate';
 import { Connection } from './connection';
 import type { ConnectionInit } from './connection';
-import { DeliveryPolicy } from './delivery';
+import { DeliveryPolicy, NO_EXCLUDE } from './delivery';
 import { KeyOrder, dispatchBatch } from './dispatch';
 import type { RouterEventSink, RouterEvents } from './events';
 import { reasonOf } from './faults';
 import { Packet } from './packet';
+import { PacketRouteReport } from './reports';
 import type { DeliveryReport, RouteManyReport, RouteReport, RouterStats, StopSignal } from './reports';
 import { resolveRouterOptions } from './router-options';
 import type { ResolvedRouterOptions, RouterOptions } from './router-options';
@@ -47,6 +48,7 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
   readonly #opts: ResolvedRouterOptions;
   readonly #groups = new Map<number, Map<number, Connection>>();
   readonly #ordered = new Map<number, Connection[]>(); // by parallelIndex, rebuilt on change
+  #indexes: readonly number[] = []; // the broadcast indexes in order, rebuilt on change
   readonly #selector: TargetSelector;
   readonly #policy: DeliveryPolicy;
   readonly #keyOrder = new KeyOrder();
@@ -120,7 +122,7 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
 
   /** Every connection, by broadcast then parallel index. */
   connections(): Connection[] {
-    return [...this.#groups.keys()].sort((a, b) => a - b).flatMap((b) => this.#ordered.get(b) ?? []);
+    return this.#indexes.flatMap((b) => this.#ordered.get(b) ?? []);
   }
 
   #changed(broadcastIndex: number): void {
@@ -130,44 +132,92 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
     } else {
       this.#ordered.set(broadcastIndex, [...group.values()].sort((a, b) => a.parallelIndex - b.parallelIndex));
     }
+    this.#indexes = [...this.#ordered.keys()].sort((a, b) => a - b);
     this.#selector.invalidate(broadcastIndex);
   }
 
   // ------------------------------------------------------------------------------------------
   // Routing
 
-  /** Routes one packet to every broadcast group and reports each delivery. */
+  /**
+   * Routes one packet to every broadcast group and reports each delivery. A copy whose key has
+   * no delivery in flight, whose target is available and whose queue takes it at once with its
+   * synchronous non-blocking put (putNowait: SageQueue, LocalQueue) is delivered right there, with
+   * no timer and no promise chain; any other copy takes the per-packet path (putAsync with the
+   * send timeout, retries, failover, dead letters), in key order behind its key's earlier copies.
+   */
   async route(packet: Packet): Promise<RouteReport> {
     if (!(packet instanceof Packet)) throw new InvalidArgumentTypeError('packet', 'a Packet', packet);
     this.#checkOpen();
-    return this.#track(this.#route(packet));
+    const report = this.#route(packet);
+    return report instanceof PacketRouteReport ? report : this.#track(report);
   }
 
-  async #route(packet: Packet): Promise<RouteReport> {
-    const clock = this.#opts.clock;
-    const started = clock.now();
+  /**
+   * The target route() would give `packet`'s copy in broadcast group `broadcastIndex` (default:
+   * the lowest) if it were routed now; undefined when the router has no such group or none of its
+   * targets is available. Nothing is sent and nothing is counted in stats(), but it is a decision
+   * like route()'s: under round_robin it takes the next turn, under load_balance it reads loads.
+   * A broadcast packet has no single target: ERR_INVALID_ARG_VALUE.
+   */
+  pick(packet: Packet, broadcastIndex?: number): Connection | undefined {
+    if (!(packet instanceof Packet)) throw new InvalidArgumentTypeError('packet', 'a Packet', packet);
+    const b = broadcastIndex === undefined ? this.#indexes[0] : checkInteger(broadcastIndex, 'broadcastIndex', 0);
+    this.#checkOpen();
+    const requested = packet.partitionStrategy ?? this.strategy;
+    const strategy = KEYED_STRATEGIES.has(requested) && !packet.isKeyed() ? 'round_robin' : requested;
+    if (strategy === 'broadcast') {
+      throw new InvalidArgumentValueError('pick() chooses one target: a broadcast packet goes to every connection of each group', strategy);
+    }
+    const group = b === undefined ? undefined : this.#ordered.get(b);
+    if (group === undefined) return undefined;
+    return this.selectTarget(packet, group, strategy, { broadcastIndex: b as number, attempt: 1, exclude: NO_EXCLUDE, now: this.#opts.clock.now() });
+  }
+
+  /** route()'s work: the report itself when every copy was settled at once, else its promise. */
+  #route(packet: Packet): PacketRouteReport | Promise<PacketRouteReport> {
+    const started = this.#opts.clock.now();
     const strategy = this.#strategyFor(packet);
-    const indexes = [...this.#groups.keys()].sort((a, b) => a - b);
-    let deliveries: DeliveryReport[];
-    if (indexes.length === 0) {
-      deliveries = [await this.#policy.unroutable(packet)];
-    } else {
-      const perGroup = indexes.map((b) => {
-        const group = this.#ordered.get(b) ?? [];
-        if (strategy === 'broadcast') return Promise.all(broadcastTargets(group).map((c) => this.#deliver(packet, b, strategy, c)));
-        if (KEYED_STRATEGIES.has(strategy)) return this.#keyOrder.run(packet, b, () => this.#deliver(packet, b, strategy)).then((d) => [d]);
-        return this.#deliver(packet, b, strategy).then((d) => [d]);
-      });
-      deliveries = (await Promise.all(perGroup)).flat();
+    const indexes = this.#indexes;
+    if (indexes.length === 0) return this.#settle(packet, strategy, started, [this.#policy.unroutable(packet)]);
+    const keyed = KEYED_STRATEGIES.has(strategy);
+    const deliveries: Array<DeliveryReport | Promise<DeliveryReport>> = [];
+    let pending = false;
+    for (const b of indexes) {
+      const group = this.#ordered.get(b) as readonly Connection[];
+      if (strategy === 'broadcast') {
+        for (const c of broadcastTargets(group)) {
+          const d = c.isAvailable(started)
+            ? (this.#policy.deliverNow(packet, b, c) ?? this.#deliver(packet, b, strategy, c, c))
+            : this.#deliver(packet, b, strategy, c);
+          pending ||= d instanceof Promise;
+          deliveries.push(d);
+        }
+        continue;
+      }
+      let d: DeliveryReport | Promise<DeliveryReport>;
+      if (keyed && this.#keyOrder.busy(packet, b)) {
+        d = this.#keyOrder.run(packet, b, () => this.#deliver(packet, b, strategy));
+      } else {
+        const target = this.selectTarget(packet, group, strategy, { broadcastIndex: b, attempt: 1, exclude: NO_EXCLUDE, now: started });
+        d = (target === undefined ? undefined : this.#policy.deliverNow(packet, b, target)) ?? this.#deliver(packet, b, strategy, undefined, target);
+        // A copy still in flight holds its key: later copies of the key wait for it.
+        if (keyed && d instanceof Promise) d = this.#keyOrder.hold(packet, b, d);
+      }
+      pending ||= d instanceof Promise;
+      deliveries.push(d);
     }
-    const report: RouteReport = { traceId: packet.traceId, strategy, deliveries, delivered: 0, deadLettered: 0, failed: 0, ok: false };
-    for (const d of deliveries) {
-      if (d.status === 'delivered') report.delivered++;
-      else if (d.status === 'dead_lettered') report.deadLettered++;
-      else report.failed++;
-    }
-    report.ok = report.delivered === deliveries.length;
-    const latencyMs = clock.now() - started;
+    return pending ? this.#settle(packet, strategy, started, deliveries) : this.#report(packet, strategy, started, deliveries as DeliveryReport[]);
+  }
+
+  async #settle(packet: Packet, strategy: StrategyName, started: number, deliveries: ReadonlyArray<DeliveryReport | Promise<DeliveryReport>>): Promise<PacketRouteReport> {
+    return this.#report(packet, strategy, started, await Promise.all(deliveries));
+  }
+
+  /** The report of a settled route(); records its latency and tells 'route' listeners. */
+  #report(packet: Packet, strategy: StrategyName, started: number, deliveries: DeliveryReport[]): PacketRouteReport {
+    const report = new PacketRouteReport(packet, strategy, deliveries);
+    const latencyMs = this.#opts.clock.now() - started;
     this.#latencies[this.#latencyCount++ % LATENCY_SAMPLES] = latencyMs;
     if (this.#sink.listening('route')) {
       this.#sink.emit('route', { router: this.name, traceId: packet.traceId, strategy, latencyMs, ok: report.ok, copies: deliveries.length });
@@ -196,7 +246,7 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
         now,
         policy: this.#policy,
         keyOrder: this.#keyOrder,
-        groups: [...this.#ordered.entries()].sort((x, y) => x[0] - y[0]),
+        groups: this.#indexes.map((b) => [b, this.#ordered.get(b) as Connection[]] as const),
         select: (packet, group, strategy, context) => this.selectTarget(packet, group, strategy, context),
         deliver: (packet, b, strategy, fixed) => this.#deliver(packet, b, strategy, fixed),
       }),
@@ -225,9 +275,12 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
     return this.#selector.select(packet, group, strategy, context);
   }
 
-  /** One copy through the delivery policy, its targets picked by selectTarget (or `fixed`). */
-  #deliver(packet: Packet, broadcastIndex: number, strategy: StrategyName, fixed?: Connection): Promise<DeliveryReport> {
-    return this.#policy.deliver(packet, broadcastIndex, (group, context) => this.selectTarget(packet, group, strategy, context), fixed);
+  /**
+   * One copy through the delivery policy, its targets picked by selectTarget (or `fixed`); the
+   * first attempt goes to `first` when the caller already selected it.
+   */
+  #deliver(packet: Packet, broadcastIndex: number, strategy: StrategyName, fixed?: Connection, first?: Connection): Promise<DeliveryReport> {
+    return this.#policy.deliver(packet, broadcastIndex, (group, context) => this.selectTarget(packet, group, strategy, context), fixed, first);
   }
 
   /** Remembers a routing call until it settles (see Symbol.asyncDispose). */

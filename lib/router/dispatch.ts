@@ -21,29 +21,65 @@ import type { SelectionContext } from './strategies';
 import { KEYED_STRATEGIES } from './strategy-names';
 import type { StrategyName } from './strategy-names';
 
+type KeyId = string | number | bigint;
+
+/** A key as a Map key: strings, numbers and bigints as they are (1, '1' and 1n stay apart), bytes by content. */
+function keyIdOf(key: NonNullable<Packet['partitionKey']>): KeyId {
+  return key instanceof Uint8Array ? Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('hex') : key;
+}
+
+/** Byte keys get their own map, so a byte key never meets a string key that spells its hex. */
+interface GroupChains {
+  values: Map<KeyId, Promise<unknown>>;
+  bytes: Map<KeyId, Promise<unknown>>;
+}
+
 /** Chains the deliveries of each key (per broadcast group). */
 export class KeyOrder {
-  readonly #chains = new Map<string, Promise<unknown>>();
+  readonly #groups = new Map<number, GroupChains>();
+  #size = 0; // chains in flight, all groups: busy() answers at once when there are none
 
-  /** The chain id of a keyed packet's key in one broadcast group. */
-  static idOf(packet: Packet, broadcastIndex: number): string {
-    const key = packet.partitionKey as NonNullable<Packet['partitionKey']>;
-    return `${broadcastIndex}:${typeof key}:${key instanceof Uint8Array ? Buffer.from(key).toString('hex') : String(key)}`;
+  #chainsOf(packet: Packet, broadcastIndex: number, create: boolean): Map<KeyId, Promise<unknown>> | undefined {
+    let g = this.#groups.get(broadcastIndex);
+    if (g === undefined) {
+      if (!create) return undefined;
+      g = { values: new Map(), bytes: new Map() };
+      this.#groups.set(broadcastIndex, g);
+    }
+    return packet.partitionKey instanceof Uint8Array ? g.bytes : g.values;
   }
 
   /** Whether a delivery of this key is still in flight (or queued) in this group. */
   busy(packet: Packet, broadcastIndex: number): boolean {
-    return this.#chains.has(KeyOrder.idOf(packet, broadcastIndex));
+    if (this.#size === 0) return false;
+    const chains = this.#chainsOf(packet, broadcastIndex, false);
+    return chains !== undefined && chains.has(keyIdOf(packet.partitionKey as NonNullable<Packet['partitionKey']>));
   }
 
   /** Runs `run` after every earlier run of the same key (whether they succeeded or not). */
   run<T>(packet: Packet, broadcastIndex: number, run: () => Promise<T>): Promise<T> {
-    const id = KeyOrder.idOf(packet, broadcastIndex);
-    const previous = this.#chains.get(id);
-    const mine = (previous === undefined ? run() : previous.then(run, run)) as Promise<T>;
-    this.#chains.set(id, mine);
+    const chains = this.#chainsOf(packet, broadcastIndex, true) as Map<KeyId, Promise<unknown>>;
+    const id = keyIdOf(packet.partitionKey as NonNullable<Packet['partitionKey']>);
+    const previous = chains.get(id);
+    return this.#hold(chains, id, (previous === undefined ? run() : previous.then(run, run)) as Promise<T>);
+  }
+
+  /**
+   * Records a delivery of an idle key that has already started (route()'s fast path fell back to
+   * the per-packet path): later deliveries of the key wait for it, as behind run().
+   */
+  hold<T>(packet: Packet, broadcastIndex: number, delivery: Promise<T>): Promise<T> {
+    const chains = this.#chainsOf(packet, broadcastIndex, true) as Map<KeyId, Promise<unknown>>;
+    return this.#hold(chains, keyIdOf(packet.partitionKey as NonNullable<Packet['partitionKey']>), delivery);
+  }
+
+  #hold<T>(chains: Map<KeyId, Promise<unknown>>, id: KeyId, mine: Promise<T>): Promise<T> {
+    if (!chains.has(id)) this.#size++;
+    chains.set(id, mine);
     const forget = (): void => {
-      if (this.#chains.get(id) === mine) this.#chains.delete(id);
+      if (chains.get(id) !== mine) return;
+      chains.delete(id);
+      this.#size--;
     };
     mine.then(forget, forget);
     return mine;
