@@ -16,7 +16,7 @@ import { InvalidArgumentTypeError, InvalidArgumentValueError, RouterDisposedErro
 import { checkInteger, checkOptions } from '../validate';
 import { Connection } from './connection';
 import type { ConnectionInit } from './connection';
-import { DeliveryPolicy, NO_EXCLUDE } from './delivery';
+import { DeliveryPolicy } from './delivery';
 import { KeyOrder, dispatchBatch } from './dispatch';
 import type { RouterEventSink, RouterEvents } from './events';
 import { reasonOf } from './faults';
@@ -25,9 +25,9 @@ import { PacketRouteReport } from './reports';
 import type { DeliveryReport, RouteManyReport, RouteReport, RouterStats, StopSignal } from './reports';
 import { resolveRouterOptions } from './router-options';
 import type { ResolvedRouterOptions, RouterOptions } from './router-options';
-import { TargetSelector, broadcastTargets } from './strategies';
+import { FirstAttemptContext, TargetSelector, availableAt, broadcastTargets } from './strategies';
 import type { SelectionContext } from './strategies';
-import { KEYED_STRATEGIES, STRATEGIES } from './strategy-names';
+import { KEYED_STRATEGIES } from './strategy-names';
 import type { StrategyName } from './strategy-names';
 
 // The router's public types, where its users have always imported them from.
@@ -40,6 +40,8 @@ export type { SelectionContext } from './strategies';
 export type { DeadLetterEvent, EjectEvent, RecoverEvent, RetryEvent, RouteEvent, RouterEvents } from './events';
 
 const LATENCY_SAMPLES = 1024;
+/** One route() in this many is timed for stats() (a clock read costs as much as a decision). */
+const LATENCY_EVERY = 8;
 
 /** Routes packets to its connections; emits RouterEvents (typed on / once / off). */
 export class BaseRouter extends EventEmitter<RouterEvents> {
@@ -56,8 +58,10 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
   #disposed = false;
   readonly #latencies = new Float64Array(LATENCY_SAMPLES);
   #latencyCount = 0;
+  #routeCount = 0;
   readonly #totals = { routed: 0, sent: 0, attempts: 0, delivered: 0, deadLettered: 0, failed: 0, retried: 0, unkeyedFallbacks: 0 };
-  readonly #decisions = Object.fromEntries(STRATEGIES.map((s) => [s, 0])) as Record<StrategyName, number>;
+  // A literal (not built from STRATEGIES) keeps fast properties: one counter bump per route().
+  readonly #decisions: Record<StrategyName, number> = { round_robin: 0, hash: 0, consistent_hash: 0, load_balance: 0, broadcast: 0 };
 
   constructor(options?: RouterOptions) {
     super();
@@ -171,23 +175,31 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
     }
     const group = b === undefined ? undefined : this.#ordered.get(b);
     if (group === undefined) return undefined;
-    return this.selectTarget(packet, group, strategy, { broadcastIndex: b as number, attempt: 1, exclude: NO_EXCLUDE, now: this.#opts.clock.now() });
+    return this.selectTarget(packet, group, strategy, new FirstAttemptContext(b as number, this.#opts.clock));
   }
 
-  /** route()'s work: the report itself when every copy was settled at once, else its promise. */
+  /**
+   * route()'s work: the report itself when every copy was settled at once, else its promise. The
+   * clock is read only when the time matters: to time a sampled route() (one in LATENCY_EVERY,
+   * whatever its path) or one a 'route' listener hears of, a route() that went the per-packet
+   * way, or to check whether an ejected target may be probed.
+   */
   #route(packet: Packet): PacketRouteReport | Promise<PacketRouteReport> {
-    const started = this.#opts.clock.now();
+    const clock = this.#opts.clock;
+    const sampled = (this.#routeCount++ & (LATENCY_EVERY - 1)) === 0;
+    const started = sampled || this.#sink.listening('route') ? clock.now() : undefined;
     const strategy = this.#strategyFor(packet);
     const indexes = this.#indexes;
-    if (indexes.length === 0) return this.#settle(packet, strategy, started, [this.#policy.unroutable(packet)]);
+    if (indexes.length === 0) return this.#settle(packet, strategy, started ?? clock.now(), sampled, [this.#policy.unroutable(packet)]);
     const keyed = KEYED_STRATEGIES.has(strategy);
     const deliveries: Array<DeliveryReport | Promise<DeliveryReport>> = [];
     let pending = false;
     for (const b of indexes) {
       const group = this.#ordered.get(b) as readonly Connection[];
+      const context = new FirstAttemptContext(b, clock, started);
       if (strategy === 'broadcast') {
         for (const c of broadcastTargets(group)) {
-          const d = c.isAvailable(started)
+          const d = availableAt(c, context)
             ? (this.#policy.deliverNow(packet, b, c) ?? this.#deliver(packet, b, strategy, c, c))
             : this.#deliver(packet, b, strategy, c);
           pending ||= d instanceof Promise;
@@ -199,7 +211,7 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
       if (keyed && this.#keyOrder.busy(packet, b)) {
         d = this.#keyOrder.run(packet, b, () => this.#deliver(packet, b, strategy));
       } else {
-        const target = this.selectTarget(packet, group, strategy, { broadcastIndex: b, attempt: 1, exclude: NO_EXCLUDE, now: started });
+        const target = this.selectTarget(packet, group, strategy, context);
         d = (target === undefined ? undefined : this.#policy.deliverNow(packet, b, target)) ?? this.#deliver(packet, b, strategy, undefined, target);
         // A copy still in flight holds its key: later copies of the key wait for it.
         if (keyed && d instanceof Promise) d = this.#keyOrder.hold(packet, b, d);
@@ -207,18 +219,25 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
       pending ||= d instanceof Promise;
       deliveries.push(d);
     }
-    return pending ? this.#settle(packet, strategy, started, deliveries) : this.#report(packet, strategy, started, deliveries as DeliveryReport[]);
+    if (!pending) return this.#report(packet, strategy, started, sampled, deliveries as DeliveryReport[]);
+    return this.#settle(packet, strategy, started ?? clock.now(), sampled, deliveries);
   }
 
-  async #settle(packet: Packet, strategy: StrategyName, started: number, deliveries: ReadonlyArray<DeliveryReport | Promise<DeliveryReport>>): Promise<PacketRouteReport> {
-    return this.#report(packet, strategy, started, await Promise.all(deliveries));
+  async #settle(
+    packet: Packet, strategy: StrategyName, started: number, sampled: boolean, deliveries: ReadonlyArray<DeliveryReport | Promise<DeliveryReport>>,
+  ): Promise<PacketRouteReport> {
+    return this.#report(packet, strategy, started, sampled, await Promise.all(deliveries));
   }
 
-  /** The report of a settled route(); records its latency and tells 'route' listeners. */
-  #report(packet: Packet, strategy: StrategyName, started: number, deliveries: DeliveryReport[]): PacketRouteReport {
+  /**
+   * The report of a settled route(). With its start time known: records its latency when it is
+   * sampled, and tells 'route' listeners.
+   */
+  #report(packet: Packet, strategy: StrategyName, started: number | undefined, sampled: boolean, deliveries: DeliveryReport[]): PacketRouteReport {
     const report = new PacketRouteReport(packet, strategy, deliveries);
+    if (started === undefined) return report;
     const latencyMs = this.#opts.clock.now() - started;
-    this.#latencies[this.#latencyCount++ % LATENCY_SAMPLES] = latencyMs;
+    if (sampled) this.#latencies[this.#latencyCount++ % LATENCY_SAMPLES] = latencyMs;
     if (this.#sink.listening('route')) {
       this.#sink.emit('route', { router: this.name, traceId: packet.traceId, strategy, latencyMs, ok: report.ok, copies: deliveries.length });
     }
@@ -257,7 +276,7 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
   #strategyFor(packet: Packet): StrategyName {
     const requested = packet.partitionStrategy ?? this.strategy;
     let strategy = requested;
-    if (KEYED_STRATEGIES.has(requested) && !packet.isKeyed()) {
+    if (packet.partitionKey === null && KEYED_STRATEGIES.has(requested)) {
       strategy = 'round_robin'; // documented: unkeyed packets under a keyed strategy rotate
       this.#totals.unkeyedFallbacks++;
     }

@@ -23,10 +23,8 @@ import { isItemFault, reasonOf } from './faults';
 import type { Packet } from './packet';
 import type { DeadLetter, DeliveryFault, DeliveryReport, DeliveryTotals } from './reports';
 import type { ResolvedRouterOptions } from './router-options';
+import { NO_EXCLUDE } from './strategies';
 import type { SelectionContext } from './strategies';
-
-/** The exclusion set of a copy no target has failed yet (shared: nothing ever adds to it). */
-export const NO_EXCLUDE: ReadonlySet<Connection> = new Set<Connection>();
 
 
 /** Picks the target of one attempt from the group's current connections. */

@@ -128,6 +128,7 @@ export interface RouterStats extends DeliveryTotals {
   decisions: Record<StrategyName, number>;
   /** Unkeyed packets routed round-robin under a keyed strategy. */
   unkeyedFallbacks: number;
+  /** route() latency (router clock ms) over the latest 1024 timed calls: one route() in 8 is timed. */
   routeLatencyMs: { p50: number; p99: number; samples: number };
   connections: Array<{
     target: string;
