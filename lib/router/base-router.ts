@@ -246,8 +246,8 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
 
   /**
    * Routes many packets at once: each copy's target is chosen as route() would, then each
-   * target's packets are put with one batch call when its queue has `putMany` (SageQueue), in
-   * order. Copies that do not fit, and every copy of a key that still has a delivery in flight,
+   * target's packets are put with one batch call when its queue has `putMany` (SageQueue), else
+   * one by one with its non-blocking `putNowait` (LocalQueue), in order. Copies that do not fit, and every copy of a key that still has a delivery in flight,
    * take route()'s per-packet path (timeouts, retries, failover, dead letters), so per-key order
    * holds across route() and routeMany() calls. A packet the target cannot take (an item fault)
    * is dead-lettered alone; the others of its batch are delivered.

@@ -182,10 +182,15 @@ export class DeliveryPolicy {
     });
   }
 
-  /** Counts `count` copies that one batch put delivered to `target` at the first attempt. */
-  countBatchDelivered(target: Connection, count: number): void {
-    target.counters.sent += count;
-    target.counters.delivered += count;
+  /**
+   * Counts `count` copies that a batch put delivered to `target` at the first attempt (in the
+   * target's counters too unless `connectionCounted`: Connection#sendNow counted them).
+   */
+  countBatchDelivered(target: Connection, count: number, connectionCounted = false): void {
+    if (!connectionCounted) {
+      target.counters.sent += count;
+      target.counters.delivered += count;
+    }
     this.#succeeded(target);
     this.#totals.sent += count;
     this.#totals.attempts += count;

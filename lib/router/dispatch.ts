@@ -2,11 +2,12 @@
  * Per-key ordering and batch dispatch.
  *
  * KeyOrder runs the deliveries of one key (per broadcast group) one after another, so per-key
- * order holds under retries and failover even when route() is called without awaiting.
+ * order holds under retries and failover even when route() is called without awaiting. A copy
+ * delivered at once (route()'s fast path) never enters it: only copies still in flight hold a key.
  *
  * dispatchBatch is routeMany's path: each copy's target is chosen as route() would, then each
  * target's copies are put with one non-blocking batch call when its queue has `putMany`
- * (SageQueue), in order. Copies that do not fit, the rest of a batch whose put threw, and every
+ * (SageQueue), else one by one with its non-blocking `putNowait` (LocalQueue), in order. Copies that do not fit, the rest of a batch whose put threw, and every
  * copy of a key that still has a delivery in flight take route()'s per-packet path (timeouts,
  * retries, failover, dead letters). A batch put that throws an item fault (one bad item: nothing
  * of its chunk was written) does not blame the target: the rest goes the per-packet way, where
@@ -17,6 +18,7 @@ import type { DeliveryPolicy } from './delivery';
 import { isItemFault } from './faults';
 import type { Packet } from './packet';
 import type { DeliveryReport, RouteManyReport } from './reports';
+import { NO_EXCLUDE } from './strategies';
 import type { SelectionContext } from './strategies';
 import { KEYED_STRATEGIES } from './strategy-names';
 import type { StrategyName } from './strategy-names';
@@ -136,7 +138,7 @@ export async function dispatchBatch(packets: readonly Packet[], strategies: read
         slow.push(keyOrder.run(packet, b, () => routing.deliver(packet, b, strategy)));
         return;
       }
-      const target = routing.select(packet, group, strategy, { broadcastIndex: b, attempt: 1, exclude: new Set(), now: routing.now });
+      const target = routing.select(packet, group, strategy, { broadcastIndex: b, attempt: 1, exclude: NO_EXCLUDE, now: routing.now });
       if (target === undefined) slow.push(routing.deliver(packet, b, strategy));
       else add(target, packet, strategy);
     });
@@ -163,13 +165,13 @@ export async function dispatchBatch(packets: readonly Packet[], strategies: read
 }
 
 /**
- * Puts a target's batch with one non-blocking putMany when its queue has one; returns how many
- * copies went in (0 without putMany). A target fault counts against the target; an item fault
- * does not.
+ * Puts a target's batch with one non-blocking putMany when its queue has one, else copy by copy
+ * with its putNowait (Connection#sendNow); returns how many copies went in, from the first on (0
+ * with neither). A target fault counts against the target; an item fault does not.
  */
 function putBatch(target: Connection, batch: readonly Packet[], broadcastIndex: number, policy: DeliveryPolicy): number {
   const putMany = (target.queue as { putMany?: unknown }).putMany;
-  if (typeof putMany !== 'function') return 0;
+  if (typeof putMany !== 'function') return putEach(target, batch, policy);
   const copies = batch.map((p) => p.withInputIndex(target.targetInputIndex));
   let put: number;
   try {
@@ -180,5 +182,21 @@ function putBatch(target: Connection, batch: readonly Packet[], broadcastIndex: 
     if (!isItemFault(e)) policy.blame(broadcastIndex, target, e);
   }
   if (put > 0) policy.countBatchDelivered(target, put);
+  return put;
+}
+
+/**
+ * putBatch without putMany: putNowait copy by copy until one does not go in (the queue is full,
+ * has no putNowait, or refused it: a target fault is left to the per-packet path, which counts
+ * it; an item fault too, which dead-letters that copy alone). Connection#sendNow counts each.
+ */
+function putEach(target: Connection, batch: readonly Packet[], policy: DeliveryPolicy): number {
+  let put = 0;
+  try {
+    while (put < batch.length && target.sendNow(batch[put] as Packet)) put++;
+  } catch {
+    // an item fault: that copy and the rest take the per-packet path
+  }
+  if (put > 0) policy.countBatchDelivered(target, put, true);
   return put;
 }
