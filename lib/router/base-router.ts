@@ -25,9 +25,8 @@ import { PacketRouteReport } from './reports';
 import type { DeliveryReport, RouteManyReport, RouteReport, RouterStats, StopSignal } from './reports';
 import { resolveRouterOptions } from './router-options';
 import type { ResolvedRouterOptions, RouterOptions } from './router-options';
-import { FirstAttemptContext, TargetSelector, availableAt, broadcastTargets } from './strategies';
+import { FirstAttemptContext, TargetSelector, availableAt, broadcastTargets, isKeyedStrategy } from './strategies';
 import type { SelectionContext } from './strategies';
-import { KEYED_STRATEGIES } from './strategy-names';
 import type { StrategyName } from './strategy-names';
 
 // The router's public types, where its users have always imported them from.
@@ -169,7 +168,7 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
     const b = broadcastIndex === undefined ? this.#indexes[0] : checkInteger(broadcastIndex, 'broadcastIndex', 0);
     this.#checkOpen();
     const requested = packet.partitionStrategy ?? this.strategy;
-    const strategy = KEYED_STRATEGIES.has(requested) && !packet.isKeyed() ? 'round_robin' : requested;
+    const strategy = packet.partitionKey === null && isKeyedStrategy(requested) ? 'round_robin' : requested;
     if (strategy === 'broadcast') {
       throw new InvalidArgumentValueError('pick() chooses one target: a broadcast packet goes to every connection of each group', strategy);
     }
@@ -191,7 +190,7 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
     const strategy = this.#strategyFor(packet);
     const indexes = this.#indexes;
     if (indexes.length === 0) return this.#settle(packet, strategy, started ?? clock.now(), sampled, [this.#policy.unroutable(packet)]);
-    const keyed = KEYED_STRATEGIES.has(strategy);
+    const keyed = isKeyedStrategy(strategy);
     const deliveries: Array<DeliveryReport | Promise<DeliveryReport>> = [];
     let pending = false;
     for (const b of indexes) {
@@ -276,7 +275,7 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
   #strategyFor(packet: Packet): StrategyName {
     const requested = packet.partitionStrategy ?? this.strategy;
     let strategy = requested;
-    if (packet.partitionKey === null && KEYED_STRATEGIES.has(requested)) {
+    if (packet.partitionKey === null && isKeyedStrategy(requested)) {
       strategy = 'round_robin'; // documented: unkeyed packets under a keyed strategy rotate
       this.#totals.unkeyedFallbacks++;
     }

@@ -30,6 +30,11 @@ export interface SelectionContext {
   now: number;
 }
 
+/** Whether a strategy partitions by key (KEYED_STRATEGIES.has, without a Set lookup per packet). */
+export function isKeyedStrategy(strategy: StrategyName): boolean {
+  return strategy === 'hash' || strategy === 'consistent_hash';
+}
+
 /** The exclusion set of a copy no target has failed yet (shared: nothing ever adds to it). */
 export const NO_EXCLUDE: ReadonlySet<Connection> = new Set<Connection>();
 

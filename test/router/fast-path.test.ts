@@ -13,6 +13,8 @@ import {
 } from '../../lib/index';
 import type { AsyncWaitOptions, Connection, DeadLetter, RouteReport, RouterOptions, RouterStats, StrategyName } from '../../lib/index';
 import { KeyOrder } from '../../lib/router/dispatch';
+import { isKeyedStrategy } from '../../lib/router/strategies';
+import { KEYED_STRATEGIES, STRATEGIES } from '../../lib/router/strategy-names';
 import { rejected, thrown } from '../support/expect-errors';
 import { FakeClock } from '../support/fake-clock';
 import { OpaqueQueue } from '../support/opaque-queue';
@@ -316,6 +318,12 @@ describe('RouteReport.traceId', () => {
     expect(JSON.parse(JSON.stringify(report))).toMatchObject({ traceId: p.traceId, strategy: 'round_robin', delivered: 1, ok: true });
     report.traceId = 'changed';
     expect(report.traceId).toBe('changed');
+  });
+});
+
+describe('isKeyedStrategy', () => {
+  it('agrees with KEYED_STRATEGIES for every strategy', () => {
+    expect(STRATEGIES.filter((s) => isKeyedStrategy(s))).toEqual(STRATEGIES.filter((s) => KEYED_STRATEGIES.has(s)));
   });
 });
 
