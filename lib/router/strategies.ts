@@ -62,11 +62,11 @@ export class FirstAttemptContext implements SelectionContext {
   }
 }
 
-/** A time for availability checks: a number, or a context whose `now` is read only if needed. */
-export type When = number | { readonly now: number };
-
-/** isAvailable without reading the time unless the target is ejected. */
-export function availableAt(c: Connection, when: When): boolean {
+/**
+ * isAvailable without reading the time unless the target is ejected. `when` is the time, or a
+ * context whose `now` is read only if needed (FirstAttemptContext reads the clock then).
+ */
+export function availableAt(c: Connection, when: number | { readonly now: number }): boolean {
   return c.health.state !== 'ejected' || c.isAvailable(typeof when === 'number' ? when : when.now);
 }
 
@@ -78,7 +78,7 @@ export function availableCandidates(group: readonly Connection[], context: Selec
 }
 
 /** hash % N over every target (stable while membership is), then the next available index. */
-export function hashTarget(key: PartitionKey, group: readonly Connection[], now: When): Connection | undefined {
+export function hashTarget(key: PartitionKey, group: readonly Connection[], now: number | { readonly now: number }): Connection | undefined {
   if (group.length === 0) return undefined;
   const start = stableHash(key) % group.length;
   for (let k = 0; k < group.length; k++) {
@@ -94,7 +94,7 @@ export function buildRing(group: readonly Connection[], pointsPerTarget: number)
 }
 
 /** The first available owner clockwise from the key's hash. */
-export function ringTarget(ring: HashRing<Connection>, key: PartitionKey, now: When): Connection | undefined {
+export function ringTarget(ring: HashRing<Connection>, key: PartitionKey, now: number | { readonly now: number }): Connection | undefined {
   return ring.lookup(stableHash(key), (c) => availableAt(c, now));
 }
 
