@@ -50,6 +50,7 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
   readonly #groups = new Map<number, Map<number, Connection>>();
   readonly #ordered = new Map<number, Connection[]>(); // by parallelIndex, rebuilt on change
   #indexes: readonly number[] = []; // the broadcast indexes in order, rebuilt on change
+  #layout: ReadonlyArray<readonly [number, readonly Connection[]]> = []; // [index, its #ordered group], in index order
   readonly #selector: TargetSelector;
   readonly #policy: DeliveryPolicy;
   readonly #keyOrder = new KeyOrder();
@@ -136,6 +137,7 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
       this.#ordered.set(broadcastIndex, [...group.values()].sort((a, b) => a.parallelIndex - b.parallelIndex));
     }
     this.#indexes = [...this.#ordered.keys()].sort((a, b) => a - b);
+    this.#layout = this.#indexes.map((b) => [b, this.#ordered.get(b) as Connection[]] as const);
     this.#selector.invalidate(broadcastIndex);
   }
 
@@ -188,13 +190,14 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
     const sampled = (this.#routeCount++ & (LATENCY_EVERY - 1)) === 0;
     const started = sampled || this.#sink.listening('route') ? clock.now() : undefined;
     const strategy = this.#strategyFor(packet);
-    const indexes = this.#indexes;
-    if (indexes.length === 0) return this.#settle(packet, strategy, started ?? clock.now(), sampled, [this.#policy.unroutable(packet)]);
+    const layout = this.#layout;
+    if (layout.length === 0) return this.#settle(packet, strategy, started ?? clock.now(), sampled, [this.#policy.unroutable(packet)]);
     const keyed = isKeyedStrategy(strategy);
     const deliveries: Array<DeliveryReport | Promise<DeliveryReport>> = [];
     let pending = false;
-    for (const b of indexes) {
-      const group = this.#ordered.get(b) as readonly Connection[];
+    for (const entry of layout) {
+      const b = entry[0];
+      const group = entry[1];
       const context = new FirstAttemptContext(b, clock, started);
       if (strategy === 'broadcast') {
         for (const c of broadcastTargets(group)) {
@@ -264,7 +267,7 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
         now,
         policy: this.#policy,
         keyOrder: this.#keyOrder,
-        groups: this.#indexes.map((b) => [b, this.#ordered.get(b) as Connection[]] as const),
+        groups: this.#layout,
         select: (packet, group, strategy, context) => this.selectTarget(packet, group, strategy, context),
         deliver: (packet, b, strategy, fixed) => this.#deliver(packet, b, strategy, fixed),
       }),
@@ -378,6 +381,8 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
     this.#groups.clear();
     this.#ordered.clear();
+    this.#indexes = [];
+    this.#layout = [];
     this.#selector.clear();
   }
 }
