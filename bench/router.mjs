@@ -65,46 +65,68 @@ export function sinkRouter(strategy, sinkKind) {
   return { router, packets };
 }
 
-/** Operations per second of `chunk` (an async function doing `perChunk` operations), after a warm-up. */
+const WINDOWS = 5;
+/** At least this many chunks of warm-up (the optimizing compiler needs calls, not time). */
+const WARM_CHUNKS = 200;
+
+/** Median and best of the windows' rates (ops/s). */
+function summarize(rates) {
+  const sorted = [...rates].sort((a, b) => a - b);
+  return { median: sorted[Math.floor(sorted.length / 2)], best: sorted[sorted.length - 1] };
+}
+
+/**
+ * Operations per second of `chunk` (an async function doing `perChunk` operations): after a
+ * warm-up of ms/2 and WARM_CHUNKS chunks, WINDOWS windows of ms/WINDOWS each; the median and the best window (on a busy
+ * machine the best is the closer to the code's own cost: a window can only lose time to others).
+ */
 async function rate(ms, perChunk, chunk) {
-  const warm = performance.now() + ms / 4;
-  while (performance.now() < warm) await chunk();
-  let n = 0;
-  const t0 = performance.now();
-  let t = t0;
-  while (t - t0 < ms) {
-    await chunk();
-    n += perChunk;
-    t = performance.now();
+  const warm = performance.now() + ms / 2;
+  for (let c = 0; c < WARM_CHUNKS || performance.now() < warm; c++) await chunk();
+  const rates = [];
+  for (let w = 0; w < WINDOWS; w++) {
+    let n = 0;
+    const t0 = performance.now();
+    let t = t0;
+    while (t - t0 < ms / WINDOWS) {
+      await chunk();
+      n += perChunk;
+      t = performance.now();
+    }
+    rates.push(n / ((t - t0) / 1000));
   }
-  return n / ((t - t0) / 1000);
+  return summarize(rates);
 }
 
 /** The same for a synchronous chunk. */
 function rateSync(ms, perChunk, chunk) {
-  const warm = performance.now() + ms / 4;
-  while (performance.now() < warm) chunk();
-  let n = 0;
-  const t0 = performance.now();
-  let t = t0;
-  while (t - t0 < ms) {
-    chunk();
-    n += perChunk;
-    t = performance.now();
+  const warm = performance.now() + ms / 2;
+  for (let c = 0; c < WARM_CHUNKS || performance.now() < warm; c++) chunk();
+  const rates = [];
+  for (let w = 0; w < WINDOWS; w++) {
+    let n = 0;
+    const t0 = performance.now();
+    let t = t0;
+    while (t - t0 < ms / WINDOWS) {
+      chunk();
+      n += perChunk;
+      t = performance.now();
+    }
+    rates.push(n / ((t - t0) / 1000));
   }
-  return n / ((t - t0) / 1000);
+  return summarize(rates);
 }
 
 async function routeRate(strategy, sinkKind, ms) {
   const { router, packets } = sinkRouter(strategy, sinkKind);
   let n = 0;
-  const decisionsPerSec = await rate(ms, 256, async () => {
+  const r = await rate(ms, 256, async () => {
     for (let i = 0; i < 256; i++) await router.route(packets[(n + i) & 1023]);
     n += 256;
   });
   return {
-    name: `route() ${strategy}, ${sinkKind} sink`, strategy, sink: sinkKind, decisionsPerSec, nsPerDecision: 1e9 / decisionsPerSec,
-    routeP50Us: router.stats().routeLatencyMs.p50 * 1000,
+    name: `route() ${strategy}, ${sinkKind} sink`, strategy, sink: sinkKind, decisionsPerSec: r.median, nsPerDecision: 1e9 / r.median,
+    bestDecisionsPerSec: r.best, bestNsPerDecision: 1e9 / r.best, routeP50Us: router.stats().routeLatencyMs.p50 * 1000,
   };
 }
 
@@ -112,11 +134,14 @@ async function routeManyRate(strategy, sinkKind, batch, ms) {
   const { router, packets } = sinkRouter(strategy, sinkKind);
   const batches = Array.from({ length: 1024 / batch }, (_, i) => packets.slice(i * batch, (i + 1) * batch));
   let n = 0;
-  const perSec = await rate(ms, batch, async () => {
+  const r = await rate(ms, batch, async () => {
     const report = await router.routeMany(batches[n++ % batches.length]);
     if (!report.ok) throw new Error('routeMany failed');
   });
-  return { name: `routeMany(${batch}) ${strategy}, ${sinkKind} sink`, strategy, sink: sinkKind, batch, packetsPerSec: perSec, nsPerPacket: 1e9 / perSec };
+  return {
+    name: `routeMany(${batch}) ${strategy}, ${sinkKind} sink`, strategy, sink: sinkKind, batch, packetsPerSec: r.median, nsPerPacket: 1e9 / r.median,
+    bestNsPerPacket: 1e9 / r.best,
+  };
 }
 
 function pickRate(strategy, ms) {
@@ -124,12 +149,12 @@ function pickRate(strategy, ms) {
   if (typeof router.pick !== 'function') return undefined; // a build from before pick()
   let n = 0;
   let picked = 0;
-  const perSec = rateSync(ms, 256, () => {
+  const r = rateSync(ms, 256, () => {
     for (let i = 0; i < 256; i++) picked += router.pick(packets[(n + i) & 1023]) === undefined ? 0 : 1;
     n += 256;
   });
   if (picked !== n) throw new Error('pick() found no target');
-  return { name: `pick() ${strategy}`, strategy, picksPerSec: perSec, nsPerPick: 1e9 / perSec };
+  return { name: `pick() ${strategy}`, strategy, picksPerSec: r.median, nsPerPick: 1e9 / r.median, bestNsPerPick: 1e9 / r.best };
 }
 
 /** The in-process figures: route() per strategy and sink, routeMany() per batch size, pick(). */
@@ -148,7 +173,7 @@ export async function benchDecisions({ quick = false } = {}) {
   }
   const targets = TARGETED.map((strategy) => {
     const d = decisions.find((x) => x.strategy === strategy && x.sink === 'sync');
-    return { strategy, nsPerDecision: d.nsPerDecision, met: d.nsPerDecision <= TARGET_NS };
+    return { strategy, nsPerDecision: d.nsPerDecision, bestNsPerDecision: d.bestNsPerDecision, met: d.nsPerDecision <= TARGET_NS, bestMet: d.bestNsPerDecision <= TARGET_NS };
   });
   return { decisions, batches, picks, targets };
 }
@@ -249,18 +274,26 @@ function fmt(n) {
 
 /** The in-process tables (Markdown lines). */
 export function decisionTables(r) {
-  const lines = ['| route() (in-process, 8 sink targets) | sink | decisions/s | ns/decision | route() p50 µs |', '|---|---|---:|---:|---:|'];
-  for (const d of r.decisions) lines.push(`| ${d.strategy} | ${d.sink} | ${fmt(d.decisionsPerSec)} | ${d.nsPerDecision.toFixed(0)} | ${d.routeP50Us.toFixed(2)} |`);
+  const lines = [
+    `Median of ${WINDOWS} windows (best window in brackets).`, '',
+    '| route() (in-process, 8 sink targets) | sink | decisions/s | ns/decision | route() p50 µs |', '|---|---|---:|---:|---:|',
+  ];
+  for (const d of r.decisions) {
+    lines.push(`| ${d.strategy} | ${d.sink} | ${fmt(d.decisionsPerSec)} | ${d.nsPerDecision.toFixed(0)} (${d.bestNsPerDecision.toFixed(0)}) | ${d.routeP50Us.toFixed(2)} |`);
+  }
   lines.push('', '| routeMany() (in-process, 8 sink targets) | sink | batch | ns/packet | packets/s |', '|---|---|---:|---:|---:|');
-  for (const b of r.batches) lines.push(`| ${b.strategy} | ${b.sink} | ${b.batch} | ${b.nsPerPacket.toFixed(0)} | ${fmt(b.packetsPerSec)} |`);
+  for (const b of r.batches) lines.push(`| ${b.strategy} | ${b.sink} | ${b.batch} | ${b.nsPerPacket.toFixed(0)} (${b.bestNsPerPacket.toFixed(0)}) | ${fmt(b.packetsPerSec)} |`);
   if (r.picks.length > 0) {
     lines.push('', '| pick() (the decision alone) | ns/pick | picks/s |', '|---|---:|---:|');
-    for (const p of r.picks) lines.push(`| ${p.strategy} | ${p.nsPerPick.toFixed(0)} | ${fmt(p.picksPerSec)} |`);
+    for (const p of r.picks) lines.push(`| ${p.strategy} | ${p.nsPerPick.toFixed(0)} (${p.bestNsPerPick.toFixed(0)}) | ${fmt(p.picksPerSec)} |`);
   }
   lines.push('');
   for (const t of r.targets) {
-    lines.push(`target: route() ${t.strategy} ≤ ${TARGET_NS} ns/decision (≥ ${(1e3 / TARGET_NS).toFixed(0)} M/s), sync sink: ${t.met ? 'met' : 'NOT met'} (${t.nsPerDecision.toFixed(0)} ns, ${(1e3 / t.nsPerDecision).toFixed(2)} M/s)`);
+    const verdict = t.met ? 'met' : t.bestMet ? 'met in the best window only' : 'NOT met';
+    lines.push(`target: route() ${t.strategy} ≤ ${TARGET_NS} ns/decision, sync sink: ${verdict} (median ${t.nsPerDecision.toFixed(0)} ns = ${(1e3 / t.nsPerDecision).toFixed(2)} M/s, best ${t.bestNsPerDecision.toFixed(0)} ns)`);
   }
+  const hash = r.decisions.find((d) => d.strategy === 'hash' && d.sink === 'sync');
+  lines.push(`target: route() hash ≥ 3 M decisions/s, sync sink: ${hash.decisionsPerSec >= 3e6 ? 'met' : hash.bestDecisionsPerSec >= 3e6 ? 'met in the best window only' : 'NOT met'} (median ${(hash.decisionsPerSec / 1e6).toFixed(2)} M/s, best ${(hash.bestDecisionsPerSec / 1e6).toFixed(2)} M/s)`);
   return lines;
 }
 
