@@ -99,6 +99,9 @@ export function stableHash(key: PartitionKey, seed = 0): number {
 export class HashRing<T> {
   readonly #points: Uint32Array;
   readonly #owners: T[];
+  /** The hash's top bits pick a bucket; #start[b] is the first point at or after bucket b. */
+  readonly #shift: number;
+  readonly #start: Uint32Array;
 
   /** `targets` are identified by `idOf` (the ring positions depend only on the ids). */
   constructor(targets: readonly T[], idOf: (t: T) => string, pointsPerTarget = 256) {
@@ -114,6 +117,16 @@ export class HashRing<T> {
     entries.sort((a, b) => a.point - b.point || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     this.#points = Uint32Array.from(entries, (e) => e.point);
     this.#owners = entries.map((e) => e.owner);
+    // About two buckets per point (at most 2^16): a lookup scans a bucket or two, no binary search.
+    const bits = Math.min(16, Math.max(1, Math.ceil(Math.log2(Math.max(1, entries.length))) + 1));
+    this.#shift = 32 - bits;
+    const buckets = 1 << bits;
+    this.#start = new Uint32Array(buckets + 1);
+    let i = 0;
+    for (let b = 0; b <= buckets; b++) {
+      while (i < entries.length && (this.#points[i] as number) >>> this.#shift < b) i++;
+      this.#start[b] = i;
+    }
   }
 
   get size(): number {
@@ -128,17 +141,38 @@ export class HashRing<T> {
     const points = this.#points;
     const n = points.length;
     if (n === 0) return undefined;
-    let lo = 0;
-    let hi = n;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if ((points[mid] as number) < hash) lo = mid + 1;
-      else hi = mid;
-    }
+    const lo = hash >>> 0 === hash ? this.#firstAtOrAfter(hash) : this.#search(hash);
     for (let k = 0; k < n; k++) {
       const owner = this.#owners[(lo + k) % n] as T;
       if (accept === undefined || accept(owner)) return owner;
     }
     return undefined;
+  }
+
+  /**
+   * The index of the first point ≥ `hash` (n when none), for a 32-bit unsigned hash: every point
+   * of an earlier bucket is smaller, every one of a later bucket larger, so only the hash's own
+   * bucket is scanned.
+   */
+  #firstAtOrAfter(hash: number): number {
+    const points = this.#points;
+    const bucket = hash >>> this.#shift;
+    let lo = this.#start[bucket] as number;
+    const hi = this.#start[bucket + 1] as number;
+    while (lo < hi && (points[lo] as number) < hash) lo++;
+    return lo;
+  }
+
+  /** The same by binary search, for any number (one that is not a 32-bit unsigned integer too). */
+  #search(hash: number): number {
+    const points = this.#points;
+    let lo = 0;
+    let hi = points.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((points[mid] as number) < hash) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
 }
