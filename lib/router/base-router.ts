@@ -193,6 +193,12 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
     const layout = this.#layout;
     if (layout.length === 0) return this.#settle(packet, strategy, started ?? clock.now(), sampled, [this.#policy.unroutable(packet)]);
     const keyed = isKeyedStrategy(strategy);
+    if (layout.length === 1 && strategy !== 'broadcast') {
+      // The usual shape: one group, one copy.
+      const entry = layout[0] as readonly [number, readonly Connection[]];
+      const d = this.#copy(packet, entry[0], entry[1], strategy, keyed, new FirstAttemptContext(entry[0], clock, started));
+      return d instanceof Promise ? this.#settle(packet, strategy, started ?? clock.now(), sampled, [d]) : this.#report(packet, strategy, started, sampled, [d]);
+    }
     const deliveries: Array<DeliveryReport | Promise<DeliveryReport>> = [];
     let pending = false;
     for (const entry of layout) {
@@ -209,20 +215,26 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
         }
         continue;
       }
-      let d: DeliveryReport | Promise<DeliveryReport>;
-      if (keyed && this.#keyOrder.busy(packet, b)) {
-        d = this.#keyOrder.run(packet, b, () => this.#deliver(packet, b, strategy));
-      } else {
-        const target = this.selectTarget(packet, group, strategy, context);
-        d = (target === undefined ? undefined : this.#policy.deliverNow(packet, b, target)) ?? this.#deliver(packet, b, strategy, undefined, target);
-        // A copy still in flight holds its key: later copies of the key wait for it.
-        if (keyed && d instanceof Promise) d = this.#keyOrder.hold(packet, b, d);
-      }
+      const d = this.#copy(packet, b, group, strategy, keyed, context);
       pending ||= d instanceof Promise;
       deliveries.push(d);
     }
     if (!pending) return this.#report(packet, strategy, started, sampled, deliveries as DeliveryReport[]);
     return this.#settle(packet, strategy, started ?? clock.now(), sampled, deliveries);
+  }
+
+  /**
+   * One copy of a non-broadcast strategy in group `b`: behind its key's copies in flight, or to
+   * the selected target at once, or (not taken at once) the per-packet way, holding its key.
+   */
+  #copy(
+    packet: Packet, b: number, group: readonly Connection[], strategy: StrategyName, keyed: boolean, context: FirstAttemptContext,
+  ): DeliveryReport | Promise<DeliveryReport> {
+    if (keyed && this.#keyOrder.busy(packet, b)) return this.#keyOrder.run(packet, b, () => this.#deliver(packet, b, strategy));
+    const target = this.selectTarget(packet, group, strategy, context);
+    const d = (target === undefined ? undefined : this.#policy.deliverNow(packet, b, target)) ?? this.#deliver(packet, b, strategy, undefined, target);
+    // A copy still in flight holds its key: later copies of the key wait for it.
+    return keyed && d instanceof Promise ? this.#keyOrder.hold(packet, b, d) : d;
   }
 
   async #settle(
