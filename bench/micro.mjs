@@ -2,7 +2,10 @@
 // `npm run bench:micro`: in-process micro-benchmarks with benchmark.js (ops/s ± relative margin
 // of error): each codec's encode and decode of the small object the `npm run bench` rows send.
 // `records` is bound to a structure table in a temporary directory, as a SageQueue binds it to
-// /dev/shm/sageq.<name>@<nonce>.structs. Prints a Markdown table; with --json, JSON on stdout.
+// /dev/shm/sageq.<name>@<nonce>.structs. Then the router's decisions: route() per strategy over
+// 8 sink targets (bench/router.mjs's sinks: one with the synchronous putNowait a SageQueue has,
+// one with putAsync only), 256 routes awaited one by one per operation, and pick() alone.
+// Prints Markdown tables; with --json, JSON on stdout.
 //
 // Packet section: `new Packet(payload, { partitionKey })`, and a keyed packet (payload: the same
 // small object) through `records` and `msgpack` in its compact wire form (the codec extension:
@@ -16,6 +19,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
 import { makeObject } from './lib/consume.mjs';
+import { sinkRouter } from './router.mjs';
 
 const require = createRequire(import.meta.url);
 const Benchmark = require('benchmark');
@@ -92,10 +96,71 @@ function runPackets() {
   return rows;
 }
 
+const ROUTE_STRATEGIES = ['round_robin', 'hash', 'consistent_hash', 'load_balance', 'broadcast'];
+const ROUTES_PER_OP = 256;
+
+/** route() (deferred: 256 awaited routes per operation) per strategy and sink, and pick(). */
+async function runRoutes() {
+  const suite = new Benchmark.Suite();
+  const opts = quick ? { maxTime: 0.3, minSamples: 5 } : { maxTime: 1.5 };
+  // Steady state, as in bench/router.mjs: every configuration routes untimed before any is timed.
+  for (const sink of ['sync', 'async']) {
+    for (const strategy of ROUTE_STRATEGIES) {
+      const { router, packets } = sinkRouter(strategy, sink);
+      for (let i = 0; i < 20_000; i++) await router.route(packets[i & 1023]);
+    }
+  }
+  for (const sink of ['sync', 'async']) {
+    for (const strategy of ROUTE_STRATEGIES) {
+      const { router, packets } = sinkRouter(strategy, sink);
+      let n = 0;
+      suite.add(`route ${strategy} ${sink}`, {
+        ...opts,
+        defer: true,
+        fn: (deferred) => {
+          (async () => {
+            for (let i = 0; i < ROUTES_PER_OP; i++) await router.route(packets[(n + i) & 1023]);
+            n += ROUTES_PER_OP;
+            deferred.resolve();
+          })();
+        },
+      });
+    }
+  }
+  for (const strategy of ROUTE_STRATEGIES.filter((s) => s !== 'broadcast')) {
+    const { router, packets } = sinkRouter(strategy, 'sync');
+    let n = 0;
+    suite.add(`pick ${strategy} -`, () => router.pick(packets[n++ & 1023]), opts);
+  }
+  const rows = [];
+  suite.on('cycle', (e) => {
+    const b = e.target;
+    const [op, strategy, sink] = b.name.split(' ');
+    const perOp = op === 'route' ? ROUTES_PER_OP : 1;
+    rows.push({ op, strategy, sink: sink === '-' ? null : sink, decisionsPerSec: b.hz * perOp, nsPerDecision: 1e9 / (b.hz * perOp), rme: b.stats.rme, samples: b.stats.sample.length });
+    if (!asJson) process.stderr.write(`${String(b)}\n`);
+  });
+  return new Promise((resolve) => {
+    suite.on('complete', () => resolve(rows));
+    suite.run({ async: true });
+  });
+}
+
+function routeTable(rows) {
+  const lines = ['| router decision (8 sink targets) | strategy | sink | ns/decision | decisions/s |', '|---|---|---|---:|---:|'];
+  for (const r of rows) {
+    lines.push(`| ${r.op}() | ${r.strategy} | ${r.sink ?? '–'} | ${r.nsPerDecision.toFixed(0)} ±${r.rme.toFixed(1)}% | ${Math.round(r.decisionsPerSec).toLocaleString('en-US')} |`);
+  }
+  const hash = rows.find((r) => r.op === 'route' && r.strategy === 'hash' && r.sink === 'sync');
+  if (hash !== undefined) lines.push('', `target: route() hash ≥ 3 M decisions/s (sync sink): ${hash.decisionsPerSec >= 3e6 ? 'met' : 'NOT met'} (${(hash.decisionsPerSec / 1e6).toFixed(2)} M/s)`);
+  return lines;
+}
+
 try {
   const rows = run();
   const packets = runPackets();
-  if (asJson) process.stdout.write(`${JSON.stringify({ tool: 'sage-queue bench/micro.mjs', node: process.version, rows, packets }, null, 2)}\n`);
+  const routes = await runRoutes();
+  if (asJson) process.stdout.write(`${JSON.stringify({ tool: 'sage-queue bench/micro.mjs', node: process.version, rows, packets, routes }, null, 2)}\n`);
   else {
     const lines = ['| codec | bytes | encode ns/object | decode ns/object |', '|---|---:|---:|---:|'];
     for (const codec of [...new Set(rows.map((r) => r.codec))]) {
@@ -110,6 +175,7 @@ try {
       const d = packets.find((r) => r.op === 'decode' && r.codec === e.codec && r.tracing === e.tracing && r.form === e.form);
       lines.push(`| ${e.codec} | ${e.tracing} | ${e.form} | ${e.bytes} | ${e.nsPerOp.toFixed(0)} ±${e.rme.toFixed(1)}% | ${d.nsPerOp.toFixed(0)} ±${d.rme.toFixed(1)}% |`);
     }
+    lines.push('', ...routeTable(routes));
     process.stdout.write(`${lines.join('\n')}\n`);
   }
 } finally {

@@ -21,12 +21,12 @@ import { KeyOrder, dispatchBatch } from './dispatch';
 import type { RouterEventSink, RouterEvents } from './events';
 import { reasonOf } from './faults';
 import { Packet } from './packet';
+import { PacketRouteReport } from './reports';
 import type { DeliveryReport, RouteManyReport, RouteReport, RouterStats, StopSignal } from './reports';
 import { resolveRouterOptions } from './router-options';
 import type { ResolvedRouterOptions, RouterOptions } from './router-options';
-import { TargetSelector, broadcastTargets } from './strategies';
+import { FirstAttemptContext, TargetSelector, availableAt, broadcastTargets, isKeyedStrategy } from './strategies';
 import type { SelectionContext } from './strategies';
-import { KEYED_STRATEGIES, STRATEGIES } from './strategy-names';
 import type { StrategyName } from './strategy-names';
 
 // The router's public types, where its users have always imported them from.
@@ -39,6 +39,8 @@ export type { SelectionContext } from './strategies';
 export type { DeadLetterEvent, EjectEvent, RecoverEvent, RetryEvent, RouteEvent, RouterEvents } from './events';
 
 const LATENCY_SAMPLES = 1024;
+/** One route() in this many is timed for stats() (a clock read costs as much as a decision). */
+const LATENCY_EVERY = 8;
 
 /** Routes packets to its connections; emits RouterEvents (typed on / once / off). */
 export class BaseRouter extends EventEmitter<RouterEvents> {
@@ -47,6 +49,8 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
   readonly #opts: ResolvedRouterOptions;
   readonly #groups = new Map<number, Map<number, Connection>>();
   readonly #ordered = new Map<number, Connection[]>(); // by parallelIndex, rebuilt on change
+  #indexes: readonly number[] = []; // the broadcast indexes in order, rebuilt on change
+  #layout: ReadonlyArray<readonly [number, readonly Connection[]]> = []; // [index, its #ordered group], in index order
   readonly #selector: TargetSelector;
   readonly #policy: DeliveryPolicy;
   readonly #keyOrder = new KeyOrder();
@@ -54,8 +58,10 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
   #disposed = false;
   readonly #latencies = new Float64Array(LATENCY_SAMPLES);
   #latencyCount = 0;
+  #routeCount = 0;
   readonly #totals = { routed: 0, sent: 0, attempts: 0, delivered: 0, deadLettered: 0, failed: 0, retried: 0, unkeyedFallbacks: 0 };
-  readonly #decisions = Object.fromEntries(STRATEGIES.map((s) => [s, 0])) as Record<StrategyName, number>;
+  // A literal (not built from STRATEGIES) keeps fast properties: one counter bump per route().
+  readonly #decisions: Record<StrategyName, number> = { round_robin: 0, hash: 0, consistent_hash: 0, load_balance: 0, broadcast: 0 };
 
   constructor(options?: RouterOptions) {
     super();
@@ -120,7 +126,7 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
 
   /** Every connection, by broadcast then parallel index. */
   connections(): Connection[] {
-    return [...this.#groups.keys()].sort((a, b) => a - b).flatMap((b) => this.#ordered.get(b) ?? []);
+    return this.#indexes.flatMap((b) => this.#ordered.get(b) ?? []);
   }
 
   #changed(broadcastIndex: number): void {
@@ -130,45 +136,122 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
     } else {
       this.#ordered.set(broadcastIndex, [...group.values()].sort((a, b) => a.parallelIndex - b.parallelIndex));
     }
+    this.#indexes = [...this.#ordered.keys()].sort((a, b) => a - b);
+    this.#layout = this.#indexes.map((b) => [b, this.#ordered.get(b) as Connection[]] as const);
     this.#selector.invalidate(broadcastIndex);
   }
 
   // ------------------------------------------------------------------------------------------
   // Routing
 
-  /** Routes one packet to every broadcast group and reports each delivery. */
+  /**
+   * Routes one packet to every broadcast group and reports each delivery. A copy whose key has
+   * no delivery in flight, whose target is available and whose queue takes it at once with its
+   * synchronous non-blocking put (putNowait: SageQueue, LocalQueue) is delivered right there, with
+   * no timer and no promise chain; any other copy takes the per-packet path (putAsync with the
+   * send timeout, retries, failover, dead letters), in key order behind its key's earlier copies.
+   */
   async route(packet: Packet): Promise<RouteReport> {
     if (!(packet instanceof Packet)) throw new InvalidArgumentTypeError('packet', 'a Packet', packet);
     this.#checkOpen();
-    return this.#track(this.#route(packet));
+    const report = this.#route(packet);
+    return report instanceof PacketRouteReport ? report : this.#track(report);
   }
 
-  async #route(packet: Packet): Promise<RouteReport> {
+  /**
+   * The target route() would give `packet`'s copy in broadcast group `broadcastIndex` (default:
+   * the lowest) if it were routed now; undefined when the router has no such group or none of its
+   * targets is available. Nothing is sent and nothing is counted in stats(), but it is a decision
+   * like route()'s: under round_robin it takes the next turn, under load_balance it reads loads.
+   * A broadcast packet has no single target: ERR_INVALID_ARG_VALUE.
+   */
+  pick(packet: Packet, broadcastIndex?: number): Connection | undefined {
+    if (!(packet instanceof Packet)) throw new InvalidArgumentTypeError('packet', 'a Packet', packet);
+    const b = broadcastIndex === undefined ? this.#indexes[0] : checkInteger(broadcastIndex, 'broadcastIndex', 0);
+    this.#checkOpen();
+    const requested = packet.partitionStrategy ?? this.strategy;
+    const strategy = packet.partitionKey === null && isKeyedStrategy(requested) ? 'round_robin' : requested;
+    if (strategy === 'broadcast') {
+      throw new InvalidArgumentValueError('pick() chooses one target: a broadcast packet goes to every connection of each group', strategy);
+    }
+    const group = b === undefined ? undefined : this.#ordered.get(b);
+    if (group === undefined) return undefined;
+    return this.selectTarget(packet, group, strategy, new FirstAttemptContext(b as number, this.#opts.clock));
+  }
+
+  /**
+   * route()'s work: the report itself when every copy was settled at once, else its promise. The
+   * clock is read only when the time matters: to time a sampled route() (one in LATENCY_EVERY,
+   * whatever its path) or one a 'route' listener hears of, a route() that went the per-packet
+   * way, or to check whether an ejected target may be probed.
+   */
+  #route(packet: Packet): PacketRouteReport | Promise<PacketRouteReport> {
     const clock = this.#opts.clock;
-    const started = clock.now();
+    const sampled = (this.#routeCount++ & (LATENCY_EVERY - 1)) === 0;
+    const started = sampled || this.#sink.listening('route') ? clock.now() : undefined;
     const strategy = this.#strategyFor(packet);
-    const indexes = [...this.#groups.keys()].sort((a, b) => a - b);
-    let deliveries: DeliveryReport[];
-    if (indexes.length === 0) {
-      deliveries = [await this.#policy.unroutable(packet)];
-    } else {
-      const perGroup = indexes.map((b) => {
-        const group = this.#ordered.get(b) ?? [];
-        if (strategy === 'broadcast') return Promise.all(broadcastTargets(group).map((c) => this.#deliver(packet, b, strategy, c)));
-        if (KEYED_STRATEGIES.has(strategy)) return this.#keyOrder.run(packet, b, () => this.#deliver(packet, b, strategy)).then((d) => [d]);
-        return this.#deliver(packet, b, strategy).then((d) => [d]);
-      });
-      deliveries = (await Promise.all(perGroup)).flat();
+    const layout = this.#layout;
+    if (layout.length === 0) return this.#settle(packet, strategy, started ?? clock.now(), sampled, [this.#policy.unroutable(packet)]);
+    const keyed = isKeyedStrategy(strategy);
+    if (layout.length === 1 && strategy !== 'broadcast') {
+      // The usual shape: one group, one copy.
+      const entry = layout[0] as readonly [number, readonly Connection[]];
+      const d = this.#copy(packet, entry[0], entry[1], strategy, keyed, new FirstAttemptContext(entry[0], clock, started));
+      return d instanceof Promise ? this.#settle(packet, strategy, started ?? clock.now(), sampled, [d]) : this.#report(packet, strategy, started, sampled, [d]);
     }
-    const report: RouteReport = { traceId: packet.traceId, strategy, deliveries, delivered: 0, deadLettered: 0, failed: 0, ok: false };
-    for (const d of deliveries) {
-      if (d.status === 'delivered') report.delivered++;
-      else if (d.status === 'dead_lettered') report.deadLettered++;
-      else report.failed++;
+    const deliveries: Array<DeliveryReport | Promise<DeliveryReport>> = [];
+    let pending = false;
+    for (const entry of layout) {
+      const b = entry[0];
+      const group = entry[1];
+      const context = new FirstAttemptContext(b, clock, started);
+      if (strategy === 'broadcast') {
+        for (const c of broadcastTargets(group)) {
+          const d = availableAt(c, context)
+            ? (this.#policy.deliverNow(packet, b, c) ?? this.#deliver(packet, b, strategy, c, c))
+            : this.#deliver(packet, b, strategy, c);
+          pending ||= d instanceof Promise;
+          deliveries.push(d);
+        }
+        continue;
+      }
+      const d = this.#copy(packet, b, group, strategy, keyed, context);
+      pending ||= d instanceof Promise;
+      deliveries.push(d);
     }
-    report.ok = report.delivered === deliveries.length;
-    const latencyMs = clock.now() - started;
-    this.#latencies[this.#latencyCount++ % LATENCY_SAMPLES] = latencyMs;
+    if (!pending) return this.#report(packet, strategy, started, sampled, deliveries as DeliveryReport[]);
+    return this.#settle(packet, strategy, started ?? clock.now(), sampled, deliveries);
+  }
+
+  /**
+   * One copy of a non-broadcast strategy in group `b`: behind its key's copies in flight, or to
+   * the selected target at once, or (not taken at once) the per-packet way, holding its key.
+   */
+  #copy(
+    packet: Packet, b: number, group: readonly Connection[], strategy: StrategyName, keyed: boolean, context: FirstAttemptContext,
+  ): DeliveryReport | Promise<DeliveryReport> {
+    if (keyed && this.#keyOrder.busy(packet, b)) return this.#keyOrder.run(packet, b, () => this.#deliver(packet, b, strategy));
+    const target = this.selectTarget(packet, group, strategy, context);
+    const d = (target === undefined ? undefined : this.#policy.deliverNow(packet, b, target)) ?? this.#deliver(packet, b, strategy, undefined, target);
+    // A copy still in flight holds its key: later copies of the key wait for it.
+    return keyed && d instanceof Promise ? this.#keyOrder.hold(packet, b, d) : d;
+  }
+
+  async #settle(
+    packet: Packet, strategy: StrategyName, started: number, sampled: boolean, deliveries: ReadonlyArray<DeliveryReport | Promise<DeliveryReport>>,
+  ): Promise<PacketRouteReport> {
+    return this.#report(packet, strategy, started, sampled, await Promise.all(deliveries));
+  }
+
+  /**
+   * The report of a settled route(). With its start time known: records its latency when it is
+   * sampled, and tells 'route' listeners.
+   */
+  #report(packet: Packet, strategy: StrategyName, started: number | undefined, sampled: boolean, deliveries: DeliveryReport[]): PacketRouteReport {
+    const report = new PacketRouteReport(packet, strategy, deliveries);
+    if (started === undefined) return report;
+    const latencyMs = this.#opts.clock.now() - started;
+    if (sampled) this.#latencies[this.#latencyCount++ % LATENCY_SAMPLES] = latencyMs;
     if (this.#sink.listening('route')) {
       this.#sink.emit('route', { router: this.name, traceId: packet.traceId, strategy, latencyMs, ok: report.ok, copies: deliveries.length });
     }
@@ -177,8 +260,8 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
 
   /**
    * Routes many packets at once: each copy's target is chosen as route() would, then each
-   * target's packets are put with one batch call when its queue has `putMany` (SageQueue), in
-   * order. Copies that do not fit, and every copy of a key that still has a delivery in flight,
+   * target's packets are put with one batch call when its queue has `putMany` (SageQueue), else
+   * one by one with its non-blocking `putNowait` (LocalQueue), in order. Copies that do not fit, and every copy of a key that still has a delivery in flight,
    * take route()'s per-packet path (timeouts, retries, failover, dead letters), so per-key order
    * holds across route() and routeMany() calls. A packet the target cannot take (an item fault)
    * is dead-lettered alone; the others of its batch are delivered.
@@ -196,7 +279,7 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
         now,
         policy: this.#policy,
         keyOrder: this.#keyOrder,
-        groups: [...this.#ordered.entries()].sort((x, y) => x[0] - y[0]),
+        groups: this.#layout,
         select: (packet, group, strategy, context) => this.selectTarget(packet, group, strategy, context),
         deliver: (packet, b, strategy, fixed) => this.#deliver(packet, b, strategy, fixed),
       }),
@@ -207,7 +290,7 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
   #strategyFor(packet: Packet): StrategyName {
     const requested = packet.partitionStrategy ?? this.strategy;
     let strategy = requested;
-    if (KEYED_STRATEGIES.has(requested) && !packet.isKeyed()) {
+    if (packet.partitionKey === null && isKeyedStrategy(requested)) {
       strategy = 'round_robin'; // documented: unkeyed packets under a keyed strategy rotate
       this.#totals.unkeyedFallbacks++;
     }
@@ -225,9 +308,12 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
     return this.#selector.select(packet, group, strategy, context);
   }
 
-  /** One copy through the delivery policy, its targets picked by selectTarget (or `fixed`). */
-  #deliver(packet: Packet, broadcastIndex: number, strategy: StrategyName, fixed?: Connection): Promise<DeliveryReport> {
-    return this.#policy.deliver(packet, broadcastIndex, (group, context) => this.selectTarget(packet, group, strategy, context), fixed);
+  /**
+   * One copy through the delivery policy, its targets picked by selectTarget (or `fixed`); the
+   * first attempt goes to `first` when the caller already selected it.
+   */
+  #deliver(packet: Packet, broadcastIndex: number, strategy: StrategyName, fixed?: Connection, first?: Connection): Promise<DeliveryReport> {
+    return this.#policy.deliver(packet, broadcastIndex, (group, context) => this.selectTarget(packet, group, strategy, context), fixed, first);
   }
 
   /** Remembers a routing call until it settles (see Symbol.asyncDispose). */
@@ -307,6 +393,8 @@ export class BaseRouter extends EventEmitter<RouterEvents> {
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
     this.#groups.clear();
     this.#ordered.clear();
+    this.#indexes = [];
+    this.#layout = [];
     this.#selector.clear();
   }
 }

@@ -5,7 +5,7 @@
 import { ArgumentRangeError, InvalidArgumentTypeError } from '../errors';
 import { QueueDescriptor } from '../queue/descriptor';
 import { isAsyncQueueLike } from '../queue/queue-like';
-import type { AsyncQueueLike } from '../queue/queue-like';
+import type { AsyncQueueLike, QueueLike } from '../queue/queue-like';
 import { resolveDescriptor } from '../queue/registry';
 import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
 import type { Clock } from './clock';
@@ -183,6 +183,29 @@ export class Connection {
     }
     this.counters.delivered++;
     this.counters.bytes += payloadBytes(packet.payload);
+  }
+
+  /**
+   * @internal The router's fast path: puts a copy of `packet` with the queue's synchronous,
+   * non-blocking `putNowait` (QueueLike: SageQueue, LocalQueue) and counts it. False, counting
+   * nothing, when the queue has no putNowait or it threw a target fault (full, closed, ...): the
+   * caller then takes send()'s way. Throws an item fault (isItemFault), uncounted, as send() does.
+   * A queue's putNowait must be synchronous (a returned promise is not awaited).
+   */
+  sendNow(packet: Packet): boolean {
+    const queue = this.queue as AsyncQueueLike<unknown> & Partial<Pick<QueueLike<unknown>, 'putNowait'>>;
+    const putNowait = queue.putNowait;
+    if (typeof putNowait !== 'function') return false;
+    try {
+      putNowait.call(queue, packet.withInputIndex(this.targetInputIndex));
+    } catch (e) {
+      if (isItemFault(e)) throw e;
+      return false;
+    }
+    this.counters.sent++;
+    this.counters.delivered++;
+    this.counters.bytes += payloadBytes(packet.payload);
+    return true;
   }
 
   /**

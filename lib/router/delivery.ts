@@ -23,6 +23,7 @@ import { isItemFault, reasonOf } from './faults';
 import type { Packet } from './packet';
 import type { DeadLetter, DeliveryFault, DeliveryReport, DeliveryTotals } from './reports';
 import type { ResolvedRouterOptions } from './router-options';
+import { NO_EXCLUDE } from './strategies';
 import type { SelectionContext } from './strategies';
 
 
@@ -80,19 +81,53 @@ export class DeliveryPolicy {
   }
 
   /**
-   * Delivers one copy of `packet` to broadcast group `broadcastIndex`: to `fixed` when given
-   * (broadcast: no failover), else to what `select` picks at each attempt.
+   * The fast path of one copy whose first target is already chosen: one synchronous,
+   * non-blocking put (Connection#sendNow). Delivered: a report, with no promise. An item fault:
+   * dead-lettered at once, the target not blamed (as deliver() does). Anything else — the queue
+   * has no synchronous put, it is full, or it threw a target fault — counts nothing and returns
+   * undefined: the caller then takes deliver() with `first` = `target` (that attempt counts,
+   * retries and ejects as ever), so the outcome is the one deliver() alone would give.
    */
-  async deliver(packet: Packet, broadcastIndex: number, select: SelectFn, fixed?: Connection): Promise<DeliveryReport> {
+  deliverNow(packet: Packet, broadcastIndex: number, target: Connection): DeliveryReport | Promise<DeliveryReport> | undefined {
     const o = this.#o;
-    const exclude = new Set<Connection>();
+    const copy = o.trace ? packet.withHop(o.name, target.targetName) : packet;
+    let put: boolean;
+    try {
+      put = target.sendNow(copy);
+    } catch (e) {
+      // sendNow throws item faults only.
+      this.#totals.sent++;
+      this.#totals.attempts++;
+      return this.giveUp(packet, broadcastIndex, target, 1, reasonOf(e), 'item');
+    }
+    if (!put) return undefined;
+    this.#totals.sent++;
+    this.#totals.attempts++;
+    this.#totals.delivered++;
+    this.#succeeded(target);
+    return { broadcastIndex, target: target.targetName, parallelIndex: target.parallelIndex, status: 'delivered', attempts: 1, retries: 0 };
+  }
+
+  /**
+   * Delivers one copy of `packet` to broadcast group `broadcastIndex`: to `fixed` when given
+   * (broadcast: no failover), else to what `select` picks at each attempt; the first attempt goes
+   * to `first` when given (a target the caller already selected for this copy).
+   */
+  async deliver(packet: Packet, broadcastIndex: number, select: SelectFn, fixed?: Connection, first?: Connection): Promise<DeliveryReport> {
+    const o = this.#o;
+    let exclude: Set<Connection> | undefined; // allocated at the first failure
     let attempts = 0;
     let last: Connection | null = null;
     let reason = '';
     this.#totals.sent++; // one copy, however many attempts it takes
     while (attempts <= o.maxRetries) {
-      const context: SelectionContext = { broadcastIndex, attempt: attempts + 1, exclude, now: o.clock.now() };
-      const target = fixed !== undefined ? (fixed.isAvailable(context.now) ? fixed : undefined) : select(this.#groupOf(broadcastIndex), context);
+      let target: Connection | undefined;
+      if (attempts === 0 && first !== undefined) {
+        target = first;
+      } else {
+        const context: SelectionContext = { broadcastIndex, attempt: attempts + 1, exclude: exclude ?? NO_EXCLUDE, now: o.clock.now() };
+        target = fixed !== undefined ? (fixed.isAvailable(context.now) ? fixed : undefined) : select(this.#groupOf(broadcastIndex), context);
+      }
       if (target === undefined) {
         reason = reason || (fixed !== undefined ? 'target is ejected' : 'no available target in the group');
         break;
@@ -111,7 +146,7 @@ export class DeliveryPolicy {
         // The packet is bad, not the target: no retry can help, and the target is not blamed.
         if (isItemFault(e)) return this.giveUp(packet, broadcastIndex, target, attempts, reason, 'item');
         this.blame(broadcastIndex, target, e);
-        exclude.add(target);
+        (exclude ??= new Set()).add(target);
       }
       if (attempts <= o.maxRetries) {
         target.counters.retried++;
@@ -147,10 +182,15 @@ export class DeliveryPolicy {
     });
   }
 
-  /** Counts `count` copies that one batch put delivered to `target` at the first attempt. */
-  countBatchDelivered(target: Connection, count: number): void {
-    target.counters.sent += count;
-    target.counters.delivered += count;
+  /**
+   * Counts `count` copies that a batch put delivered to `target` at the first attempt (in the
+   * target's counters too unless `connectionCounted`: Connection#sendNow counted them).
+   */
+  countBatchDelivered(target: Connection, count: number, connectionCounted = false): void {
+    if (!connectionCounted) {
+      target.counters.sent += count;
+      target.counters.delivered += count;
+    }
     this.#succeeded(target);
     this.#totals.sent += count;
     this.#totals.attempts += count;

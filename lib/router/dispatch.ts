@@ -2,11 +2,12 @@
  * Per-key ordering and batch dispatch.
  *
  * KeyOrder runs the deliveries of one key (per broadcast group) one after another, so per-key
- * order holds under retries and failover even when route() is called without awaiting.
+ * order holds under retries and failover even when route() is called without awaiting. A copy
+ * delivered at once (route()'s fast path) never enters it: only copies still in flight hold a key.
  *
  * dispatchBatch is routeMany's path: each copy's target is chosen as route() would, then each
  * target's copies are put with one non-blocking batch call when its queue has `putMany`
- * (SageQueue), in order. Copies that do not fit, the rest of a batch whose put threw, and every
+ * (SageQueue), else one by one with its non-blocking `putNowait` (LocalQueue), in order. Copies that do not fit, the rest of a batch whose put threw, and every
  * copy of a key that still has a delivery in flight take route()'s per-packet path (timeouts,
  * retries, failover, dead letters). A batch put that throws an item fault (one bad item: nothing
  * of its chunk was written) does not blame the target: the rest goes the per-packet way, where
@@ -17,33 +18,70 @@ import type { DeliveryPolicy } from './delivery';
 import { isItemFault } from './faults';
 import type { Packet } from './packet';
 import type { DeliveryReport, RouteManyReport } from './reports';
+import { NO_EXCLUDE } from './strategies';
 import type { SelectionContext } from './strategies';
 import { KEYED_STRATEGIES } from './strategy-names';
 import type { StrategyName } from './strategy-names';
 
+type KeyId = string | number | bigint;
+
+/** A key as a Map key: strings, numbers and bigints as they are (1, '1' and 1n stay apart), bytes by content. */
+function keyIdOf(key: NonNullable<Packet['partitionKey']>): KeyId {
+  return key instanceof Uint8Array ? Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('hex') : key;
+}
+
+/** Byte keys get their own map, so a byte key never meets a string key that spells its hex. */
+interface GroupChains {
+  values: Map<KeyId, Promise<unknown>>;
+  bytes: Map<KeyId, Promise<unknown>>;
+}
+
 /** Chains the deliveries of each key (per broadcast group). */
 export class KeyOrder {
-  readonly #chains = new Map<string, Promise<unknown>>();
+  readonly #groups = new Map<number, GroupChains>();
+  #size = 0; // chains in flight, all groups: busy() answers at once when there are none
 
-  /** The chain id of a keyed packet's key in one broadcast group. */
-  static idOf(packet: Packet, broadcastIndex: number): string {
-    const key = packet.partitionKey as NonNullable<Packet['partitionKey']>;
-    return `${broadcastIndex}:${typeof key}:${key instanceof Uint8Array ? Buffer.from(key).toString('hex') : String(key)}`;
+  #chainsOf(packet: Packet, broadcastIndex: number, create: boolean): Map<KeyId, Promise<unknown>> | undefined {
+    let g = this.#groups.get(broadcastIndex);
+    if (g === undefined) {
+      if (!create) return undefined;
+      g = { values: new Map(), bytes: new Map() };
+      this.#groups.set(broadcastIndex, g);
+    }
+    return packet.partitionKey instanceof Uint8Array ? g.bytes : g.values;
   }
 
   /** Whether a delivery of this key is still in flight (or queued) in this group. */
   busy(packet: Packet, broadcastIndex: number): boolean {
-    return this.#chains.has(KeyOrder.idOf(packet, broadcastIndex));
+    if (this.#size === 0) return false;
+    const chains = this.#chainsOf(packet, broadcastIndex, false);
+    return chains !== undefined && chains.has(keyIdOf(packet.partitionKey as NonNullable<Packet['partitionKey']>));
   }
 
   /** Runs `run` after every earlier run of the same key (whether they succeeded or not). */
   run<T>(packet: Packet, broadcastIndex: number, run: () => Promise<T>): Promise<T> {
-    const id = KeyOrder.idOf(packet, broadcastIndex);
-    const previous = this.#chains.get(id);
-    const mine = (previous === undefined ? run() : previous.then(run, run)) as Promise<T>;
-    this.#chains.set(id, mine);
+    const chains = this.#chainsOf(packet, broadcastIndex, true) as Map<KeyId, Promise<unknown>>;
+    const id = keyIdOf(packet.partitionKey as NonNullable<Packet['partitionKey']>);
+    const previous = chains.get(id);
+    return this.#hold(chains, id, (previous === undefined ? run() : previous.then(run, run)) as Promise<T>);
+  }
+
+  /**
+   * Records a delivery of an idle key that has already started (route()'s fast path fell back to
+   * the per-packet path): later deliveries of the key wait for it, as behind run().
+   */
+  hold<T>(packet: Packet, broadcastIndex: number, delivery: Promise<T>): Promise<T> {
+    const chains = this.#chainsOf(packet, broadcastIndex, true) as Map<KeyId, Promise<unknown>>;
+    return this.#hold(chains, keyIdOf(packet.partitionKey as NonNullable<Packet['partitionKey']>), delivery);
+  }
+
+  #hold<T>(chains: Map<KeyId, Promise<unknown>>, id: KeyId, mine: Promise<T>): Promise<T> {
+    if (!chains.has(id)) this.#size++;
+    chains.set(id, mine);
     const forget = (): void => {
-      if (this.#chains.get(id) === mine) this.#chains.delete(id);
+      if (chains.get(id) !== mine) return;
+      chains.delete(id);
+      this.#size--;
     };
     mine.then(forget, forget);
     return mine;
@@ -100,7 +138,7 @@ export async function dispatchBatch(packets: readonly Packet[], strategies: read
         slow.push(keyOrder.run(packet, b, () => routing.deliver(packet, b, strategy)));
         return;
       }
-      const target = routing.select(packet, group, strategy, { broadcastIndex: b, attempt: 1, exclude: new Set(), now: routing.now });
+      const target = routing.select(packet, group, strategy, { broadcastIndex: b, attempt: 1, exclude: NO_EXCLUDE, now: routing.now });
       if (target === undefined) slow.push(routing.deliver(packet, b, strategy));
       else add(target, packet, strategy);
     });
@@ -127,13 +165,13 @@ export async function dispatchBatch(packets: readonly Packet[], strategies: read
 }
 
 /**
- * Puts a target's batch with one non-blocking putMany when its queue has one; returns how many
- * copies went in (0 without putMany). A target fault counts against the target; an item fault
- * does not.
+ * Puts a target's batch with one non-blocking putMany when its queue has one, else copy by copy
+ * with its putNowait (Connection#sendNow); returns how many copies went in, from the first on (0
+ * with neither). A target fault counts against the target; an item fault does not.
  */
 function putBatch(target: Connection, batch: readonly Packet[], broadcastIndex: number, policy: DeliveryPolicy): number {
   const putMany = (target.queue as { putMany?: unknown }).putMany;
-  if (typeof putMany !== 'function') return 0;
+  if (typeof putMany !== 'function') return putEach(target, batch, policy);
   const copies = batch.map((p) => p.withInputIndex(target.targetInputIndex));
   let put: number;
   try {
@@ -144,5 +182,21 @@ function putBatch(target: Connection, batch: readonly Packet[], broadcastIndex: 
     if (!isItemFault(e)) policy.blame(broadcastIndex, target, e);
   }
   if (put > 0) policy.countBatchDelivered(target, put);
+  return put;
+}
+
+/**
+ * putBatch without putMany: putNowait copy by copy until one does not go in (the queue is full,
+ * has no putNowait, or refused it: a target fault is left to the per-packet path, which counts
+ * it; an item fault too, which dead-letters that copy alone). Connection#sendNow counts each.
+ */
+function putEach(target: Connection, batch: readonly Packet[], policy: DeliveryPolicy): number {
+  let put = 0;
+  try {
+    while (put < batch.length && target.sendNow(batch[put] as Packet)) put++;
+  } catch {
+    // an item fault: that copy and the rest take the per-packet path
+  }
+  if (put > 0) policy.countBatchDelivered(target, put, true);
   return put;
 }

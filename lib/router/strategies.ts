@@ -30,20 +30,60 @@ export interface SelectionContext {
   now: number;
 }
 
+/** Whether a strategy partitions by key (KEYED_STRATEGIES.has, without a Set lookup per packet). */
+export function isKeyedStrategy(strategy: StrategyName): boolean {
+  return strategy === 'hash' || strategy === 'consistent_hash';
+}
+
+/** The exclusion set of a copy no target has failed yet (shared: nothing ever adds to it). */
+export const NO_EXCLUDE: ReadonlySet<Connection> = new Set<Connection>();
+
+/**
+ * The SelectionContext of a copy's first attempt, whose `now` reads the clock only when asked
+ * for (only an ejected target's availability needs the time, and a clock read costs as much as
+ * a routing decision). `now` is an accessor: a copy made by spreading the context lacks it.
+ */
+export class FirstAttemptContext implements SelectionContext {
+  readonly broadcastIndex: number;
+  readonly attempt = 1;
+  readonly exclude: ReadonlySet<Connection> = NO_EXCLUDE;
+  readonly #clock: { now(): number };
+  #now: number | undefined;
+
+  constructor(broadcastIndex: number, clock: { now(): number }, now?: number) {
+    this.broadcastIndex = broadcastIndex;
+    this.#clock = clock;
+    this.#now = now;
+  }
+
+  get now(): number {
+    if (this.#now === undefined) this.#now = this.#clock.now();
+    return this.#now;
+  }
+}
+
+/**
+ * isAvailable without reading the time unless the target is ejected. `when` is the time, or a
+ * context whose `now` is read only if needed (FirstAttemptContext reads the clock then).
+ */
+export function availableAt(c: Connection, when: number | { readonly now: number }): boolean {
+  return c.health.state !== 'ejected' || c.isAvailable(typeof when === 'number' ? when : when.now);
+}
+
 /** The available targets that have not failed this packet yet; all available ones if every one has. */
 export function availableCandidates(group: readonly Connection[], context: SelectionContext): Connection[] {
-  const available = group.filter((c) => c.isAvailable(context.now));
+  const available = group.filter((c) => availableAt(c, context));
   const fresh = available.filter((c) => !context.exclude.has(c));
   return fresh.length > 0 ? fresh : available;
 }
 
 /** hash % N over every target (stable while membership is), then the next available index. */
-export function hashTarget(key: PartitionKey, group: readonly Connection[], now: number): Connection | undefined {
+export function hashTarget(key: PartitionKey, group: readonly Connection[], now: number | { readonly now: number }): Connection | undefined {
   if (group.length === 0) return undefined;
   const start = stableHash(key) % group.length;
   for (let k = 0; k < group.length; k++) {
     const c = group[(start + k) % group.length] as Connection;
-    if (c.isAvailable(now)) return c;
+    if (availableAt(c, now)) return c;
   }
   return undefined;
 }
@@ -54,8 +94,8 @@ export function buildRing(group: readonly Connection[], pointsPerTarget: number)
 }
 
 /** The first available owner clockwise from the key's hash. */
-export function ringTarget(ring: HashRing<Connection>, key: PartitionKey, now: number): Connection | undefined {
-  return ring.lookup(stableHash(key), (c) => c.isAvailable(now));
+export function ringTarget(ring: HashRing<Connection>, key: PartitionKey, now: number | { readonly now: number }): Connection | undefined {
+  return ring.lookup(stableHash(key), (c) => availableAt(c, now));
 }
 
 /** A round-robin pick and the cursor to pass next time. */
@@ -77,7 +117,7 @@ export function roundRobinTarget(group: readonly Connection[], cursor: number, c
   for (let k = 0; k < n; k++) {
     const i = (start + k) % n;
     const c = group[i] as Connection;
-    if (!c.isAvailable(context.now)) continue;
+    if (!availableAt(c, context)) continue;
     if (context.exclude.has(c)) {
       if (fallback < 0) fallback = i;
       continue;
@@ -150,9 +190,9 @@ export class TargetSelector {
   select(packet: Packet, group: readonly Connection[], strategy: StrategyName, context: SelectionContext): Connection | undefined {
     switch (strategy) {
       case 'hash':
-        return hashTarget(packet.partitionKey as PartitionKey, group, context.now);
+        return hashTarget(packet.partitionKey as PartitionKey, group, context);
       case 'consistent_hash':
-        return ringTarget(this.#ring(group, context.broadcastIndex), packet.partitionKey as PartitionKey, context.now);
+        return ringTarget(this.#ring(group, context.broadcastIndex), packet.partitionKey as PartitionKey, context);
       case 'load_balance':
         return leastLoadedTarget(group, context, this.#options.random, this.#options);
       case 'round_robin':

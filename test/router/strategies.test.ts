@@ -21,9 +21,9 @@ afterEach(cleanup);
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/** A router whose selection can be asked directly (selectTarget is protected). */
+/** A router whose selection can be asked with any strategy and group (selectTarget is protected). */
 class ProbeRouter extends BaseRouter {
-  pick(packet: Packet, strategy: StrategyName, group: readonly Connection[], broadcastIndex = 0): Connection | undefined {
+  selectWith(packet: Packet, strategy: StrategyName, group: readonly Connection[], broadcastIndex = 0): Connection | undefined {
     return this.selectTarget(packet, group, strategy, { broadcastIndex, attempt: 1, exclude: new Set(), now: 0 });
   }
   group(broadcastIndex = 0): Connection[] {
@@ -249,8 +249,8 @@ describe('hash', () => {
     const consistent = new Uint8Array(N);
     for (let i = 0; i < N; i++) {
       const p = new Packet(null, { partitionKey: keyOf(i) });
-      hash[i] = (router.pick(p, 'hash', group) as Connection).parallelIndex;
-      consistent[i] = (router.pick(p, 'consistent_hash', group) as Connection).parallelIndex;
+      hash[i] = (router.selectWith(p, 'hash', group) as Connection).parallelIndex;
+      consistent[i] = (router.selectWith(p, 'consistent_hash', group) as Connection).parallelIndex;
     }
     const m = await child.next('indexes', 30_000);
     expect(m.pid).not.toBe(process.pid);
@@ -276,7 +276,7 @@ describe('consistent_hash on 100k keys over 10 targets', () => {
   const keys = Array.from({ length: N }, (_, i) => `user:${i}`);
   const assign = (router: ProbeRouter): string[] => {
     const group = router.group();
-    return keys.map((k) => (router.pick(new Packet(null, { partitionKey: k }), 'consistent_hash', group) as Connection).targetName);
+    return keys.map((k) => (router.selectWith(new Packet(null, { partitionKey: k }), 'consistent_hash', group) as Connection).targetName);
   };
   const tenTargets = (points?: number): ProbeRouter => {
     const router = new ProbeRouter({ strategy: 'consistent_hash', ...(points === undefined ? {} : { ringPointsPerTarget: points }) });
@@ -342,7 +342,7 @@ describe('consistent_hash on 100k keys over 10 targets', () => {
     const modBefore = keys.map((k) => stableHash(k) % 10);
     modRouter.removeConnection(0, 3);
     const modGroup = modRouter.group();
-    const modAfter = keys.map((k) => (modRouter.pick(new Packet(null, { partitionKey: k }), 'hash', modGroup) as Connection).targetName);
+    const modAfter = keys.map((k) => (modRouter.selectWith(new Packet(null, { partitionKey: k }), 'hash', modGroup) as Connection).targetName);
     const modMoved = modAfter.filter((t, i) => t !== `t${modBefore[i]}`).length;
     lines.push(`hash % N, remove 1 of 10: ${((100 * modMoved) / N).toFixed(1)}% of keys move`);
     console.log(`[consistent_hash balance, 10 targets, 100k keys] ${lines.join('; ')}`);
@@ -356,7 +356,7 @@ describe('consistent_hash on 100k keys over 10 targets', () => {
     for (let i = 0; i < 2000; i++) {
       const key = keys[i] as string;
       const r = await router.route(new Packet(i, { partitionKey: key }));
-      const want = (router.pick(new Packet(null, { partitionKey: key }), 'consistent_hash', group) as Connection).targetName;
+      const want = (router.selectWith(new Packet(null, { partitionKey: key }), 'consistent_hash', group) as Connection).targetName;
       expect(r.deliveries[0]?.target).toBe(want);
       expect(ring.lookup(stableHash(key))?.targetName).toBe(want);
     }
