@@ -48,7 +48,7 @@ function routeLookups(ms) {
 async function crossProcess(kind, total) {
   const name = `bench-gw-${process.pid}-${kind}`;
   const q = kind === 'lanes'
-    ? PriorityMessageQueue.create(name, { capacity: 1 << 20, backpressure: false, lane: { capacity: 16 << 20 } })
+    ? PriorityMessageQueue.create(name, { capacity: 1 << 20, backpressure: false, lane: { capacity: 16 << 20, codec: 'msgpack' } }) // the same codec as the single queue
     : SageQueue.create(name, { capacity: 16 << 20, codec: 'msgpack' });
   const child = fork(self, ['--child', kind, kind === 'lanes' ? JSON.stringify(q.descriptor) : name, String(total)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   try {

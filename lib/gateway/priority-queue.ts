@@ -263,6 +263,7 @@ export class PriorityMessageQueue<T = unknown> {
     }
     if (!(await this.#lanes.waitAny(timeoutMs, signal))) return out;
     this.#takeInto(out, max);
+    if (this.#lanes.nudge !== undefined && out.length === max && this.size > 0) this.#lanes.nudge();
     return out;
   }
 
