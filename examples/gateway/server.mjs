@@ -7,8 +7,9 @@
 //   node examples/gateway/server.mjs [--port 8080] [--workers 2] [--lane-capacity 10000]
 //     [--high 0.8] [--low 0.6] [--dedup-window-ms 60000] [--health-interval-ms 30000]
 //     [--max-buffered 1048576] [--transport sage|ipc] [--dispatch-flush idle|timer]
-// --dispatch-flush: 'idle' (default) cuts a dispatch batch as soon as none is in flight for its
-// instance (at the end of the event-loop turn), 'timer' only at 100 messages or 10 ms.
+// --dispatch-flush: 'timer' (default) cuts a dispatch batch at 100 messages or 10 ms after its
+// first; 'idle' also as soon as none is in flight for its instance (MessageDispatcher
+// cutWhenIdle; see docs/gateway.md for why it is not the default).
 // Prints one JSON line `{"listening":PORT,...}` on stdout when ready. SIGTERM/SIGINT: closes
 // cleanly (flushes batches, drains workers, removes every segment).
 import { fork } from 'node:child_process';
@@ -33,7 +34,7 @@ export const DEFAULT_CONFIG = {
 };
 
 function parseArgs(argv) {
-  const o = { port: 8080, workers: 2, laneCapacity: 10_000, high: 0.8, low: 0.6, dedupWindowMs: 60_000, healthIntervalMs: 30_000, maxBuffered: 1 << 20, transport: 'sage', dispatchFlush: 'idle' };
+  const o = { port: 8080, workers: 2, laneCapacity: 10_000, high: 0.8, low: 0.6, dedupWindowMs: 60_000, healthIntervalMs: 30_000, maxBuffered: 1 << 20, transport: 'sage', dispatchFlush: 'timer' };
   const keys = { '--port': 'port', '--workers': 'workers', '--lane-capacity': 'laneCapacity', '--high': 'high', '--low': 'low', '--dedup-window-ms': 'dedupWindowMs', '--health-interval-ms': 'healthIntervalMs', '--max-buffered': 'maxBuffered' };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--transport') o.transport = argv[++i];
@@ -114,8 +115,8 @@ export async function startGateway(opts) {
     corked.length = 0;
   }
   // The reply pump: everything the queue holds per pass (one native call), then one turn of the
-  // event loop (more replies gather meanwhile); only when that finds none does it wait, and the
-  // wait's wake delivers with the same pass.
+  // event loop (more replies gather meanwhile); only a pass that finds none waits (getAsync: the
+  // native notifier wakes the loop), and what that wake brings is delivered the same way.
   const yieldTurn = () => new Promise((r) => setImmediate(r));
   async function pump(replies) {
     for (;;) {
@@ -123,9 +124,9 @@ export async function startGateway(opts) {
       if (batch.length > 0) {
         deliverMany(batch);
         await yieldTurn();
-        continue;
+      } else {
+        deliverMany([await replies.getAsync()]);
       }
-      deliverMany([await replies.getAsync()]);
     }
   }
   const pumps = [];

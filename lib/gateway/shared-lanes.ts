@@ -66,7 +66,7 @@ export class SharedLanes<T> implements PriorityLanes<T> {
     try {
       const lanes: SageQueue<T>[] = [];
       for (const level of PRIORITY_LEVELS) {
-        const q = SageQueue.create<T>(laneName(name, level), { capacity: 4 << 20, ...laneOptions, maxsize: capacity });
+        const q = SageQueue.create<T>(laneName(name, level), { codec: 'msgpack', capacity: 4 << 20, ...laneOptions, maxsize: capacity });
         made.push(q);
         lanes.push(q);
       }
