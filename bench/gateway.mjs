@@ -140,25 +140,31 @@ export async function benchGateway({ quick = false } = {}) {
   const inproc = inProcess(ms);
   const lookups = routeLookups(ms);
   const total = quick ? 100_000 : 400_000;
-  const lanes = await crossProcess('lanes', total);
-  const single = await crossProcess('single', total);
+  // Alternating pairs here too (median of 3 ratios): one pair swings with the machine's load.
+  const lanePairs = [];
+  for (let i = 0; i < 3; i++) {
+    const lanes = await crossProcess('lanes', total);
+    const single = await crossProcess('single', total);
+    lanePairs.push({ lanes, single, ratio: lanes.msgsPerSec / single.msgsPerSec });
+  }
+  const { lanes, single } = [...lanePairs].sort((a, b) => a.ratio - b.ratio)[1];
   const e2eMs = quick ? 1500 : 3000;
-  // The machine is shared: alternate the transports over a few pairs and take each pair's
-  // ratio; the median pair is reported (every pair is kept in `pairs`).
+  // The machine is shared: alternate the transports over 3 pairs and take each pair's
+  // ratio; the median of 3 pairs is reported (every pair's ratio is printed too).
   const pairs = [];
-  for (let i = 0; i < (quick ? 2 : 3); i++) {
+  for (let i = 0; i < 3; i++) {
     const sage = await gatewayRun('sage', { clients: 8, ms: e2eMs });
     const ipc = await gatewayRun('ipc', { clients: 8, ms: e2eMs });
     pairs.push({ sage, ipc, ratio: sage.msgsPerSec / ipc.msgsPerSec });
   }
-  const median = [...pairs].sort((a, b) => a.ratio - b.ratio)[Math.floor((pairs.length - 1) / 2)];
+  const median = [...pairs].sort((a, b) => a.ratio - b.ratio)[1];
   const { sage, ipc } = median;
   const ratios = [
     { name: 'in-process priority queue ≥ 1 M enqueue+dequeue/s', value: inproc.opsPerSec / 1e6, target: 1, unit: 'M ops/s' },
-    { name: 'priority lanes ÷ one SageQueue (batched) ≥ 0.5', value: lanes.msgsPerSec / single.msgsPerSec, target: 0.5 },
+    { name: 'priority lanes ÷ one SageQueue (batched) ≥ 0.5 (median of 3 alternating pairs)', value: lanes.msgsPerSec / single.msgsPerSec, target: 0.5 },
     { name: `gateway ÷ process.send twin ≥ 3 (median of ${pairs.length} alternating pairs)`, value: median.ratio, target: 3 },
   ].map((r) => ({ ...r, met: r.value >= r.target }));
-  return { inProcess: inproc, routeLookups: lookups, crossProcess: [lanes, single], endToEnd: [sage, ipc], pairs: pairs.map((p) => p.ratio), ratios };
+  return { inProcess: inproc, routeLookups: lookups, crossProcess: [lanes, single], endToEnd: [sage, ipc], pairs: pairs.map((p) => p.ratio), lanePairs: lanePairs.map((p) => p.ratio), ratios };
 }
 
 const fmt = (n) => Math.round(n).toLocaleString('en-US');
@@ -172,7 +178,7 @@ export function gatewayTable(r) {
   for (const c of r.crossProcess) out.push(`| ${c.name} (1 producer → 1 consumer process) | ${fmt(c.msgsPerSec)} |`);
   out.push('', '| end to end: 8 ws clients × 64 in flight, 1 worker per service (median pair) | msgs/s | p50 ms | p99 ms | gateway CPU µs/msg |', '|---|---:|---:|---:|---:|');
   for (const e of r.endToEnd) out.push(`| ${e.name} | ${fmt(e.msgsPerSec)} | ${e.p50Ms.toFixed(1)} | ${e.p99Ms.toFixed(1)} | ${e.gatewayCpuUsPerMsg.toFixed(1)} |`);
-  out.push('', `Every pair's ratio (sage ÷ ipc): ${r.pairs.map((x) => x.toFixed(2)).join(', ')}.`);
+  out.push('', `Every pair's ratio: gateway sage ÷ ipc ${r.pairs.map((x) => x.toFixed(2)).join(', ')}; lanes ÷ one SageQueue ${r.lanePairs.map((x) => x.toFixed(2)).join(', ')}.`);
   out.push('', 'Anchor quoted by the issue (not measured here: fastq is not installed): fastq ~1.2 M tasks/s.');
   return out;
 }
