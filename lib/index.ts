@@ -57,7 +57,7 @@ export type {
   PriorityName, GatewayErrorCode, PriorityMessageQueueOptions, SharedPriorityQueueOptions, EnqueueOptions, DequeueBatchOptions, EnqueueOutcome,
   EnqueueEntry, PriorityQueueStats, PriorityQueueDescriptor, BackpressureOptions, BackpressureStats, DeduplicatorOptions, DeduplicatorStats,
   RouteRange, RouteTableStats, HealthCheck, InstanceRegistryOptions, InstanceHealth, RegistryStats, RouteCacheOptions, RouteCacheStats,
-  ServiceRouterOptions, RouteDecision, RoutingStats, BatchProcessorOptions, MessageDispatcherOptions, DispatchStats, FlushReason,
+  ServiceRouterOptions, RouteDecision, RoutingStats, BatchProcessorOptions, MessageDispatcherOptions, DispatchStats, FlushCounts, FlushReason,
   GatewayConnection, AuthVerifier, BusinessMessage, UnifiedMessageHandlerOptions, HandlerStats, GatewayMessage, GatewayReply, MessageKind, SystemType,
   ServicePoolOptions, GatewayServiceWorker,
 } from './gateway';

@@ -6,7 +6,10 @@
 //
 //   node examples/gateway/server.mjs [--port 8080] [--workers 2] [--lane-capacity 10000]
 //     [--high 0.8] [--low 0.6] [--dedup-window-ms 60000] [--health-interval-ms 30000]
-//     [--max-buffered 1048576] [--transport sage|ipc]
+//     [--max-buffered 1048576] [--transport sage|ipc] [--dispatch-flush idle|timer]
+// --dispatch-flush: 'timer' (default) cuts a dispatch batch at 100 messages or 10 ms after its
+// first; 'idle' also as soon as none is in flight for its instance (MessageDispatcher
+// cutWhenIdle; see docs/gateway.md for why it is not the default).
 // Prints one JSON line `{"listening":PORT,...}` on stdout when ready. SIGTERM/SIGINT: closes
 // cleanly (flushes batches, drains workers, removes every segment).
 import { fork } from 'node:child_process';
@@ -31,14 +34,16 @@ export const DEFAULT_CONFIG = {
 };
 
 function parseArgs(argv) {
-  const o = { port: 8080, workers: 2, laneCapacity: 10_000, high: 0.8, low: 0.6, dedupWindowMs: 60_000, healthIntervalMs: 30_000, maxBuffered: 1 << 20, transport: 'sage' };
+  const o = { port: 8080, workers: 2, laneCapacity: 10_000, high: 0.8, low: 0.6, dedupWindowMs: 60_000, healthIntervalMs: 30_000, maxBuffered: 1 << 20, transport: 'sage', dispatchFlush: 'timer' };
   const keys = { '--port': 'port', '--workers': 'workers', '--lane-capacity': 'laneCapacity', '--high': 'high', '--low': 'low', '--dedup-window-ms': 'dedupWindowMs', '--health-interval-ms': 'healthIntervalMs', '--max-buffered': 'maxBuffered' };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--transport') o.transport = argv[++i];
+    else if (argv[i] === '--dispatch-flush') o.dispatchFlush = argv[++i];
     else if (keys[argv[i]]) o[keys[argv[i]]] = Number(argv[++i]);
     else throw new Error(`unknown argument ${argv[i]}`);
   }
   if (o.transport !== 'sage' && o.transport !== 'ipc') throw new Error('--transport is sage or ipc');
+  if (o.dispatchFlush !== 'idle' && o.dispatchFlush !== 'timer') throw new Error('--dispatch-flush is idle or timer');
   return o;
 }
 
@@ -74,7 +79,7 @@ export async function startGateway(opts) {
       const children = [];
       for (let index = 0; index < opts.workers; index++) {
         const child = fork(WORKER, [], { env: { ...process.env, GATEWAY_IPC: '1', GATEWAY_IPC_ASSIGNMENT: JSON.stringify({ service, index }) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-        child.on('message', (replies) => { for (const r of replies) deliver(r); });
+        child.on('message', (replies) => deliverMany(replies));
         children.push(child);
         registry.register(new ServiceInstance(service, `${service}-${index}`, '127.0.0.1', 0, { index }));
       }
@@ -90,18 +95,48 @@ export async function startGateway(opts) {
     c.inFlight--;
     c.send({ type: 'reply', id: r.id, msgId: r.msgId, service: r.service, instance: r.instance, body: r.body });
   }
+  // A batch of replies (either transport): each client's socket is corked while its frames of the
+  // batch are written, so they leave in one write instead of one syscall per reply.
+  const corked = [];
+  function deliverMany(replies) {
+    for (const r of replies) {
+      const c = connections.get(r.conn);
+      if (c !== undefined && !c.corked) {
+        c.corked = true;
+        c.cork();
+        corked.push(c);
+      }
+      deliver(r);
+    }
+    for (const c of corked) {
+      c.corked = false;
+      c.uncork();
+    }
+    corked.length = 0;
+  }
+  // The reply pump: everything the queue holds per pass (one native call), then one turn of the
+  // event loop (more replies gather meanwhile); only a pass that finds none waits (getAsync: the
+  // native notifier wakes the loop), and what that wake brings is delivered the same way.
+  const yieldTurn = () => new Promise((r) => setImmediate(r));
+  async function pump(replies) {
+    for (;;) {
+      const batch = replies.getMany(1024, { block: false });
+      if (batch.length > 0) {
+        deliverMany(batch);
+        await yieldTurn();
+      } else {
+        deliverMany([await replies.getAsync()]);
+      }
+    }
+  }
   const pumps = [];
   if (opts.transport === 'sage') {
-    for (const pool of pools.values()) {
-      pumps.push((async () => {
-        for await (const r of pool.replies.iterate({ batchSize: 256 })) deliver(r);
-      })().catch(() => undefined));
-    }
+    for (const pool of pools.values()) pumps.push(pump(pool.replies).catch(() => undefined)); // ends when the pool closes
   }
 
   // ---- batch dispatch into the instances' priority lanes
   const dispatcher = new MessageDispatcher({
-    batchSize: 100, timeoutMs: 10, maxBatches: 10, retryDelayMs: 100, maxRetries: 3,
+    batchSize: 100, timeoutMs: 10, maxBatches: 10, retryDelayMs: 100, maxRetries: 3, cutWhenIdle: opts.dispatchFlush === 'idle',
     process: async (instanceId, batch) => {
       const service = instanceId.slice(0, instanceId.lastIndexOf('-'));
       const pool = pools.get(service);
@@ -179,7 +214,10 @@ export async function startGateway(opts) {
     const id = `c${nextConn++}`;
     let paused = false;
     const c = {
-      id, ws, principal: null, inFlight: 0,
+      id, ws, principal: null, inFlight: 0, corked: false,
+      // ws has no public cork: its socket's (a net.Socket) batches the frames of one reply batch.
+      cork() { ws._socket?.cork(); },
+      uncork() { ws._socket?.uncork(); },
       send(reply) {
         if (ws.readyState !== 1) return;
         ws.send(JSON.stringify(reply), () => {

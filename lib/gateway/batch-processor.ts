@@ -6,11 +6,18 @@
  * after `retryDelayMs` (default 100) up to `maxRetries` (default 3) more times, then handed to
  * `onDeadLetter`. `add()` waits while `maxPending` items are buffered (bounded memory).
  * MessageDispatcher keeps one BatchProcessor per destination.
+ *
+ * With `cutWhenIdle`, batching adapts to load: while no batch is in flight, a batch is cut at the
+ * end of the event-loop turn in which its first item came (reason 'idle'), so a lone message does
+ * not wait `timeoutMs`; while batches are in flight, items accumulate, and the batch is cut when
+ * the last one in flight completes (also 'idle'). `batchSize`, `timeoutMs` and `maxBatches` stay
+ * upper bounds: a batch never exceeds batchSize, never waits longer than timeoutMs, and no more
+ * than maxBatches are in flight.
  */
 import { InvalidArgumentTypeError, QueueClosedError } from '../errors';
-import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
+import { checkBoolean, checkInteger, checkKnownKeys, checkOptions } from '../validate';
 
-export type FlushReason = 'size' | 'timeout' | 'flush' | 'close';
+export type FlushReason = 'size' | 'timeout' | 'flush' | 'close' | 'idle';
 
 export interface BatchProcessorOptions<T> {
   process: (batch: T[], info: { reason: FlushReason; attempt: number }) => void | Promise<void>;
@@ -23,7 +30,12 @@ export interface BatchProcessorOptions<T> {
   maxPending?: number;
   /** Receives a batch that failed every attempt. Default: dropped (counted in failed_dispatches). */
   onDeadLetter?: (batch: T[], error: unknown, attempts: number) => void;
+  /** Cut a batch as soon as nothing is in flight (see the module comment). Default false. */
+  cutWhenIdle?: boolean;
 }
+
+/** Batches cut for each reason; `idle` only with `cutWhenIdle`. */
+export type FlushCounts = Record<Exclude<FlushReason, 'idle'>, number> & { idle?: number };
 
 export interface DispatchStats {
   total_dispatched: number;
@@ -36,7 +48,7 @@ export interface DispatchStats {
   retries: number;
   in_flight: number;
   pending: number;
-  flushes: Record<FlushReason, number>;
+  flushes: FlushCounts;
 }
 
 const defaults = { batchSize: 100, timeoutMs: 10, maxBatches: 10, retryDelayMs: 100, maxRetries: 3 };
@@ -46,7 +58,7 @@ export type ParsedBatchOptions<T> = Required<Omit<BatchProcessorOptions<T>, 'onD
 
 export function parseBatchOptions<T>(options: unknown, needProcess: boolean): ParsedBatchOptions<T> {
   const o = checkOptions<BatchProcessorOptions<T>>(options);
-  checkKnownKeys(o, ['process', 'batchSize', 'timeoutMs', 'maxBatches', 'retryDelayMs', 'maxRetries', 'maxPending', 'onDeadLetter']);
+  checkKnownKeys(o, ['process', 'batchSize', 'timeoutMs', 'maxBatches', 'retryDelayMs', 'maxRetries', 'maxPending', 'onDeadLetter', 'cutWhenIdle']);
   if (needProcess && typeof o.process !== 'function') throw new InvalidArgumentTypeError('options.process', 'a function (batch) => void | Promise<void>', o.process);
   if (o.onDeadLetter !== undefined && typeof o.onDeadLetter !== 'function') throw new InvalidArgumentTypeError('options.onDeadLetter', 'a function', o.onDeadLetter);
   const batchSize = o.batchSize === undefined ? defaults.batchSize : checkInteger(o.batchSize, 'options.batchSize', 1, 1 << 20);
@@ -60,6 +72,7 @@ export function parseBatchOptions<T>(options: unknown, needProcess: boolean): Pa
     retryDelayMs: o.retryDelayMs === undefined ? defaults.retryDelayMs : checkInteger(o.retryDelayMs, 'options.retryDelayMs', 0, 3_600_000),
     maxRetries: o.maxRetries === undefined ? defaults.maxRetries : checkInteger(o.maxRetries, 'options.maxRetries', 0, 1000),
     maxPending: o.maxPending === undefined ? batchSize * maxBatches * 4 : checkInteger(o.maxPending, 'options.maxPending', batchSize),
+    cutWhenIdle: o.cutWhenIdle === undefined ? false : checkBoolean(o.cutWhenIdle, 'options.cutWhenIdle', false),
   };
 }
 
@@ -75,6 +88,7 @@ export class BatchProcessor<T> {
   readonly #process: BatchProcessorOptions<T>['process'];
   #buffer: T[] = [];
   #timer: NodeJS.Timeout | undefined;
+  #idleCut: NodeJS.Immediate | undefined;
   readonly #ready: Batch<T>[] = [];
   #readyItems = 0;
   #inFlight = 0;
@@ -82,11 +96,12 @@ export class BatchProcessor<T> {
   #roomWaiters: Array<() => void> = [];
   #idleWaiters: Array<() => void> = [];
   readonly #s = { total: 0, ok: 0, failed: 0, latencyMs: 0, messages: 0, dead: 0, retries: 0 };
-  readonly #flushes: Record<FlushReason, number> = { size: 0, timeout: 0, flush: 0, close: 0 };
+  readonly #flushes: FlushCounts = { size: 0, timeout: 0, flush: 0, close: 0 };
 
   constructor(options: BatchProcessorOptions<T>) {
     this.#o = parseBatchOptions<T>(options, true);
     this.#process = this.#o.process as BatchProcessorOptions<T>['process'];
+    if (this.#o.cutWhenIdle) this.#flushes.idle = 0;
   }
 
   get closed(): boolean {
@@ -113,11 +128,20 @@ export class BatchProcessor<T> {
     this.#buffer.push(item);
     if (this.#buffer.length >= this.#o.batchSize) this.#cut('size');
     else if (urgent) this.#cut('flush');
-    else if (this.#timer === undefined) {
-      this.#timer = setTimeout(() => {
-        this.#timer = undefined;
-        this.#cut('timeout');
-      }, this.#o.timeoutMs);
+    else {
+      if (this.#timer === undefined) {
+        this.#timer = setTimeout(() => {
+          this.#timer = undefined;
+          this.#cut('timeout');
+        }, this.#o.timeoutMs);
+      }
+      // Nothing in flight: cut once this turn's items are in (they arrive in one poll phase).
+      if (this.#o.cutWhenIdle && this.#idleCut === undefined && this.#inFlight === 0) {
+        this.#idleCut = setImmediate(() => {
+          this.#idleCut = undefined;
+          if (this.#inFlight === 0 && this.#buffer.length > 0) this.#cut('idle');
+        });
+      }
     }
   }
 
@@ -158,9 +182,13 @@ export class BatchProcessor<T> {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
+    if (this.#idleCut !== undefined) {
+      clearImmediate(this.#idleCut);
+      this.#idleCut = undefined;
+    }
     const items = this.#buffer;
     this.#buffer = [];
-    this.#flushes[reason]++;
+    this.#flushes[reason] = (this.#flushes[reason] ?? 0) + 1;
     this.#ready.push({ items, reason, attempt: 1, cutAt: performance.now() });
     this.#readyItems += items.length;
     this.#pump();
@@ -205,6 +233,8 @@ export class BatchProcessor<T> {
       }
     }
     this.#inFlight--;
+    // The last batch in flight is done: what gathered meanwhile goes now (cutWhenIdle).
+    if (this.#o.cutWhenIdle && this.#inFlight === 0 && this.#ready.length === 0 && this.#buffer.length > 0) this.#cut('idle');
     this.#pump();
     if (this.#inFlight === 0 && this.#ready.length === 0) for (const w of this.#idleWaiters.splice(0)) w();
   }
@@ -249,7 +279,7 @@ export class MessageDispatcher<T> {
   stats(): DispatchStats & { destinations: Record<string, DispatchStats> } {
     const destinations: Record<string, DispatchStats> = {};
     const t = { total: 0, ok: 0, failed: 0, lat: 0, msgs: 0, dead: 0, retries: 0, inFlight: 0, pending: 0 };
-    const flushes: Record<FlushReason, number> = { size: 0, timeout: 0, flush: 0, close: 0 };
+    const flushes: FlushCounts = { size: 0, timeout: 0, flush: 0, close: 0 };
     for (const [d, p] of this.#processors) {
       const s = p.stats();
       destinations[d] = s;
@@ -262,7 +292,7 @@ export class MessageDispatcher<T> {
       t.retries += s.retries;
       t.inFlight += s.in_flight;
       t.pending += s.pending;
-      for (const k of Object.keys(flushes) as FlushReason[]) flushes[k] += s.flushes[k];
+      for (const k of Object.keys(s.flushes) as FlushReason[]) flushes[k] = (flushes[k] ?? 0) + (s.flushes[k] ?? 0);
     }
     return {
       total_dispatched: t.total,

@@ -27,8 +27,20 @@ export class MessageDeduplicator {
   readonly windowMs: number;
   readonly maxEntries: number;
   readonly #now: () => number;
-  /** id -> expiry. Insertion order is expiry order (one window for all), so expiry pops from the front. */
+  /** id -> the sequence number of its record below. */
   readonly #seen = new Map<string, number>();
+  /**
+   * One record per id remembered, in insertion order, with its expiry (one window for all, so
+   * this is expiry order too): expiry and eviction pop from the front here. (A Map is not walked
+   * from its front for that: V8 leaves deleted entries in place until it rehashes, so each walk
+   * would step over every id deleted since, O(maxEntries) per message once the window is full.)
+   * The record at #head has sequence number #headSeq. A record whose id was forgotten or
+   * re-added since (another sequence number) is dropped without effect when popped.
+   */
+  #ids: string[] = [];
+  #until: number[] = [];
+  #head = 0;
+  #headSeq = 0;
   #duplicates = 0;
   #evicted = 0;
 
@@ -49,18 +61,18 @@ export class MessageDeduplicator {
     if (typeof id !== 'string') throw new InvalidArgumentTypeError('id', 'a string', id);
     const now = this.#now();
     this.#expire(now);
-    const until = this.#seen.get(id);
-    if (until !== undefined && until > now) {
+    const seq = this.#seen.get(id);
+    if (seq !== undefined) {
+      // Not expired (#expire just ran), so still within the window: its window is not extended.
       this.#duplicates++;
       return true;
     }
-    if (until !== undefined) this.#seen.delete(id);
-    this.#seen.set(id, now + this.windowMs);
-    if (this.#seen.size > this.maxEntries) {
-      const oldest = this.#seen.keys().next().value as string;
-      this.#seen.delete(oldest);
-      this.#evicted++;
-    }
+    this.#seen.set(id, this.#headSeq + this.#ids.length - this.#head);
+    this.#ids.push(id);
+    this.#until.push(now + this.windowMs);
+    while (this.#seen.size > this.maxEntries) if (this.#popOldest()) this.#evicted++;
+    // Forgotten ids leave records behind: bound them too (popping one of those costs nothing).
+    while (this.#ids.length - this.#head > 2 * this.maxEntries + 1024) if (this.#popOldest()) this.#evicted++;
     return false;
   }
 
@@ -83,9 +95,26 @@ export class MessageDeduplicator {
   }
 
   #expire(now: number): void {
-    for (const [id, until] of this.#seen) {
-      if (until > now) break;
-      this.#seen.delete(id);
+    while (this.#head < this.#until.length && (this.#until[this.#head] as number) <= now) this.#popOldest();
+  }
+
+  /** Drops the oldest record; true if its id was still remembered by it (then forgotten now). */
+  #popOldest(): boolean {
+    const id = this.#ids[this.#head] as string;
+    const seq = this.#headSeq;
+    this.#head++;
+    this.#headSeq++;
+    if (this.#head === this.#ids.length) {
+      this.#ids = [];
+      this.#until = [];
+      this.#head = 0;
+    } else if (this.#head > 4096 && this.#head * 2 > this.#ids.length) {
+      this.#ids = this.#ids.slice(this.#head);
+      this.#until = this.#until.slice(this.#head);
+      this.#head = 0;
     }
+    if (this.#seen.get(id) !== seq) return false;
+    this.#seen.delete(id);
+    return true;
   }
 }

@@ -25,7 +25,7 @@ export type { RouteCacheOptions, RouteCacheStats } from './route-cache';
 export { ServiceRouter } from './service-router';
 export type { ServiceRouterOptions, RouteDecision, RoutingStats } from './service-router';
 export { BatchProcessor, MessageDispatcher } from './batch-processor';
-export type { BatchProcessorOptions, MessageDispatcherOptions, DispatchStats, FlushReason } from './batch-processor';
+export type { BatchProcessorOptions, MessageDispatcherOptions, DispatchStats, FlushCounts, FlushReason } from './batch-processor';
 export { UnifiedMessageHandler } from './message-handler';
 export type { GatewayConnection, AuthVerifier, BusinessMessage, UnifiedMessageHandlerOptions, HandlerStats } from './message-handler';
 export { SYSTEM_TYPES } from './message';

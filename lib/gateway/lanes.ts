@@ -23,6 +23,8 @@ export interface PriorityLanes<T> {
    * Rejects with QueueClosedError once the lanes are closed and drained, or with the signal's reason.
    */
   waitAny(timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<boolean>;
+  /** After a wake that left messages behind: lets another waiting consumer see them (shared lanes). */
+  nudge?(): void;
   close(): void;
   readonly closed: boolean;
   /** Detaches this handle (shared lanes live on for other processes). */

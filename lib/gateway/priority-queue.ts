@@ -175,22 +175,29 @@ export class PriorityMessageQueue<T = unknown> {
     const signal = checkSignal(o.signal, 'options.signal');
     if (this.#lanes.closed) throw new QueueClosedError();
     const outcomes = new Array<EnqueueOutcome>(entries.length);
-    const byLevel: Array<Array<{ index: number; entry: EnqueueEntry<T> }>> = [[], [], [], []];
-    entries.forEach((entry, index) => {
+    // Entry indexes per level, in order (validated first: a bad entry enqueues nothing).
+    const byLevel: number[][] = [[], [], [], []];
+    for (let index = 0; index < entries.length; index++) {
+      const entry = entries[index] as EnqueueEntry<T>;
       if (entry === null || typeof entry !== 'object') throw new InvalidArgumentTypeError(`entries[${index}]`, 'an object { message, priority, id? }', entry);
-      const level = parsePriority(entry.priority, `entries[${index}].priority`);
-      this.#checkId(entry.id);
-      (byLevel[level] as Array<{ index: number; entry: EnqueueEntry<T> }>).push({ index, entry });
-    });
+      const p = entry.priority;
+      const level = p === 0 || p === 1 || p === 2 || p === 3 ? p : parsePriority(p, `entries[${index}].priority`);
+      if (entry.id !== undefined) this.#checkId(entry.id);
+      (byLevel[level] as number[]).push(index);
+    }
+    const dedup = this.#p.dedup;
     for (let level = 0; level < LEVEL_COUNT; level++) {
-      const fresh = (byLevel[level] as Array<{ index: number; entry: EnqueueEntry<T> }>).filter(({ index, entry }) => {
-        if (entry.id !== undefined && this.#p.dedup?.isDuplicate(entry.id)) {
-          outcomes[index] = 'duplicate';
-          return false;
+      let items = byLevel[level] as number[];
+      if (items.length === 0) continue;
+      if (dedup !== null) {
+        const fresh: number[] = [];
+        for (const index of items) {
+          const id = (entries[index] as EnqueueEntry<T>).id;
+          if (id !== undefined && dedup.isDuplicate(id)) outcomes[index] = 'duplicate';
+          else fresh.push(index);
         }
-        return true;
-      });
-      let items = fresh;
+        items = fresh;
+      }
       while (items.length > 0) {
         let take = items.length;
         if (level >= 2 && this.#p.backpressure !== null) {
@@ -207,9 +214,10 @@ export class PriorityMessageQueue<T = unknown> {
               this.#rejected += items.length;
             }
             if (!released) {
-              for (const { index, entry } of items) {
+              for (const index of items) {
                 outcomes[index] = 'throttled';
-                if (entry.id !== undefined) this.#p.dedup?.forget(entry.id);
+                const id = (entries[index] as EnqueueEntry<T>).id;
+                if (id !== undefined) dedup?.forget(id);
               }
               break;
             }
@@ -217,12 +225,13 @@ export class PriorityMessageQueue<T = unknown> {
           // Only as many as keep usage below the high watermark; the rest are checked again.
           take = Math.max(1, Math.min(items.length, Math.ceil(this.#p.backpressure.highWatermark * this.#p.capacity - this.size)));
         }
-        const chunk = items.slice(0, take);
-        items = items.slice(take);
-        const messages = chunk.map((f) => f.entry.message);
+        const chunk = take === items.length ? items : items.slice(0, take);
+        items = take === items.length ? [] : items.slice(take);
+        const messages = new Array<T>(chunk.length);
+        for (let i = 0; i < chunk.length; i++) messages[i] = (entries[chunk[i] as number] as EnqueueEntry<T>).message;
         const put = this.#lanes.put(level as MessagePriority, messages);
         for (let i = put; i < messages.length; i++) await this.#putWaiting(level as MessagePriority, messages[i] as T, timeoutMs, signal);
-        for (const { index } of chunk) outcomes[index] = 'enqueued';
+        for (const index of chunk) outcomes[index] = 'enqueued';
         this.#enqueued += chunk.length;
       }
     }
@@ -263,6 +272,7 @@ export class PriorityMessageQueue<T = unknown> {
     }
     if (!(await this.#lanes.waitAny(timeoutMs, signal))) return out;
     this.#takeInto(out, max);
+    if (this.#lanes.nudge !== undefined && out.length === max && this.size > 0) this.#lanes.nudge();
     return out;
   }
 

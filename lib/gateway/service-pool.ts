@@ -69,7 +69,7 @@ export class ServicePool {
         script: o.script,
         workers,
         name: `${this.name}.pool`,
-        replies: { capacity: 8 << 20, codec: 'msgpack' },
+        replies: { capacity: 8 << 20 }, // the default codec (records): faster than msgpack for the replies' shape
         queue: { capacity: 4096 },
         router: { strategy: 'round_robin' },
         env: { ...(o.env ?? process.env), [SERVICE_ENV]: JSON.stringify(assignment) },

@@ -1,18 +1,22 @@
 /**
- * Cross-process priority lanes: one SageQueue per level (`<name>.p0` ... `<name>.p3`). Any number
- * of processes put into and take from them. A consumer takes from the most urgent non-empty lane
- * with non-blocking batch calls; when every lane is empty it waits on all of them at once (one
- * getAsync per lane with a shared AbortSignal). SageQueue's async get never loses a message (the
- * JS thread takes it itself), so aborting the losing waits is safe; if two lanes deliver before
- * the abort lands, the extra messages are kept in this handle's stash (per level, served first,
- * so FIFO within a level holds for this consumer) and never dropped.
+ * Cross-process priority lanes: one SageQueue per level (`<name>.p0` ... `<name>.p3`) and a
+ * doorbell (`<name>.bell`, raw codec, at most one token). Any number of processes put into and
+ * take from them. A consumer takes from the most urgent non-empty lane with non-blocking batch
+ * calls; when every lane is empty it waits on the doorbell alone: one async wait (one native
+ * notifier, one event-loop wake) covers all four lanes.
+ *
+ * The doorbell protocol: a producer puts into a lane, then rings (a non-blocking put of one
+ * token; a full bell already holds a token, so nothing is lost). A consumer drains the bell,
+ * then looks at the lanes, and waits on the bell only if they are all empty. A message put after
+ * the consumer looked rings after the drain, so the wait ends; a token for a message someone else
+ * already took only costs one extra look. A consumer that leaves messages behind after a wake
+ * rings again (`nudge`), so another consumer asleep on the same lanes is not stranded.
  */
-import { InvalidArgumentTypeError, QueueClosedError } from '../errors';
+import { InvalidArgumentTypeError, QueueClosedError, QueueEmptyError } from '../errors';
 import { SageQueue } from '../queue/sage-queue';
 import type { SageQueueOptions } from '../queue/sage-queue';
-import { Fifo } from './lanes';
 import type { PriorityLanes } from './lanes';
-import { LEVEL_COUNT, PRIORITY_LEVELS } from './priorities';
+import { PRIORITY_LEVELS } from './priorities';
 import type { MessagePriority } from './priorities';
 
 /** What another process needs to attach to the same lanes (plain JSON). */
@@ -36,45 +40,66 @@ export function checkPriorityQueueDescriptor(value: unknown): PriorityQueueDescr
   return d;
 }
 
-const TIMED_OUT = Symbol('timed out');
+/** The doorbell of lanes `name`. */
+export function bellName(name: string): string {
+  return `${name}.bell`;
+}
+
+const TOKEN = new Uint8Array(1);
+const NO_WAIT = { block: false } as const;
 
 export class SharedLanes<T> implements PriorityLanes<T> {
   readonly kind = 'shared' as const;
   readonly descriptor: PriorityQueueDescriptor;
   readonly #queues: SageQueue<T>[];
-  readonly #stash: Fifo<T>[] = Array.from({ length: LEVEL_COUNT }, () => new Fifo<T>());
-  #stashed = 0;
+  readonly #bell: SageQueue<Uint8Array>;
 
-  private constructor(descriptor: PriorityQueueDescriptor, queues: SageQueue<T>[]) {
+  private constructor(descriptor: PriorityQueueDescriptor, queues: SageQueue<T>[], bell: SageQueue<Uint8Array>) {
     this.descriptor = descriptor;
     this.#queues = queues;
+    this.#bell = bell;
   }
 
-  /** Creates the four lanes (each must not exist yet). */
+  /** Creates the four lanes and the doorbell (none may exist yet). */
   static create<T>(name: string, capacity: number, laneOptions: Omit<SageQueueOptions, 'maxsize'> = {}): SharedLanes<T> {
-    const made: SageQueue<T>[] = [];
+    const made: Array<SageQueue<T> | SageQueue<Uint8Array>> = [];
     try {
+      const lanes: SageQueue<T>[] = [];
       for (const level of PRIORITY_LEVELS) {
-        made.push(SageQueue.create<T>(laneName(name, level), { codec: 'msgpack', capacity: 4 << 20, ...laneOptions, maxsize: capacity }));
+        const q = SageQueue.create<T>(laneName(name, level), { codec: 'msgpack', capacity: 4 << 20, ...laneOptions, maxsize: capacity });
+        made.push(q);
+        lanes.push(q);
       }
+      // The bell shares the lanes' ownership options, not their sizes or codec.
+      const { capacity: _c, maxMessageSize: _m, codec: _k, ...owner } = laneOptions;
+      const bell = SageQueue.create<Uint8Array>(bellName(name), { ...owner, codec: 'raw', capacity: 4096, maxsize: 1 });
+      made.push(bell);
+      return new SharedLanes({ kind: 'sage-priority-lanes', name, capacity }, lanes, bell);
     } catch (e) {
       for (const q of made) q.destroy();
       throw e;
     }
-    return new SharedLanes({ kind: 'sage-priority-lanes', name, capacity }, made);
   }
 
   /** Attaches to lanes another process created. */
   static attach<T>(descriptor: PriorityQueueDescriptor, spinUs?: number): SharedLanes<T> {
     const d = checkPriorityQueueDescriptor(descriptor);
-    const opened: SageQueue<T>[] = [];
+    const opened: Array<SageQueue<T> | SageQueue<Uint8Array>> = [];
+    const options = spinUs === undefined ? {} : { spinUs };
     try {
-      for (const level of PRIORITY_LEVELS) opened.push(SageQueue.open<T>(laneName(d.name, level), spinUs === undefined ? {} : { spinUs }));
+      const lanes: SageQueue<T>[] = [];
+      for (const level of PRIORITY_LEVELS) {
+        const q = SageQueue.open<T>(laneName(d.name, level), options);
+        opened.push(q);
+        lanes.push(q);
+      }
+      const bell = SageQueue.open<Uint8Array>(bellName(d.name), options);
+      opened.push(bell);
+      return new SharedLanes({ ...d }, lanes, bell);
     } catch (e) {
       for (const q of opened) q.release();
       throw e;
     }
-    return new SharedLanes({ ...d }, opened);
   }
 
   /** The SageQueue of one level (for stats and tools). */
@@ -87,70 +112,84 @@ export class SharedLanes<T> implements PriorityLanes<T> {
   }
 
   depth(level: MessagePriority): number {
-    return (this.#stash[level] as Fifo<T>).length + (this.#queues[level] as SageQueue<T>).qsize();
+    return (this.#queues[level] as SageQueue<T>).qsize();
   }
 
   take(level: MessagePriority, max: number): T[] {
-    const out: T[] = [];
-    if (this.#stashed > 0) this.#stashed -= (this.#stash[level] as Fifo<T>).shiftInto(out, max);
-    if (out.length < max) {
-      const q = this.#queues[level] as SageQueue<T>;
-      let got: T[];
-      try {
-        got = q.getMany(Math.min(max - out.length, 4096), { block: false });
-      } catch (e) {
-        if (e instanceof QueueClosedError) return out; // closed and drained
-        throw e;
-      }
-      if (out.length === 0) return got;
-      for (const item of got) out.push(item);
+    try {
+      return (this.#queues[level] as SageQueue<T>).getMany(Math.min(max, 4096), NO_WAIT);
+    } catch (e) {
+      if (e instanceof QueueClosedError) return []; // closed and drained
+      throw e;
     }
-    return out;
   }
 
   put(level: MessagePriority, items: readonly T[]): number {
-    return (this.#queues[level] as SageQueue<T>).putMany(items, { block: false });
+    const n = (this.#queues[level] as SageQueue<T>).putMany(items, NO_WAIT);
+    if (n > 0) this.#ring();
+    return n;
   }
 
-  putWait(level: MessagePriority, item: T, signal?: AbortSignal): Promise<void> {
-    return (this.#queues[level] as SageQueue<T>).putAsync(item, { signal });
+  async putWait(level: MessagePriority, item: T, signal?: AbortSignal): Promise<void> {
+    await (this.#queues[level] as SageQueue<T>).putAsync(item, { signal });
+    this.#ring();
+  }
+
+  nudge(): void {
+    this.#ring();
   }
 
   async waitAny(timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<boolean> {
-    if (this.#stashed > 0) return true;
-    if (signal?.aborted) throw signal.reason;
-    const losers = new AbortController();
-    const onAbort = (): void => losers.abort(signal?.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    const timer = timeoutMs === undefined ? undefined : setTimeout(() => losers.abort(TIMED_OUT), timeoutMs);
-    const waits = this.#queues.map((q, level) =>
-      q.getAsync({ signal: losers.signal }).then((item) => {
-        // Whoever delivers first ends the other waits; a second delivery that beat the abort is
-        // kept here, never dropped.
-        (this.#stash[level] as Fifo<T>).push(item);
-        this.#stashed++;
-        losers.abort(TIMED_OUT);
-      }),
-    );
-    const settled = await Promise.allSettled(waits);
-    if (timer !== undefined) clearTimeout(timer);
-    signal?.removeEventListener('abort', onAbort);
-    if (this.#stashed > 0) return true;
-    const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected' && s.reason !== TIMED_OUT && s.reason !== signal?.reason);
-    if (failure !== undefined) throw failure.reason; // closed and drained, released, corrupt...
-    if (signal?.aborted) throw signal.reason;
-    return false;
+    const deadline = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
+    for (;;) {
+      if (signal?.aborted) throw signal.reason;
+      this.#drainBell(); // before looking: a later put rings after this
+      if (this.#anyWaiting()) return true;
+      if (this.closed || this.#bell.closed) throw new QueueClosedError();
+      const left = deadline === undefined ? undefined : Math.max(0, Math.ceil(deadline - performance.now()));
+      if (left === 0) return false;
+      try {
+        await this.#bell.getAsync({ timeoutMs: left, signal });
+      } catch (e) {
+        if (e instanceof QueueEmptyError) return this.#anyWaiting(); // timed out
+        if (!(e instanceof QueueClosedError)) throw e; // released, corrupt, aborted...
+      }
+    }
   }
 
   close(): void {
     for (const q of this.#queues) if (!q.released) q.close();
+    if (!this.#bell.released) this.#bell.close();
   }
 
   release(): void {
     for (const q of this.#queues) if (!q.released) q.release();
+    if (!this.#bell.released) this.#bell.release();
   }
 
   destroy(): void {
     for (const q of this.#queues) q.destroy();
+    this.#bell.destroy();
+  }
+
+  #anyWaiting(): boolean {
+    for (const q of this.#queues) if (q.qsize() > 0) return true;
+    return false;
+  }
+
+  #ring(): void {
+    try {
+      this.#bell.putMany([TOKEN], NO_WAIT); // 0 when a token is there already: enough
+    } catch (e) {
+      if (!(e instanceof QueueClosedError)) throw e; // closed: the consumers wake anyway
+    }
+  }
+
+  #drainBell(): void {
+    try {
+      this.#bell.getMany(16, NO_WAIT);
+    } catch (e) {
+      if (!(e instanceof QueueClosedError)) throw e;
+    }
   }
 }
