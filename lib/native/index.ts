@@ -166,8 +166,11 @@ export interface NativeQueue {
   getBlocking(slab: Uint8Array, offset: number, lengths: Uint32Array, max: number, timeoutMs: number, signals?: number): number;
   /** How many messages the last tryPutBatch/putBlocking wrote (also when it returned an error status). */
   lastWritten(): number;
-  /** Ask the notifier thread to report (through `notify`) when a get could progress. */
-  armReadable(): void;
+  /**
+   * Ask the notifier thread to report (through `notify`) when a get could progress. spin=false
+   * makes it sleep at once (the caller already spun the queue's spin budget); default true.
+   */
+  armReadable(spin?: boolean): void;
   /** Ask the notifier thread to report when `bytes` could be put. */
   armWritable(bytes: number): void;
   /** kind: bit mask of NotifyKind; cancel=false when it already fired (just drops the ref). */

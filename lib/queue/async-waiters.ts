@@ -37,6 +37,12 @@ interface Waiter<R, P> extends TakenWaiter<R, P> {
  */
 export class WaiterList<R, P = undefined> {
   readonly #waiters = new Set<Waiter<R, P>>();
+  readonly #onAbandoned: (() => void) | undefined;
+
+  /** `onAbandoned` runs after a waiter left unserved (timed out or aborted), e.g. to disarm. */
+  constructor(onAbandoned?: () => void) {
+    this.#onAbandoned = onAbandoned;
+  }
 
   /** Number of waiters still waiting. */
   get size(): number {
@@ -52,6 +58,7 @@ export class WaiterList<R, P = undefined> {
       const onAbort = (): void => {
         waiter.detach();
         reject(signal?.reason);
+        this.#onAbandoned?.();
       };
       const waiter: Waiter<R, P> = {
         payload,
@@ -72,6 +79,7 @@ export class WaiterList<R, P = undefined> {
             timer = undefined;
             waiter.detach();
             reject(onTimeout());
+            this.#onAbandoned?.();
           }, remaining);
         }
       };

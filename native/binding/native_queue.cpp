@@ -351,7 +351,7 @@ Napi::Value NativeQueue::ArmReadable(const Napi::CallbackInfo& info) {
   StartNotifier(&read_notifier_, true, NotifyKind::kReadable);
   read_armed_ = true;
   UpdateRef(env);
-  read_notifier_->arm(0);
+  read_notifier_->arm(0, info.Length() < 1 || info[0].ToBoolean());  // armReadable(spin = true)
   return env.Undefined();
 }
 
