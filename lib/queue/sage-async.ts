@@ -4,13 +4,15 @@
  *
  * getAsync/putAsync that can complete at once do so on the JS thread, without any thread
  * hand-off (a put on a non-full queue returns an already resolved promise). A getAsync that finds
- * the queue empty first polls it from the event loop for up to the queue's `spinUs`, one check
- * per loop iteration (setImmediate): the loop keeps running timers, I/O and other callbacks
- * between checks, and it is not asleep in epoll when the message lands, so it takes the message
- * in the same turn that sees it (waking a sleeping loop through the notifier costs ~30 us on a
- * VM). After `spinUs` without a message it parks: the native notifier thread sleeps on the futex
- * at once (the spin budget is spent) and wakes the loop once when the queue becomes readable;
- * that callback takes the messages for every waiting getter before it returns.
+ * the queue empty first has the event loop poll the queue for up to the queue's `spinUs`: a
+ * native idle handle checks the ring once per loop iteration without entering JS (read_poller.h),
+ * so timers, I/O and other callbacks keep running between checks, and the loop is not asleep in
+ * epoll when the message lands: the callback that learns of it takes it (waking a sleeping loop
+ * through the notifier costs ~30 us on a VM). After `spinUs` without a message it parks: the
+ * native notifier thread sleeps on the futex at once (the spin budget is spent) and wakes the
+ * loop once when the queue becomes readable; that callback takes the messages for every waiting
+ * getter before it returns. The price: a process whose getAsync waits keeps its core busy for up
+ * to `spinUs` after each message (as a blocking get does); `spinUs: 0` never polls.
  *
  * Only the JS thread ever takes messages, and only for a waiter that is still waiting, so a wait
  * that times out or is aborted as a message arrives can never lose it.
@@ -56,9 +58,9 @@ export class SageAsync<T> {
   readonly #putters = new WaiterList<void, Uint8Array>(() => this.#abandoned(NotifyKind.Writable));
   readonly #arming = new NotifyArming();
   #spinMs: number;
+  /** While polling: when the budget ends (performance.now() ms). */
   #pollUntil = 0;
   #polling = false;
-  readonly #poll = (): void => this.#pollOnce();
 
   constructor(host: AsyncHost<T>, reader: SlabReader, spinUs: number) {
     this.#host = host;
@@ -177,6 +179,11 @@ export class SageAsync<T> {
   onNotify(kind: NotifyKind): void {
     const q = this.#host.current();
     if (q === null) return;
+    if (kind === NotifyKind.Polled || kind === NotifyKind.PollExpired) {
+      this.#polling = false;
+      this.#polled(q, kind === NotifyKind.Polled);
+      return;
+    }
     this.#arming.fired(q, kind);
     if (kind === NotifyKind.Readable) {
       // Take for every waiter now, in this turn; whoever is left polls, then parks again.
@@ -205,29 +212,35 @@ export class SageAsync<T> {
   /** Gets are waiting and the queue was empty: poll from the event loop, then park. */
   #awaitData(): void {
     if (this.#polling || this.#arming.reading) return;
+    const q = this.#host.current();
+    if (q === null) return;
     if (this.#spinMs > 0) {
       this.#pollUntil = performance.now() + this.#spinMs;
-      this.#polling = true;
-      setImmediate(this.#poll);
-    } else {
-      this.#arming.armRead(this.#host.current(), false);
+      if (q.pollReadable(this.#spinMs * 1000)) {
+        this.#polling = true;
+        return;
+      }
+      this.#arming.armRead(q); // no loop poller: the notifier thread spins instead
+      return;
     }
+    this.#arming.armRead(q, false);
   }
 
-  #pollOnce(): void {
-    this.#polling = false;
-    const q = this.#host.current();
-    if (q === null || this.#getters.size === 0) return;
-    const served = this.#serve(q);
+  /** The loop poller reported: a message (or close) is there, or the budget ran out. */
+  #polled(q: NativeQueue, ready: boolean): void {
+    if (this.#getters.size === 0) return;
+    const served = ready ? this.#serve(q) : 0;
     if (served < 0 || this.#getters.size === 0) return;
     const now = performance.now();
-    if (served > 0) this.#pollUntil = now + this.#spinMs; // a readiness change: a fresh budget
-    if (now < this.#pollUntil) {
+    // A message taken is a readiness change: a fresh budget. None (another consumer was faster,
+    // or the next record is not readable yet) keeps the old deadline, so polling stays bounded.
+    if (served > 0) this.#pollUntil = now + this.#spinMs;
+    const left = this.#pollUntil - now;
+    if (left > 0 && q.pollReadable(left * 1000)) {
       this.#polling = true;
-      setImmediate(this.#poll);
-    } else {
-      this.#arming.armRead(q, false); // spun already: the notifier thread sleeps at once
+      return;
     }
+    this.#arming.armRead(q, false); // spun already: the notifier thread sleeps at once
   }
 
   /**
@@ -277,6 +290,12 @@ export class SageAsync<T> {
   /** A waiter of `kind` left unserved (timeout, abort): with nobody left, stop the report. */
   #abandoned(kind: NotifyKind): void {
     const left = kind === NotifyKind.Readable ? this.#getters.size : this.#putters.size;
-    if (left === 0) this.#arming.disarm(this.#host.current(), kind);
+    if (left !== 0) return;
+    const q = this.#host.current();
+    if (kind === NotifyKind.Readable && this.#polling) {
+      this.#polling = false;
+      q?.stopPoll();
+    }
+    this.#arming.disarm(q, kind);
   }
 }

@@ -4,11 +4,13 @@
  * waiter still waiting, so timeouts and aborts racing arrivals lose nothing; iterate() batches and
  * a loop left early leaves the rest of its batch to the handle's next consumer.
  */
+import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { SageQueue } from '../../lib/index';
 import { QueueClosedError, QueueEmptyError, QueueReleasedError } from '../../lib/errors';
-import { FixtureChild, queueName, sleep, track, useCleanup } from '../helpers/harness';
+import { FixtureChild, REPO, queueName, sleep, track, useCleanup } from '../helpers/harness';
 import { rejected } from '../support/expect-errors';
 
 useCleanup();
@@ -48,6 +50,24 @@ describe('getAsync: poll, then park', () => {
     expect(other.stats().dataWaiters).toBe(1);
     other.put(3);
     await expect(p3).resolves.toBe(3);
+  });
+
+  it('a worker_thread terminated while its getAsync polls (spinUs 1 s): no crash, its handle is released, the queue works on', async () => {
+    const q = make<number>();
+    const code = `
+      const { SageQueue } = require(${JSON.stringify(REPO)});
+      const { parentPort } = require('node:worker_threads');
+      const h = SageQueue.open(${JSON.stringify(q.name)}, { spinUs: 1000000 });
+      h.getAsync().catch(() => {});
+      parentPort.postMessage(h.stats().dataWaiters);`;
+    const w = new Worker(code, { eval: true });
+    const [waitersWhilePolling] = (await once(w, 'message')) as [number];
+    expect(waitersWhilePolling).toBe(0); // polling from its loop, not parked on the futex
+    expect(q.stats().processes).toHaveLength(2);
+    await w.terminate();
+    expect(q.stats().processes).toHaveLength(1);
+    q.put(5);
+    expect(await q.getAsync()).toBe(5);
   });
 
   it('pending getAsync calls are served in call order, each with one message, in put order', async () => {
@@ -231,7 +251,7 @@ describe('no leak', () => {
   const fdCount = (): number => readdirSync('/proc/self/fd').length;
   const threads = (): number => readdirSync('/proc/self/task').length;
 
-  it('600 cycles of polled, parked, timed-out and closed getAsync waits leave no descriptor, thread or pending immediate behind', async () => {
+  it('600 cycles of polled, parked, timed-out and closed getAsync waits leave no descriptor or thread behind', async () => {
     const cycle = async (i: number): Promise<void> => {
       const q = SageQueue.create<number>(queueName('leak'), { codec: 'json', spinUs: i % 2 === 0 ? 50 : 0 });
       const polled = q.getAsync();
@@ -251,6 +271,27 @@ describe('no leak', () => {
     await immediate();
     expect(fdCount()).toBe(fds);
     expect(threads()).toBeLessThanOrEqual(threadCount + 1);
-    expect(process.getActiveResourcesInfo().filter((r) => r === 'Immediate')).toEqual([]);
   }, 60_000);
+
+  it('a wait that times out or is aborted stops the loop polling at once, even with a long spin budget (the loop goes idle)', async () => {
+    const q = make<number>({ spinUs: 1_000_000 });
+    const cpuWhile = async (ms: number): Promise<number> => {
+      const before = process.cpuUsage();
+      await sleep(ms);
+      const used = process.cpuUsage(before);
+      return (used.user + used.system) / 1000;
+    };
+    // Polling (the control): the loop stays busy for the budget.
+    const polling = q.getAsync({ timeoutMs: 400 });
+    expect(await cpuWhile(300)).toBeGreaterThan(50); // loose: other processes share the cores
+    await rejected(polling, QueueEmptyError, 'ERR_QUEUE_EMPTY');
+    await rejected(q.getAsync({ timeoutMs: 5 }), QueueEmptyError, 'ERR_QUEUE_EMPTY');
+    expect(await cpuWhile(300)).toBeLessThan(30);
+    const ac = new AbortController();
+    const aborted = q.getAsync({ signal: ac.signal });
+    await sleep(5);
+    ac.abort(new Error('stop'));
+    await expect(aborted).rejects.toThrow('stop');
+    expect(await cpuWhile(300)).toBeLessThan(30);
+  });
 });
