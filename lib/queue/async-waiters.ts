@@ -55,6 +55,12 @@ export class WaiterList<R, P = undefined> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<R>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
+      if (timeoutMs === undefined && signal === undefined) {
+        // Nothing to release on the way out: the common unbounded wait allocates no closures.
+        const plain: Waiter<R, P> = { payload, resolve, reject, detach: () => this.#waiters.delete(plain) };
+        this.#waiters.add(plain);
+        return;
+      }
       const onAbort = (): void => {
         waiter.detach();
         reject(signal?.reason);

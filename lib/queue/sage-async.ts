@@ -48,6 +48,8 @@ export interface AsyncHost<T> {
 
 /** Shared by every putAsync that completes at once: nothing to allocate. */
 const RESOLVED: Promise<void> = Promise.resolve();
+/** The wait options of a getAsync without timeout or signal (nothing to allocate per call). */
+const UNBOUNDED = { onTimeout: (): never => { throw new Error('unreachable: no timeout'); } };
 
 export class SageAsync<T> {
   /** Messages this handle took but has not handed out: every consumer takes these first. */
@@ -105,7 +107,7 @@ export class SageAsync<T> {
     let signal: AbortSignal | undefined;
     let q: NativeQueue;
     try {
-      ({ timeoutMs, signal } = parseWaitOptions(options));
+      if (options !== undefined) ({ timeoutMs, signal } = parseWaitOptions(options));
       q = this.#host.handle();
       if (signal?.aborted) throw signal.reason;
       if (this.#getters.size === 0) {
@@ -117,11 +119,12 @@ export class SageAsync<T> {
     } catch (e) {
       return Promise.reject(e);
     }
-    const p = this.#getters.wait(undefined, {
-      timeoutMs,
-      signal,
-      onTimeout: () => new QueueEmptyError(`getAsync timed out after ${timeoutMs} ms: the queue is still empty`, true),
-    });
+    const p = this.#getters.wait(
+      undefined,
+      timeoutMs === undefined && signal === undefined
+        ? UNBOUNDED
+        : { timeoutMs, signal, onTimeout: () => new QueueEmptyError(`getAsync timed out after ${timeoutMs} ms: the queue is still empty`, true) },
+    );
     // Older waiters go first; a stash filled while they waited is theirs (and then this one's).
     if (this.stash.size > 0 && this.#serve(q) < 0) return p;
     if (this.#getters.size > 0) this.#awaitData();
