@@ -207,6 +207,7 @@ export class SageAsync<T> {
   /** The handle was released: every pending call rejects with `makeError()`; stashed messages go. */
   released(makeError: () => Error): void {
     this.#arming.reset();
+    this.#polling = false; // the poller went with the native handle
     this.stash.clear();
     this.#getters.rejectAll(makeError);
     this.#putters.rejectAll(makeError);
