@@ -1,6 +1,16 @@
 #include "read_poller.h"
 
+#include <algorithm>
+
+#include "futex.h"
+
 namespace sage_binding {
+
+namespace {
+// How long OnIdle re-checks the ring per loop iteration. 1-4 us measured alike (p50 of the async
+// ping-pong 7.9 -> 6.0 us with the sync one at 3.1, under load); 0 (one check) was the slowest.
+constexpr uint64_t kSliceNs = 2000;
+}  // namespace
 
 // Owned by itself once created: freed in its close callback, which may run after the poller is
 // gone. At environment teardown an async cleanup hook closes it (Node waits for the close), so a
@@ -65,7 +75,16 @@ void ReadPoller::OnIdle(uv_idle_t* idle) {
     return;
   }
   sage::Queue* q = self->q_;
-  const bool ready = q->qsize() > 0 || q->closed() || q->damaged();
+  auto readable = [q] { return q->qsize() > 0 || q->closed() || q->damaged(); };
+  bool ready = readable();
+  // Re-check for a short slice before the loop goes on to its I/O poll: a message landing in the
+  // slice is seen at once rather than after the epoll_wait syscall (~1.5 us on a VM). Other
+  // callbacks wait at most the slice (a few microseconds, less than a typical JS callback).
+  const uint64_t slice_end = std::min(uv_hrtime() + kSliceNs, self->deadline_ns_);
+  while (!ready && uv_hrtime() < slice_end) {
+    for (int i = 0; i < 16; ++i) sage::cpu_relax();
+    ready = readable();
+  }
   if (!ready && uv_hrtime() < self->deadline_ns_) return;
   (void)uv_idle_stop(idle);
   // `done` may release the queue and destroy this poller: nothing of `self` is used after it.
