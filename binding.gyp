@@ -11,6 +11,8 @@
         "native/binding/addon.cpp",
         "native/binding/native_queue.cpp",
         "native/binding/notifier.cpp",
+        "native/binding/native_queue_poll.cpp",
+        "native/binding/read_poller.cpp",
         "native/binding/signal_watch.cpp"
       ],
       "include_dirs": [

@@ -134,6 +134,7 @@ export const TARGETS = [
   { key: 'pingpong-p50-vs-send-json', label: 'ping-pong p50: process.send json ÷ SageQueue (sync, default)', num: lat('send-json'), den: lat('sage-sync-default'), op: '>=', bound: 5 },
   { key: 'pingpong-p50-vs-send-advanced', label: 'ping-pong p50: process.send advanced ÷ SageQueue (sync, default)', num: lat('send-advanced'), den: lat('sage-sync-default'), op: '>=', bound: 5 },
   { key: 'pingpong-p50-vs-unix', label: 'ping-pong p50: Unix socket ÷ SageQueue (sync, default)', num: lat('unix'), den: lat('sage-sync-default'), op: '>=', bound: 5 },
+  { key: 'async-p50-vs-sync', label: 'ping-pong p50: SageQueue async ÷ sync (default spin)', num: lat('sage-async-default'), den: lat('sage-sync-default'), op: '<=', bound: 2 },
   { key: 'batched-records-obj-vs-send-json', label: 'batched records (default codec) small object vs process.send json', num: tp('sage-records-batch', 'obj'), den: tp('send-json', 'obj'), op: '>=', bound: 3 },
   { key: 'single-records-obj-vs-send-json', label: 'single-call records (default codec) small object vs process.send json', num: tp('sage-records-single', 'obj'), den: tp('send-json', 'obj'), op: '>=', bound: 2 },
   { key: 'wakes-per-msg-single-64', label: 'FUTEX_WAKE calls per message, raw 64 B single-call stream', value: wakes('sage-raw-single', '64'), op: '<', bound: 0.01 },

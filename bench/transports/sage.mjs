@@ -9,7 +9,8 @@
 //            place through offsets/lengths (no allocation per message)
 // ping:   the client puts on <name>.a and waits on <name>.b; the server echoes.
 //   sync:    put() / get(true)  (get spins spinUs, then sleeps on a futex)
-//   async:   putAsync() / getAsync()  (a native thread waits, then wakes the event loop)
+//   async:   putAsync() / getAsync()  (the event loop polls for spinUs, then a native thread waits
+//            and wakes the loop)
 import { SageQueue, QueueClosedError } from '../../dist/index.mjs';
 
 import { announceReady, reportAndExit, usageSince, usageSnapshot, waitForGo } from '../lib/child-io.mjs';

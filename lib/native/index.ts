@@ -73,6 +73,10 @@ export enum NativeStatus {
 export enum NotifyKind {
   Readable = 1,
   Writable = 2,
+  /** The loop poller (pollReadable) saw the queue readable (or closed or damaged). */
+  Polled = 4,
+  /** The loop poller's budget ran out. */
+  PollExpired = 8,
 }
 
 export interface NativeCreateOptions {
@@ -166,10 +170,21 @@ export interface NativeQueue {
   getBlocking(slab: Uint8Array, offset: number, lengths: Uint32Array, max: number, timeoutMs: number, signals?: number): number;
   /** How many messages the last tryPutBatch/putBlocking wrote (also when it returned an error status). */
   lastWritten(): number;
-  /** Ask the notifier thread to report (through `notify`) when a get could progress. */
-  armReadable(): void;
+  /**
+   * Ask the notifier thread to report (through `notify`) when a get could progress. spin=false
+   * makes it sleep at once (the caller already spun the queue's spin budget); default true.
+   */
+  armReadable(spin?: boolean): void;
   /** Ask the notifier thread to report when `bytes` could be put. */
   armWritable(bytes: number): void;
+  /**
+   * Polls for readability from the event loop for up to spinUs without entering JS per check,
+   * then reports once through `notify` (Polled or PollExpired). Restarts a poll in progress.
+   * False if the loop handle could not be set up.
+   */
+  pollReadable(spinUs: number): boolean;
+  /** Stops a poll in progress without a report. */
+  stopPoll(): void;
   /** kind: bit mask of NotifyKind; cancel=false when it already fired (just drops the ref). */
   disarm(kind: number, cancel?: boolean): void;
   close(): void;

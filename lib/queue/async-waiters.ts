@@ -37,6 +37,12 @@ interface Waiter<R, P> extends TakenWaiter<R, P> {
  */
 export class WaiterList<R, P = undefined> {
   readonly #waiters = new Set<Waiter<R, P>>();
+  readonly #onAbandoned: (() => void) | undefined;
+
+  /** `onAbandoned` runs after a waiter left unserved (timed out or aborted), e.g. to disarm. */
+  constructor(onAbandoned?: () => void) {
+    this.#onAbandoned = onAbandoned;
+  }
 
   /** Number of waiters still waiting. */
   get size(): number {
@@ -49,9 +55,16 @@ export class WaiterList<R, P = undefined> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<R>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
+      if (timeoutMs === undefined && signal === undefined) {
+        // Nothing to release on the way out: the common unbounded wait allocates no closures.
+        const plain: Waiter<R, P> = { payload, resolve, reject, detach: () => this.#waiters.delete(plain) };
+        this.#waiters.add(plain);
+        return;
+      }
       const onAbort = (): void => {
         waiter.detach();
         reject(signal?.reason);
+        this.#onAbandoned?.();
       };
       const waiter: Waiter<R, P> = {
         payload,
@@ -72,6 +85,7 @@ export class WaiterList<R, P = undefined> {
             timer = undefined;
             waiter.detach();
             reject(onTimeout());
+            this.#onAbandoned?.();
           }, remaining);
         }
       };

@@ -9,11 +9,19 @@ export class NotifyArming {
   #read = false;
   #write = false;
 
-  /** Ask to be told when a message arrives (no-op when already asked). A null handle (released) is a no-op here and below. */
-  armRead(q: NativeQueue | null): void {
+  /** True while a readable report is armed (the notifier thread waits for a message). */
+  get reading(): boolean {
+    return this.#read;
+  }
+
+  /**
+   * Ask to be told when a message arrives (no-op when already asked). spin=false: the notifier
+   * sleeps at once (the caller spun already). A null handle (released) is a no-op here and below.
+   */
+  armRead(q: NativeQueue | null, spin = true): void {
     if (this.#read || q === null) return;
     this.#read = true;
-    q.armReadable();
+    q.armReadable(spin);
   }
 
   /** Ask to be told when `bytes` fit (re-armed with the current first putter's size). */

@@ -7,6 +7,7 @@ import { NativeStatus } from '../native';
 import type { NativeQueue } from '../native';
 import { interruptPending, interruptSignals, noteInterrupted } from '../native/signals';
 import { BATCH_MAX, NO_WAIT } from './slab-reader';
+import type { TakenStash } from './taken-stash';
 
 const INITIAL_BYTES = 256 * 1024;
 
@@ -66,5 +67,25 @@ export class RawBatchReader implements RawBatch {
       this.count = n;
       return n;
     }
+  }
+
+  /** Fills the batch with up to `max` messages from `stash` (taken earlier by this handle). */
+  copyFrom(stash: TakenStash, max: number): number {
+    let n = 0;
+    let at = 0;
+    for (let raw = n < max ? stash.shift() : undefined; raw !== undefined; raw = n < max ? stash.shift() : undefined) {
+      if (this.buffer.length - at < raw.length) {
+        const grown = Buffer.allocUnsafeSlow(Math.max(this.buffer.length * 2, at + raw.length));
+        this.buffer.copy(grown, 0, 0, at);
+        this.buffer = grown;
+      }
+      raw.copy(this.buffer, at);
+      this.offsets[n] = at;
+      this.lengths[n] = raw.length;
+      at += raw.length;
+      n++;
+    }
+    this.count = n;
+    return n;
   }
 }

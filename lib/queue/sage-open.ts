@@ -20,6 +20,8 @@ export interface OpenedSegment {
   q: NativeQueue;
   info: NativeQueueInfo;
   codec: Codec;
+  /** The spin budget set on the handle (µs). */
+  spinUs: number;
 }
 
 export function openSegment(
@@ -48,7 +50,7 @@ export function openSegment(
     if (info === null) throw new SharedMemoryError('ERR_QUEUE_CORRUPT', `queue ${name} reported no layout`, name);
     const codec = codecOfQueue(name, info, wanted, () => q.stats()?.mode ?? 0o600);
     q.setSpinUs(spinUs);
-    return { name, q, info, codec };
+    return { name, q, info, codec, spinUs };
   } catch (e) {
     q.release();
     throw e;

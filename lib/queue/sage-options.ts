@@ -53,8 +53,10 @@ export interface BatchOptions {
 }
 
 export interface IterateOptions {
-  /** Messages taken from the shared queue per native call (default 1). Larger batches are
-   * faster, but a consumer holds (and would lose, if killed) up to this many at once. */
+  /** Messages taken from the shared queue per native call (default 64). Larger batches are
+   * faster, but a consumer holds (and would lose, if killed) up to this many at once; the rest
+   * of a batch not yielded when the loop is left stays with the handle for its next get.
+   * 1 takes each message only when it is yielded. */
   batchSize?: number;
   signal?: AbortSignal;
 }

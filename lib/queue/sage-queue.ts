@@ -4,10 +4,9 @@
  *
  * Reads land in a JS-owned slab that native code fills; each message is handed out as its own
  * view of the slab (creating a Buffer per message in native code would cost ~1 us each).
- * Async waits happen on a native thread that only reports readiness: the JS thread then takes
- * the message itself, so an aborted or timed-out wait can never lose one.
+ * The async side (getAsync, putAsync, iterate; polling, then a native notifier thread that only
+ * reports readiness) is in sage-async.ts.
  */
-import { WaiterList } from './async-waiters';
 import { codecById } from './codecs';
 import type { Codec, CodecName } from './codecs';
 import { QueueDescriptor } from './descriptor';
@@ -18,27 +17,24 @@ import {
   QueueEmptyError,
   QueueFullError,
   QueueReleasedError,
-  QueueClosedError,
-  SharedMemoryError,
 } from '../errors';
-import { native, NativeStatus, NotifyKind } from '../native';
+import { native, NativeStatus } from '../native';
 import type { NativeQueue, NativeStats } from '../native';
 import { statusError } from '../native/errors';
 import { collectGarbage, inspectAllQueues, inspectQueue, unlinkIfSame, unlinkQueue } from './inspect';
 import type { GcOptions, GcResult, QueueInspection } from './inspect';
 import { trackLive, untrackLive } from './live-handles';
-import { NotifyArming } from './notify-arming';
 import type { AsyncWaitOptions, LoadReporting, SyncAndAsyncQueue } from './queue-like';
 import { releaseResolved } from './registry';
 import { TRUST_OPTION_KEYS, checkName } from './sage-options';
 import { openSegment } from './sage-open';
 import type { BatchOptions, IterateOptions, OpenMode, SageQueueOptions, SageQueueStats, TrustOptions } from './sage-options';
-import { drainUntilClosed, parseWaitOptions, waitArmed } from './skeleton';
+import { SageAsync } from './sage-async';
 import { BatchWriter } from './batch-writer';
 import { RawBatchReader } from './raw-batch';
 import type { RawBatch } from './raw-batch';
 import { BATCH_MAX, NO_WAIT, SlabReader } from './slab-reader';
-import { checkBoolean, checkInteger, checkKnownKeys, checkOptions, checkSignal, checkTimeoutMs } from '../validate';
+import { checkBoolean, checkInteger, checkKnownKeys, checkOptions, checkTimeoutMs } from '../validate';
 
 export type { BatchOptions, IterateOptions, SageQueueOptions, SageQueueStats, TrustOptions } from './sage-options';
 
@@ -52,9 +48,7 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
   readonly #reader = new SlabReader();
   readonly #writer = new BatchWriter();
   #rawBatch: RawBatchReader | undefined;
-  readonly #getters = new WaiterList<T>();
-  readonly #putters = new WaiterList<void, Uint8Array>();
-  readonly #arming = new NotifyArming();
+  readonly #async: SageAsync<T>;
   #descriptor: QueueDescriptor | undefined;
   readonly #liveRef: ReturnType<typeof trackLive>;
 
@@ -66,13 +60,24 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
   constructor(descriptor: QueueDescriptor, trust?: TrustOptions);
   constructor(name: string, options?: SageQueueOptions, /** @internal */ mode?: OpenMode);
   constructor(nameOrDescriptor: string | QueueDescriptor, options?: SageQueueOptions, mode: OpenMode = 'openOrCreate') {
-    const opened = openSegment(nameOrDescriptor, options, mode, (kind) => this.#onNotify(kind));
+    const opened = openSegment(nameOrDescriptor, options, mode, (kind) => this.#async.onNotify(kind));
     this.#name = opened.name;
     this.#q = opened.q;
     this.#codec = opened.codec;
     this.#capacity = opened.info.capacity;
     this.#maxMessageSize = opened.info.maxMessageSize;
     this.#maxsize = opened.info.maxsize;
+    this.#async = new SageAsync<T>(
+      {
+        handle: () => this.#handle(),
+        current: () => this.#q,
+        encode: (item) => this.#encode(item),
+        decode: (raw: Buffer) => this.#codec.decode(raw) as T,
+        statusError: (status) => this.#statusError(status),
+      },
+      this.#reader,
+      opened.spinUs,
+    );
     this.#liveRef = trackLive(this);
   }
 
@@ -184,6 +189,8 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     const timeout = checkTimeoutMs(timeoutMs);
     const q = this.#handle();
     const reader = this.#reader;
+    const local = this.#async.stash.shift(); // taken earlier by this handle: first in line
+    if (local !== undefined) return this.#codec.decode(local) as T;
     let raw = reader.takeRaw(q);
     if (raw === null && reader.lastStatus === NativeStatus.Empty && wait && timeout !== 0) {
       raw = reader.takeBlocking(q, timeout ?? -1);
@@ -223,8 +230,7 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
   close(): void {
     if (this.#q === null) return; // a released handle has nothing left to close
     this.#q.close();
-    this.#putters.rejectAll(() => new QueueClosedError());
-    this.#drainGetters();
+    this.#async.closed();
   }
 
   // ------------------------------------------------------------------------------------------
@@ -277,6 +283,7 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
    */
   getMany(max: number, options?: BatchOptions): T[] {
     const n = this.#batchGet(max, options, 'getMany', this.#reader);
+    if (n < 0) return this.#async.takeStashed(-n);
     return n > 0 ? this.#reader.decodeBatch<T>(n, this.#codec) : [];
   }
 
@@ -288,11 +295,15 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
    */
   getRawBatch(max: number, options?: BatchOptions): RawBatch {
     const batch = (this.#rawBatch ??= new RawBatchReader());
-    this.#batchGet(max, options, 'getRawBatch', batch);
+    const n = this.#batchGet(max, options, 'getRawBatch', batch);
+    if (n < 0) batch.copyFrom(this.#async.stash, -n);
     return batch;
   }
 
-  /** The batch gets' pattern: take what is there; wait if allowed; 0 when not waiting and empty. */
+  /**
+   * The batch gets' pattern: take what is there; wait if allowed; 0 when not waiting and empty.
+   * -limit when this handle holds messages it took earlier (see TakenStash): the caller serves those.
+   */
   #batchGet(max: number, options: BatchOptions | undefined, what: string, into: SlabReader | RawBatchReader): number {
     const limit = checkInteger(max, 'max', 1, BATCH_MAX);
     const opts = checkOptions<BatchOptions>(options);
@@ -300,6 +311,7 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     const wait = checkBoolean(opts.block, 'options.block', true);
     const timeout = checkTimeoutMs(opts.timeoutMs, 'options.timeoutMs');
     const q = this.#handle();
+    if (this.#async.stash.size > 0) return -limit;
     let n = into.takeBatch(q, limit, NO_WAIT);
     if (n === 0 && into.lastStatus === NativeStatus.Empty && wait && timeout !== 0) n = into.takeBatch(q, limit, timeout ?? -1);
     if (n > 0) return n;
@@ -311,82 +323,28 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
   // ------------------------------------------------------------------------------------------
   // AsyncQueueLike
 
+  /** Completes at once (an already resolved promise) when the item fits; else waits, off the loop. */
   putAsync(item: T, options?: AsyncWaitOptions): Promise<void> {
-    let bytes: Uint8Array;
-    let timeoutMs: number | undefined;
-    let signal: AbortSignal | undefined;
-    try {
-      ({ timeoutMs, signal } = parseWaitOptions(options));
-      const q = this.#handle();
-      if (signal?.aborted) throw signal.reason; // an aborted signal wins, like Node's own APIs
-      bytes = this.#encode(item);
-      if (this.#putters.size === 0) {
-        const rc = q.tryPut(bytes);
-        if (rc === 0) return Promise.resolve();
-        if (rc !== -NativeStatus.Full) throw this.#statusError(-rc);
-      }
-      if (timeoutMs === 0) throw new QueueFullError('putAsync timed out after 0 ms: the queue is full', true);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return waitArmed(this.#putters, bytes, {
-      timeoutMs,
-      signal,
-      onTimeout: () => new QueueFullError(`putAsync timed out after ${timeoutMs} ms: the queue is still full`, true),
-      arm: () => this.#arming.armWrite(this.#q, bytes.length),
-      disarm: () => this.#arming.disarm(this.#q, NotifyKind.Writable),
-    });
+    return this.#async.putAsync(item, options);
   }
 
+  /** Resolves at once when a message is there; else polls for spinUs, then parks (sage-async.ts). */
   getAsync(options?: AsyncWaitOptions): Promise<T> {
-    let timeoutMs: number | undefined;
-    let signal: AbortSignal | undefined;
-    try {
-      ({ timeoutMs, signal } = parseWaitOptions(options));
-      const q = this.#handle();
-      if (signal?.aborted) throw signal.reason;
-      if (this.#getters.size === 0) {
-        const raw = this.#reader.takeRaw(q);
-        if (raw !== null) return Promise.resolve(this.#codec.decode(raw) as T);
-        if (this.#reader.lastStatus !== NativeStatus.Empty) throw this.#statusError(this.#reader.lastStatus);
-      }
-      if (timeoutMs === 0) throw new QueueEmptyError('getAsync timed out after 0 ms: the queue is empty', true);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return waitArmed(this.#getters, undefined, {
-      timeoutMs,
-      signal,
-      onTimeout: () => new QueueEmptyError(`getAsync timed out after ${timeoutMs} ms: the queue is still empty`, true),
-      arm: () => this.#arming.armRead(this.#q),
-      disarm: () => this.#arming.disarm(this.#q, NotifyKind.Readable),
-    });
+    return this.#async.getAsync(options);
   }
 
-  /** Yields messages until the queue is closed and drained. */
+  /** Yields messages until the queue is closed and drained (batches of 64: see iterate). */
   [Symbol.asyncIterator](): AsyncIterator<T> {
     return this.iterate();
   }
 
-  /** Like `for await (const m of q)`, with a batch size and an abort signal. */
-  async *iterate(options?: IterateOptions): AsyncGenerator<T, void, undefined> {
-    const opts = checkOptions<IterateOptions>(options);
-    checkKnownKeys(opts, ['batchSize', 'signal']);
-    const batch = opts.batchSize === undefined ? 1 : checkInteger(opts.batchSize, 'options.batchSize', 1, BATCH_MAX);
-    const signal = checkSignal(opts.signal, 'options.signal');
-    const one = (): Promise<T> => this.getAsync({ signal });
-    if (batch === 1) return yield* drainUntilClosed(one);
-    for (;;) {
-      // What is there now, up to a batch, in one native call; else wait for one the async way.
-      const n = this.#q === null ? 0 : this.#reader.takeBatch(this.#q, batch, NO_WAIT);
-      if (n > 0) {
-        yield* this.#reader.decodeBatch<T>(n, this.#codec);
-        continue;
-      }
-      const next = await drainUntilClosed(one).next();
-      if (next.done === true) return;
-      yield next.value;
-    }
+  /**
+   * Like `for await (const m of q)`, with a batch size (default 64; 1 takes each message only
+   * when it is yielded) and an abort signal. Messages of a batch not yet yielded when the loop is
+   * left stay with this handle and are the next get's; a process killed meanwhile loses them.
+   */
+  iterate(options?: IterateOptions): AsyncGenerator<T, void, undefined> {
+    return this.#async.iterate(options);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -407,7 +365,9 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
 
   /** Spin this long (microseconds) before sleeping in a wait; 0 sleeps at once. */
   setSpinUs(us: number): void {
-    this.#handle().setSpinUs(checkInteger(us, 'us', 0, 1_000_000));
+    const spin = checkInteger(us, 'us', 0, 1_000_000);
+    this.#handle().setSpinUs(spin);
+    this.#async.spinUs = spin;
   }
 
   /**
@@ -418,12 +378,10 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     const q = this.#q;
     if (q === null) return;
     this.#q = null;
-    this.#arming.reset();
     q.release();
     (this.#codec as Partial<BoundCodec>).close?.();
     untrackLive(this.#liveRef);
-    this.#getters.rejectAll(() => new QueueReleasedError());
-    this.#putters.rejectAll(() => new QueueReleasedError());
+    this.#async.released(() => new QueueReleasedError());
     releaseResolved(this);
   }
 
@@ -471,48 +429,5 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
 
   #statusError(status: number): Error {
     return statusError(status, this.#name, this.#q === null || this.#q.isReleased());
-  }
-
-  /** Called on the JS thread when the native notifier saw the queue become readable/writable. */
-  #onNotify(kind: NotifyKind): void {
-    const q = this.#q;
-    if (q === null) return;
-    this.#arming.fired(q, kind);
-    if (kind === NotifyKind.Readable) this.#drainGetters();
-    else this.#drainPutters();
-  }
-
-  #drainGetters(): void {
-    while (this.#getters.size > 0 && this.#q !== null) {
-      const raw = this.#reader.takeRaw(this.#q);
-      if (raw === null) {
-        const status = this.#reader.lastStatus;
-        if (status === NativeStatus.Empty) this.#arming.armRead(this.#q);
-        else this.#getters.rejectAll(() => this.#statusError(status));
-        return;
-      }
-      const waiter = this.#getters.shift();
-      if (waiter === undefined) return;
-      try {
-        waiter.resolve(this.#codec.decode(raw) as T);
-      } catch (e) {
-        waiter.reject(e); // a record that cannot be decoded is reported, never dropped silently
-      }
-    }
-  }
-
-  #drainPutters(): void {
-    for (let bytes = this.#putters.peek(); bytes !== undefined && this.#q !== null; bytes = this.#putters.peek()) {
-      const rc = this.#q.tryPut(bytes);
-      if (rc === 0) {
-        this.#putters.shift()?.resolve();
-      } else if (rc === -NativeStatus.Full) {
-        this.#arming.armWrite(this.#q, bytes.length);
-        return;
-      } else {
-        this.#putters.rejectAll(() => this.#statusError(-rc));
-        return;
-      }
-    }
   }
 }

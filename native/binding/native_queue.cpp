@@ -73,6 +73,8 @@ Napi::Function NativeQueue::Define(Napi::Env env) {
                          InstanceMethod("armReadable", &NativeQueue::ArmReadable),
                          InstanceMethod("armWritable", &NativeQueue::ArmWritable),
                          InstanceMethod("disarm", &NativeQueue::Disarm),
+                         InstanceMethod("pollReadable", &NativeQueue::PollReadable),
+                         InstanceMethod("stopPoll", &NativeQueue::StopPoll),
                          InstanceMethod("close", &NativeQueue::Close),
                          InstanceMethod("release", &NativeQueue::ReleaseJs),
                          InstanceMethod("qsize", &NativeQueue::Qsize),
@@ -159,6 +161,7 @@ NativeQueue::~NativeQueue() {
 }
 
 void NativeQueue::Release() {
+  poller_.reset();
   read_notifier_.reset();  // joins the threads before the queue they use goes away
   write_notifier_.reset();
   if (target_ != nullptr) {
@@ -351,7 +354,7 @@ Napi::Value NativeQueue::ArmReadable(const Napi::CallbackInfo& info) {
   StartNotifier(&read_notifier_, true, NotifyKind::kReadable);
   read_armed_ = true;
   UpdateRef(env);
-  read_notifier_->arm(0);
+  read_notifier_->arm(0, info.Length() < 1 || info[0].ToBoolean());  // armReadable(spin = true)
   return env.Undefined();
 }
 

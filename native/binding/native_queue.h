@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "notifier.h"
+#include "read_poller.h"
 #include "sage_ring.h"
 
 namespace sage_binding {
@@ -14,9 +15,12 @@ class AddonState;
 // Kinds passed to the JS notify callback (bit flags: disarm() takes a mask of them). The one list
 // the enum and the addon's constants().notify table (checked against the TypeScript NotifyKind)
 // are made from.
+// Polled / PollExpired: the loop poller (read_poller.h) saw the queue readable / ran out of budget.
 #define SAGE_NOTIFY_KINDS(X) \
   X(Readable, 1)             \
-  X(Writable, 2)
+  X(Writable, 2)             \
+  X(Polled, 4)               \
+  X(PollExpired, 8)
 
 struct NotifyKind {
 #define SAGE_NOTIFY_KIND_CONSTANT(name, value) static constexpr int k##name = value;
@@ -65,6 +69,10 @@ class NativeQueue : public Napi::ObjectWrap<NativeQueue> {
   Napi::Value ArmReadable(const Napi::CallbackInfo& info);
   Napi::Value ArmWritable(const Napi::CallbackInfo& info);
   Napi::Value Disarm(const Napi::CallbackInfo& info);
+  // pollReadable(spinUs) -> bool / stopPoll(): the loop poller (native_queue_poll.cpp).
+  Napi::Value PollReadable(const Napi::CallbackInfo& info);
+  Napi::Value StopPoll(const Napi::CallbackInfo& info);
+  void PollDone(bool ready);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value ReleaseJs(const Napi::CallbackInfo& info);
   Napi::Value Qsize(const Napi::CallbackInfo& info);
@@ -84,6 +92,7 @@ class NativeQueue : public Napi::ObjectWrap<NativeQueue> {
 
   std::unique_ptr<sage::Queue> q_;
   std::unique_ptr<Notifier> read_notifier_, write_notifier_;
+  std::unique_ptr<ReadPoller> poller_;
   NotifyTarget* target_ = nullptr;
   napi_threadsafe_function tsfn_ = nullptr;
   bool strong_ = false;

@@ -16,7 +16,7 @@ Notifier::~Notifier() {
   thread_.join();
 }
 
-void Notifier::arm(uint64_t bytes) {
+void Notifier::arm(uint64_t bytes, bool spin) {
   {
     std::lock_guard<std::mutex> lock(m_);
     if (armed_) {
@@ -25,6 +25,7 @@ void Notifier::arm(uint64_t bytes) {
     }
     armed_ = true;
     bytes_ = bytes;
+    spin_ = spin;
     cancel_.store(false, std::memory_order_release);
   }
   cv_.notify_one();
@@ -49,8 +50,9 @@ void Notifier::run() {
     cv_.wait(lock, [this] { return armed_ || stopping_; });
     if (stopping_) return;
     const uint64_t bytes = bytes_;
+    const bool spin = spin_;
     lock.unlock();
-    sage::Status s = for_data_ ? q_->wait_readable(-1, &cancel_) : q_->wait_writable(bytes, -1, &cancel_);
+    sage::Status s = for_data_ ? q_->wait_readable(-1, &cancel_, spin) : q_->wait_writable(bytes, -1, &cancel_, spin);
     lock.lock();
     if (stopping_) return;
     if (s == sage::Status::Cancelled && !armed_) continue;  // disarmed

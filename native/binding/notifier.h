@@ -1,7 +1,8 @@
 #pragma once
 // A native thread that waits, off the JS thread, until a queue becomes readable (or writable) and
 // then reports it to JS through a thread-safe function. It only reports readiness: the JS thread
-// then takes the message itself, so an aborted or timed-out wait can never lose one.
+// takes the message itself in the callback that learns of it (one event-loop wake per readiness
+// change), so an aborted or timed-out wait can never lose one.
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -18,7 +19,8 @@ class Notifier {
   ~Notifier();  // stops and joins the thread
 
   // Start waiting (bytes: payload size a put needs; ignored for reads). Idempotent while armed.
-  void arm(uint64_t bytes);
+  // spin = false: sleep at once (JS already spun the queue's spin budget on its event loop).
+  void arm(uint64_t bytes, bool spin = true);
   // Stop waiting without firing (a late fire may still arrive: callers tolerate it).
   void disarm();
 
@@ -33,6 +35,7 @@ class Notifier {
   bool armed_ = false;
   bool stopping_ = false;
   uint64_t bytes_ = 0;
+  bool spin_ = true;
   std::atomic<bool> cancel_{false};
   std::thread thread_;
 };

@@ -763,11 +763,11 @@ Status Queue::writable_now(uint64_t bytes, bool* stuck) {
   return Status::Full;
 }
 
-Status Queue::wait_on(bool for_data, uint64_t bytes, int64_t timeout_ms, const std::atomic<bool>* cancel) {
+Status Queue::wait_on(bool for_data, uint64_t bytes, int64_t timeout_ms, const std::atomic<bool>* cancel, bool spin) {
   if (hdr_ == nullptr || !attached_) return Status::InvalidArgument;
   const uint64_t start = monotonic_ns();
   const uint64_t deadline = timeout_ms < 0 ? 0 : start + static_cast<uint64_t>(timeout_ms) * 1000000ull;
-  const uint64_t spin_end = start + spin_ns_;
+  const uint64_t spin_end = start + (spin ? spin_ns_ : 0);
   std::atomic<uint32_t>* seq = for_data ? &hdr_->data_seq : &hdr_->space_seq;
   std::atomic<uint32_t>* waiters = for_data ? &hdr_->data_waiters : &hdr_->space_waiters;
   std::atomic<uint32_t>* regs = for_data ? &hdr_->data_regs : &hdr_->space_regs;
@@ -813,15 +813,15 @@ Status Queue::wait_on(bool for_data, uint64_t bytes, int64_t timeout_ms, const s
   }
 }
 
-Status Queue::wait_readable(int64_t timeout_ms, const std::atomic<bool>* cancel) {
+Status Queue::wait_readable(int64_t timeout_ms, const std::atomic<bool>* cancel, bool spin) {
   if (forked()) return Status::Forked;  // its waiter counts would land in the parent's slot
-  return wait_on(true, 0, timeout_ms, cancel);
+  return wait_on(true, 0, timeout_ms, cancel, spin);
 }
 
-Status Queue::wait_writable(uint64_t bytes, int64_t timeout_ms, const std::atomic<bool>* cancel) {
+Status Queue::wait_writable(uint64_t bytes, int64_t timeout_ms, const std::atomic<bool>* cancel, bool spin) {
   if (forked()) return Status::Forked;
   if (bytes > max_msg_) return Status::TooLarge;
-  return wait_on(false, bytes, timeout_ms, cancel);
+  return wait_on(false, bytes, timeout_ms, cancel, spin);
 }
 
 void Queue::wake_all() {

@@ -197,9 +197,10 @@ class Queue {
              size_t* needed, int64_t timeout_ms, const std::atomic<bool>* cancel = nullptr,
              Status cancel_status = Status::Cancelled);
   // Waits until a get could make progress (or the queue closes), without taking anything.
-  [[nodiscard]] Status wait_readable(int64_t timeout_ms, const std::atomic<bool>* cancel);
+  // spin = false sleeps at once (for a caller that already spent the spin budget elsewhere).
+  [[nodiscard]] Status wait_readable(int64_t timeout_ms, const std::atomic<bool>* cancel, bool spin = true);
   // Waits until `bytes` of payload could be put (or the queue closes).
-  [[nodiscard]] Status wait_writable(uint64_t bytes, int64_t timeout_ms, const std::atomic<bool>* cancel);
+  [[nodiscard]] Status wait_writable(uint64_t bytes, int64_t timeout_ms, const std::atomic<bool>* cancel, bool spin = true);
   // Wakes every waiter of this queue in every process (used to cancel a local wait).
   void wake_all();
 
@@ -266,7 +267,8 @@ class Queue {
   // is only noticed by polling).
   [[nodiscard]] Status readable_now(bool* stuck);
   [[nodiscard]] Status writable_now(uint64_t bytes, bool* stuck);
-  [[nodiscard]] Status wait_on(bool for_data, uint64_t record_bytes, int64_t timeout_ms, const std::atomic<bool>* cancel);
+  [[nodiscard]] Status wait_on(bool for_data, uint64_t record_bytes, int64_t timeout_ms, const std::atomic<bool>* cancel,
+                               bool spin = true);
   RecordHeader* record_at(uint64_t pos) const;
 
   Header* hdr_ = nullptr;

@@ -174,11 +174,28 @@ static void test_open_errors() {
   CHECK(Queue::open(uniq("bad"), OpenMode::Create, bad, &q2, &e) == Status::InvalidArgument);
 }
 
+// wait_readable(spin = false) sleeps on the futex at once, whatever the handle's spin budget: the
+// notifier thread of a JS handle whose event loop already polled for the budget.
+static void test_wait_without_spin() {
+  const std::string name = uniq("nospin");
+  auto q = make(name, 8192);
+  q->set_spin_ns(10ull * 1000 * 1000 * 1000);  // 10 s: a spinning wait never sleeps within the test
+  CHECK(q->wait_readable(30, nullptr) == Status::TimedOut);
+  CHECK_EQ(q->stats().waits, 0u);  // spun through the whole timeout
+  CHECK(q->wait_readable(30, nullptr, false) == Status::TimedOut);
+  CHECK(q->stats().waits > 0u);  // slept on the futex
+  const uint64_t before = q->stats().waits;
+  CHECK(q->wait_writable(16, 30, nullptr, false) == Status::Ok);  // room: returns at once
+  CHECK_EQ(q->stats().waits, before);
+  CHECK(Queue::unlink(name, nullptr) == Status::Ok);
+}
+
 int main() {
   test_names();
   test_fifo_and_sizes();
   test_batches_and_maxsize();
   test_open_errors();
+  test_wait_without_spin();
   std::printf("test_ring_basic: all checks passed\n");
   return 0;
 }

@@ -1,0 +1,38 @@
+// NativeQueue's loop poller methods (see read_poller.h).
+#include "native_queue.h"
+
+namespace sage_binding {
+
+// pollReadable(spinUs) -> true if polling (restarts a poll in progress), false if it cannot poll.
+Napi::Value NativeQueue::PollReadable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Usable(info) || !info[0].IsNumber()) return Napi::Boolean::New(env, false);
+  const double us = info[0].As<Napi::Number>().DoubleValue();
+  const uint64_t budget_ns = us > 0 ? static_cast<uint64_t>(us * 1000.0) : 0;
+  if (!poller_) poller_ = std::make_unique<ReadPoller>(env, q_.get(), [this](bool ready) { PollDone(ready); });
+  return Napi::Boolean::New(env, poller_->start(budget_ns));
+}
+
+Napi::Value NativeQueue::StopPoll(const Napi::CallbackInfo& info) {
+  if (Usable(info) && poller_) poller_->stop();
+  return info.Env().Undefined();
+}
+
+// From the loop (not from JS): call the notify callback as any callback from the loop is called,
+// so the promises it settles run their continuations before the loop goes on.
+void NativeQueue::PollDone(bool ready) {
+  if (target_ == nullptr || target_->released) return;
+  Napi::Env env = Env();
+  Napi::HandleScope scope(env);
+  Napi::Function fn = target_->fn.Value();
+  if (fn.IsEmpty()) return;
+  napi_value arg = Napi::Number::New(env, ready ? NotifyKind::kPolled : NotifyKind::kPollExpired);
+  napi_value result = nullptr;
+  if (napi_make_callback(env, nullptr, Value(), fn, 1, &arg, &result) == napi_pending_exception) {
+    napi_value error = nullptr;
+    // Nobody up the stack can catch it: report it as uncaught, like an exception in a timer.
+    if (napi_get_and_clear_last_exception(env, &error) == napi_ok) (void)napi_fatal_exception(env, error);
+  }
+}
+
+}  // namespace sage_binding
