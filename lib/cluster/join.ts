@@ -124,7 +124,9 @@ export function joinWorkerPool<T = unknown, R = unknown>(env: NodeJS.ProcessEnv 
     signal: primaryGone.signal,
     async *packets() {
       try {
-        for await (const item of inbound.iterate({ signal: primaryGone.signal })) {
+        // One at a time (batchSize 1): a worker killed mid-job loses at most the packet in hand;
+        // batches() is the batched way, with its documented trade-off.
+        for await (const item of inbound.iterate({ signal: primaryGone.signal, batchSize: 1 })) {
           if (isStopSignal(item)) return;
           // A records or msgpack queue hands over Packets (revived by the codec extension, see
           // router/packet-wire.ts): they pass through as they are. A json or v8 queue hands over

@@ -320,11 +320,20 @@ void FinalizeNotify(napi_env, void* data, void*) { delete static_cast<NativeQueu
 
 }  // namespace
 
-void NativeQueue::EnsureTsfn(Napi::Env env) {
-  if (tsfn_ != nullptr) return;
-  napi_value name = Napi::String::New(env, "sage-queue-notify");
-  NAPI_THROW_IF_FAILED_VOID(env, napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, target_, FinalizeNotify, target_, CallNotify, &tsfn_));
+// False (with a JS exception set when the environment can still take one) if it cannot be made:
+// no C++ exception, which would abort a worker thread being terminated (napi_throw fails then).
+bool NativeQueue::EnsureTsfn(Napi::Env env) {
+  if (tsfn_ != nullptr) return true;
+  napi_value name = nullptr;
+  if (napi_create_string_utf8(env, "sage-queue-notify", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, target_, FinalizeNotify, target_, CallNotify, &tsfn_) != napi_ok) {
+    tsfn_ = nullptr;
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && !pending) (void)napi_throw_error(env, nullptr, "sage-queue: cannot create the wait notifier");
+    return false;
+  }
   napi_unref_threadsafe_function(env, tsfn_);
+  return true;
 }
 
 void NativeQueue::UpdateRef(Napi::Env env) {
@@ -348,9 +357,13 @@ void NativeQueue::StartNotifier(std::unique_ptr<Notifier>* slot, bool for_data, 
 }
 
 Napi::Value NativeQueue::ArmReadable(const Napi::CallbackInfo& info) {
+  return GuardTermination(info.Env(), [&] { return ArmReadableImpl(info); });
+}
+
+Napi::Value NativeQueue::ArmReadableImpl(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Usable(info)) return env.Undefined();
-  EnsureTsfn(env);
+  if (!EnsureTsfn(env)) return env.Undefined();
   StartNotifier(&read_notifier_, true, NotifyKind::kReadable);
   read_armed_ = true;
   UpdateRef(env);
@@ -359,9 +372,13 @@ Napi::Value NativeQueue::ArmReadable(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeQueue::ArmWritable(const Napi::CallbackInfo& info) {
+  return GuardTermination(info.Env(), [&] { return ArmWritableImpl(info); });
+}
+
+Napi::Value NativeQueue::ArmWritableImpl(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Usable(info)) return env.Undefined();
-  EnsureTsfn(env);
+  if (!EnsureTsfn(env)) return env.Undefined();
   StartNotifier(&write_notifier_, false, NotifyKind::kWritable);
   write_armed_ = true;
   UpdateRef(env);

@@ -86,7 +86,23 @@ class NativeQueue : public Napi::ObjectWrap<NativeQueue> {
   Napi::Value UnlinkIfSame(const Napi::CallbackInfo& info);
   Napi::Value LastWritten(const Napi::CallbackInfo& info);
 
-  void EnsureTsfn(Napi::Env env);
+  [[nodiscard]] bool EnsureTsfn(Napi::Env env);
+  Napi::Value ArmReadableImpl(const Napi::CallbackInfo& info);
+  Napi::Value ArmWritableImpl(const Napi::CallbackInfo& info);
+  Napi::Value PollReadableImpl(const Napi::CallbackInfo& info);
+  // Runs `f`; a Napi::Error it throws becomes a JS exception when the environment can still take
+  // one, and is dropped when it cannot (a worker thread being terminated): a C++ exception left
+  // to node-addon-api's wrapper there would abort the whole process.
+  template <typename F>
+  static Napi::Value GuardTermination(Napi::Env env, F&& f) {
+    try {
+      return f();
+    } catch (const Napi::Error& e) {
+      bool pending = false;
+      if (napi_is_exception_pending(env, &pending) == napi_ok && !pending) (void)napi_throw_error(env, nullptr, e.what());
+      return Napi::Value();
+    }
+  }
   void UpdateRef(Napi::Env env);
   void StartNotifier(std::unique_ptr<Notifier>* slot, bool for_data, int kind);
 
