@@ -51,6 +51,34 @@ export interface DispatchStats {
   flushes: FlushCounts;
 }
 
+/** Dispatch counters (latencyMs: the sum over successful batches). */
+interface Counters {
+  total: number;
+  ok: number;
+  failed: number;
+  latencyMs: number;
+  messages: number;
+  dead: number;
+  retries: number;
+}
+
+/** The design's stats shape, from counters (one processor's, or every destination's summed). */
+function dispatchStats(c: Counters, inFlight: number, pending: number, flushes: FlushCounts): DispatchStats {
+  return {
+    total_dispatched: c.total,
+    successful_dispatches: c.ok,
+    failed_dispatches: c.failed,
+    avg_latency_ms: c.ok === 0 ? 0 : c.latencyMs / c.ok,
+    success_rate: c.total === 0 ? 1 : c.ok / c.total,
+    messages_dispatched: c.messages,
+    messages_dead_lettered: c.dead,
+    retries: c.retries,
+    in_flight: inFlight,
+    pending,
+    flushes,
+  };
+}
+
 const defaults = { batchSize: 100, timeoutMs: 10, maxBatches: 10, retryDelayMs: 100, maxRetries: 3 };
 
 export type ParsedBatchOptions<T> = Required<Omit<BatchProcessorOptions<T>, 'onDeadLetter' | 'process'>> &
@@ -95,7 +123,7 @@ export class BatchProcessor<T> {
   #closed = false;
   #roomWaiters: Array<() => void> = [];
   #idleWaiters: Array<() => void> = [];
-  readonly #s = { total: 0, ok: 0, failed: 0, latencyMs: 0, messages: 0, dead: 0, retries: 0 };
+  readonly #s: Counters = { total: 0, ok: 0, failed: 0, latencyMs: 0, messages: 0, dead: 0, retries: 0 };
   readonly #flushes: FlushCounts = { size: 0, timeout: 0, flush: 0, close: 0 };
 
   constructor(options: BatchProcessorOptions<T>) {
@@ -161,20 +189,7 @@ export class BatchProcessor<T> {
   }
 
   stats(): DispatchStats {
-    const s = this.#s;
-    return {
-      total_dispatched: s.total,
-      successful_dispatches: s.ok,
-      failed_dispatches: s.failed,
-      avg_latency_ms: s.ok === 0 ? 0 : s.latencyMs / s.ok,
-      success_rate: s.total === 0 ? 1 : s.ok / s.total,
-      messages_dispatched: s.messages,
-      messages_dead_lettered: s.dead,
-      retries: s.retries,
-      in_flight: this.#inFlight,
-      pending: this.pending,
-      flushes: { ...this.#flushes },
-    };
+    return dispatchStats(this.#s, this.#inFlight, this.pending, { ...this.#flushes });
   }
 
   #cut(reason: FlushReason): void {
@@ -278,7 +293,9 @@ export class MessageDispatcher<T> {
   /** Totals over every destination, plus each destination's own. */
   stats(): DispatchStats & { destinations: Record<string, DispatchStats> } {
     const destinations: Record<string, DispatchStats> = {};
-    const t = { total: 0, ok: 0, failed: 0, lat: 0, msgs: 0, dead: 0, retries: 0, inFlight: 0, pending: 0 };
+    const t: Counters = { total: 0, ok: 0, failed: 0, latencyMs: 0, messages: 0, dead: 0, retries: 0 };
+    let inFlight = 0;
+    let pending = 0;
     const flushes: FlushCounts = { size: 0, timeout: 0, flush: 0, close: 0 };
     for (const [d, p] of this.#processors) {
       const s = p.stats();
@@ -286,29 +303,17 @@ export class MessageDispatcher<T> {
       t.total += s.total_dispatched;
       t.ok += s.successful_dispatches;
       t.failed += s.failed_dispatches;
-      t.lat += s.avg_latency_ms * s.successful_dispatches;
-      t.msgs += s.messages_dispatched;
+      t.latencyMs += s.avg_latency_ms * s.successful_dispatches;
+      t.messages += s.messages_dispatched;
       t.dead += s.messages_dead_lettered;
       t.retries += s.retries;
-      t.inFlight += s.in_flight;
-      t.pending += s.pending;
+      inFlight += s.in_flight;
+      pending += s.pending;
       for (const k of Object.keys(s.flushes) as FlushReason[]) flushes[k] = (flushes[k] ?? 0) + (s.flushes[k] ?? 0);
     }
-    return {
-      total_dispatched: t.total,
-      successful_dispatches: t.ok,
-      failed_dispatches: t.failed,
-      avg_latency_ms: t.ok === 0 ? 0 : t.lat / t.ok,
-      success_rate: t.total === 0 ? 1 : t.ok / t.total,
-      messages_dispatched: t.msgs,
-      messages_dead_lettered: t.dead,
-      retries: t.retries,
-      in_flight: t.inFlight,
-      pending: t.pending,
-      flushes,
-      destinations,
-    };
+    return { ...dispatchStats(t, inFlight, pending, flushes), destinations };
   }
+
 
   #processor(destination: string): BatchProcessor<T> {
     let p = this.#processors.get(destination);

@@ -119,6 +119,26 @@ function collect(q: SageQueue, onItem?: (item: Reply) => void): { items: Reply[]
 
 const seenOf = (items: Reply[]): Seen[] => items.filter((r): r is Seen => r.kind === 'seen');
 
+/**
+ * The checks every keyed run shares: `total` answers, each intact and once, over `keys` keys,
+ * each key answered by one worker, in its order. Returns the answers by key for further checks.
+ */
+function checkKeyed(seen: Seen[], total: number, keys: number): Map<string, Seen[]> {
+  expect(seen).toHaveLength(total);
+  expect(seen.every((s) => s.ok)).toBe(true);
+  expect(new Set(seen.map((s) => s.seq)).size).toBe(total);
+  const byKey = new Map<string, Seen[]>();
+  for (const s of seen) byKey.set(s.key, [...(byKey.get(s.key) ?? []), s]);
+  expect(byKey.size).toBe(keys);
+  for (const [key, list] of byKey) {
+    const workers = new Set(list.map((s) => s.index));
+    expect(workers.size, `key ${key} reached workers ${[...workers]}`).toBe(1);
+    const seqs = list.map((s) => s.seq);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b)); // per-key order
+  }
+  return byKey;
+}
+
 function segmentsOf(poolName: string): string[] {
   return readdirSync('/dev/shm').filter((f) => f.startsWith(`sageq.${poolName}.`));
 }
@@ -213,18 +233,9 @@ describe('WorkerPool: partitioning and request/response', () => {
       await replies.stop();
 
       const seen = seenOf(replies.items);
-      expect(seen).toHaveLength(total);
-      expect(seen.every((s) => s.ok)).toBe(true);
-      expect(new Set(seen.map((s) => s.seq)).size).toBe(total);
-      const byKey = new Map<string, Seen[]>();
-      for (const s of seen) byKey.set(s.key, [...(byKey.get(s.key) ?? []), s]);
-      expect(byKey.size).toBe(keys);
-      for (const [key, list] of byKey) {
+      for (const [key, list] of checkKeyed(seen, total, keys)) {
         const workers = new Set(list.map((s) => s.index));
-        expect(workers.size, `key ${key} reached workers ${[...workers]}`).toBe(1);
         expect(routedTo.get(key)).toEqual(workers);
-        const seqs = list.map((s) => s.seq);
-        expect(seqs).toEqual([...seqs].sort((a, b) => a - b)); // per-key order
         expect(list.every((s) => s.pid === pool.pids[s.index])).toBe(true);
         if (strategy === 'hash') expect([...workers][0]).toBe(stableHash(key) % 3);
       }
@@ -276,17 +287,7 @@ describe('WorkerPool: batched end to end', () => {
     // batches({ max: 0 }) threw at the call, in every worker.
     expect(notes('option-check').map((n) => n.code)).toEqual(['ERR_OUT_OF_RANGE', 'ERR_OUT_OF_RANGE', 'ERR_OUT_OF_RANGE']);
     const seen = seenOf(replies.items) as Array<Seen & { batch: number }>;
-    expect(seen).toHaveLength(total);
-    expect(seen.every((s) => s.ok)).toBe(true);
-    expect(new Set(seen.map((s) => s.seq)).size).toBe(total);
-    const byKey = new Map<string, Seen[]>();
-    for (const s of seen) byKey.set(s.key, [...(byKey.get(s.key) ?? []), s]);
-    expect(byKey.size).toBe(keys);
-    for (const [key, list] of byKey) {
-      expect(new Set(list.map((s) => s.index)).size, `key ${key} reached more than one worker`).toBe(1);
-      const seqs = list.map((s) => s.seq);
-      expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
-    }
+    checkKeyed(seen, total, keys);
     // The workers did take batches (a routeMany put hundreds at once), never more than max.
     expect(Math.max(...seen.map((s) => s.batch))).toBeGreaterThan(1);
     expect(Math.max(...seen.map((s) => s.batch))).toBeLessThanOrEqual(64);
