@@ -5,6 +5,7 @@
       "sources": [
         "native/core/sage_ring.cpp",
         "native/core/segment.cpp",
+        "native/core/leases.cpp",
         "native/core/liveness.cpp",
         "native/core/fault_guard.cpp",
         "native/core/test_hooks.cpp",
@@ -12,6 +13,8 @@
         "native/binding/native_queue.cpp",
         "native/binding/notifier.cpp",
         "native/binding/native_queue_poll.cpp",
+        "native/binding/native_queue_leases.cpp",
+        "native/binding/native_queue_stats.cpp",
         "native/binding/read_poller.cpp",
         "native/binding/signal_watch.cpp"
       ],

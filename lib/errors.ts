@@ -12,7 +12,9 @@ export type QueueErrorCode =
   | 'ERR_MESSAGE_TOO_LARGE'
   | 'ERR_SERIALIZATION'
   | 'ERR_WOULD_DEADLOCK'
-  | 'ERR_INTERRUPTED';
+  | 'ERR_INTERRUPTED'
+  | 'ERR_QUEUE_MAX_UNACKED'
+  | 'ERR_QUEUE_ACK_MODE';
 
 /**
  * Codes of SharedMemoryError: what the native core reports about a segment (every code of the
@@ -24,7 +26,7 @@ export const SHARED_MEMORY_ERROR_CODES = [
   'ERR_MESSAGE_TOO_LARGE', 'ERR_QUEUE_CLOSED', 'ERR_QUEUE_EMPTY', 'ERR_QUEUE_FULL', 'ERR_BUFFER_TOO_SMALL', 'ERR_CANCELLED',
   'ERR_TIMED_OUT', 'ERR_INVALID_ARG_VALUE', 'ERR_INVALID_QUEUE_NAME', 'ERR_UNKNOWN', 'ERR_SYSTEM',
   'ERR_QUEUE_FORKED', 'ERR_QUEUE_UNTRUSTED_OWNER', 'ERR_QUEUE_SHARED_MODE', 'ERR_QUEUE_REPLACED', 'ERR_INTERRUPTED',
-  'ERR_QUEUE_TRUNCATED',
+  'ERR_QUEUE_TRUNCATED', 'ERR_QUEUE_LEASE_LOST',
 ] as const;
 export type SharedMemoryErrorCode = (typeof SHARED_MEMORY_ERROR_CODES)[number];
 
@@ -44,7 +46,8 @@ export type InvalidArgumentValueErrorCode =
   | 'ERR_UNSUPPORTED_OPTION'
   | 'ERR_QUEUE_SHARED_MODE'
   | 'ERR_UNKNOWN_INSTANCE'
-  | 'ERR_UNKNOWN_PRIORITY';
+  | 'ERR_UNKNOWN_PRIORITY'
+  | 'ERR_ACK_MODE_MISMATCH';
 
 /** The stable codes of RedisBackendError (see lib/redis/connection.ts). */
 export type RedisBackendErrorCode =
@@ -231,6 +234,33 @@ export class DescriptorError extends SageQueueError {
 export class WouldDeadlockError extends SageQueueError {
   constructor(message: string) {
     super('ERR_WOULD_DEADLOCK', message);
+  }
+}
+
+/**
+ * Explicit acks: the message's lease is no longer this handle's (ERR_QUEUE_LEASE_LOST): it was
+ * settled already, or its lease expired and it was taken back for redelivery (perhaps already
+ * delivered to another consumer). A settle refused this way changed nothing.
+ */
+export class LeaseLostError extends SageQueueError {
+  readonly messageId: string;
+  readonly deliveries: number;
+  constructor(messageId: string, deliveries: number, detail: string) {
+    super('ERR_QUEUE_LEASE_LOST', `message ${messageId} (delivery ${deliveries}): ${detail}`);
+    this.messageId = messageId;
+    this.deliveries = deliveries;
+  }
+}
+
+/**
+ * Explicit acks: this handle already holds `maxUnacked` unsettled messages (ERR_QUEUE_MAX_UNACKED).
+ * Synchronous gets throw it (they cannot wait for this thread's own acks); async gets wait instead.
+ */
+export class MaxUnackedError extends SageQueueError {
+  readonly maxUnacked: number;
+  constructor(maxUnacked: number) {
+    super('ERR_QUEUE_MAX_UNACKED', `this handle holds ${maxUnacked} unacked messages (options.maxUnacked): ack or nack some first`);
+    this.maxUnacked = maxUnacked;
   }
 }
 

@@ -7,13 +7,14 @@ export {
   SageQueueError, QueueEmptyError, QueueFullError, QueueClosedError, QueueReleasedError, SharedMemoryError,
   MessageTooLargeError, SerializationError, UnsupportedQueueTypeError, DescriptorError, WouldDeadlockError, RouterDisposedError,
   InterruptedError, InvalidArgumentTypeError, ArgumentRangeError, InvalidArgumentValueError, PoolNotReadyError, SHARED_MEMORY_ERROR_CODES,
+  LeaseLostError, MaxUnackedError,
 } from './errors';
 export type {
   SageQueueErrorCode, QueueErrorCode, SharedMemoryErrorCode, InvalidArgumentValueErrorCode, ComponentErrorCode,
 } from './errors';
 export * from './queue';
 
-export type { NativeCapabilities, NativeStats, NativeProcessInfo } from './native';
+export type { NativeCapabilities, NativeStats, NativeProcessInfo, NativeLeaseStats } from './native';
 import { native } from './native';
 import type { NativeCapabilities } from './native';
 

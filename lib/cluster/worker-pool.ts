@@ -19,7 +19,7 @@ import type { PartitionKey } from '../router/hashing';
 import { Packet } from '../router/packet';
 import type { PacketWire } from '../router/packet';
 import { SageQueue } from '../queue/sage-queue';
-import type { SageQueueOptions } from '../queue/sage-queue';
+import type { SageAutoOptions } from '../queue/sage-queue';
 import { checkBoolean, checkInteger, checkKnownKeys, checkOptions, checkSignal, checkTimeoutMs } from '../validate';
 import type { WorkerPoolEvents, WorkerPoolStats, WorkerState } from './pool-events';
 import { POOL_ENV, READY_MESSAGE } from './pool-env';
@@ -33,9 +33,9 @@ export interface WorkerPoolOptions {
   /** Prefix of the queue names. Default `pool-<pid>-<random>`. */
   name?: string;
   /** Options of each worker's inbound queue (capacity, maxsize, codec...). */
-  queue?: SageQueueOptions;
+  queue?: SageAutoOptions;
   /** Create a shared reply queue the workers answer on (true, or its options). */
-  replies?: boolean | SageQueueOptions;
+  replies?: boolean | SageAutoOptions;
   /** The router (strategy, timeouts, retries, dead-letter queue...). Default strategy 'consistent_hash'. */
   router?: RouterOptions;
   /** Replace a worker that exits unexpectedly. Default true. */

@@ -1,6 +1,6 @@
 /** The options of PriorityMessageQueue and their validation into one policy object. */
 import { InvalidArgumentTypeError } from '../errors';
-import type { SageQueueOptions } from '../queue/sage-queue';
+import type { SageAutoOptions } from '../queue/sage-queue';
 import { checkInteger, checkKnownKeys, checkOptions, checkTimeoutMs } from '../validate';
 import { BackpressureController } from './backpressure';
 import type { BackpressureOptions } from './backpressure';
@@ -21,7 +21,7 @@ export interface PriorityMessageQueueOptions {
 
 export interface SharedPriorityQueueOptions extends PriorityMessageQueueOptions {
   /** Options of each lane's SageQueue (capacity in bytes, codec — default 'msgpack' —, spinUs). */
-  lane?: Omit<SageQueueOptions, 'maxsize'>;
+  lane?: Omit<SageAutoOptions, 'maxsize'>;
 }
 
 export interface EnqueueOptions {

@@ -14,7 +14,7 @@
  */
 import { InvalidArgumentTypeError, QueueClosedError, QueueEmptyError } from '../errors';
 import { SageQueue } from '../queue/sage-queue';
-import type { SageQueueOptions } from '../queue/sage-queue';
+import type { SageAutoOptions } from '../queue/sage-queue';
 import type { PriorityLanes } from './lanes';
 import { PRIORITY_LEVELS } from './priorities';
 import type { MessagePriority } from './priorities';
@@ -61,7 +61,7 @@ export class SharedLanes<T> implements PriorityLanes<T> {
   }
 
   /** Creates the four lanes and the doorbell (none may exist yet). */
-  static create<T>(name: string, capacity: number, laneOptions: Omit<SageQueueOptions, 'maxsize'> = {}): SharedLanes<T> {
+  static create<T>(name: string, capacity: number, laneOptions: Omit<SageAutoOptions, 'maxsize'> = {}): SharedLanes<T> {
     const made: Array<SageQueue<T> | SageQueue<Uint8Array>> = [];
     try {
       const lanes: SageQueue<T>[] = [];

@@ -67,6 +67,15 @@ export enum NativeStatus {
   Interrupted = 25,
   /** The segment was truncated under this process; the handle is unusable. */
   Truncated = 26,
+  /** Explicit ack: this handle no longer holds that lease (settled, or expired and taken back). */
+  LeaseLost = 27,
+}
+
+/** How a lease is settled (NativeQueue.settle). */
+export enum SettleOp {
+  Ack = 0,
+  Nack = 1,
+  Extend = 2,
 }
 
 /** Kinds passed to the notify callback (bit flags). Checked against the addon like NativeStatus. */
@@ -85,6 +94,10 @@ export interface NativeCreateOptions {
   maxsize?: number;
   mode?: number;
   codec?: number;
+  /** 0 = auto (default), 1 = explicit acks (recorded in the segment at creation). */
+  ackMode?: number;
+  ackTimeoutMs?: number;
+  maxDeliveries?: number;
   /** Owners trusted besides the caller's effective uid and root (checked with fstat on open). */
   trustedUids?: number[];
   /** Accept a segment that group/other may write. */
@@ -142,7 +155,29 @@ export interface NativeStats {
    * segment: it is mapped read-only and its processes are not probed (`alive` is false).
    */
   untrusted: string | null;
+  /** Explicit-ack queues: lease counters; null in auto mode. */
+  leases: NativeLeaseStats | null;
   processes: NativeProcessInfo[];
+}
+
+/** Lease counters of an explicit-ack queue (kept in the segment). */
+export interface NativeLeaseStats {
+  ackTimeoutMs: number;
+  maxDeliveries: number;
+  acks: number;
+  nacks: number;
+  /** Acks, nacks and extends refused: the lease was no longer held (ERR_QUEUE_LEASE_LOST). */
+  staleSettles: number;
+  /** Deliveries after the first. */
+  redeliveries: number;
+  /** Leases taken back at their deadline. */
+  expiredLeases: number;
+  /** Leases taken back from a consumer that died. */
+  deadLeases: number;
+  /** Messages waiting to be delivered again (nacked, expired or from a dead consumer). */
+  redeliverable: number;
+  /** Ring bytes from the oldest unacked message to the head: not reusable until it is acked. */
+  unackedBytes: number;
 }
 
 export interface NativeQueueInfo {
@@ -152,6 +187,10 @@ export interface NativeQueueInfo {
   maxsize: number;
   codec: number;
   nonce: string;
+  /** 0 auto, 1 explicit. */
+  ackMode: number;
+  ackTimeoutMs: number;
+  maxDeliveries: number;
 }
 
 /** One attached handle. Methods return a count/length, or a negated NativeStatus. */
@@ -200,6 +239,12 @@ export interface NativeQueue {
   needed(): number;
   /** Removes the queue's name if it still refers to this handle's segment: 0, or -NotFound / -Replaced. */
   unlinkIfSame(): number;
+  /** Explicit ack: settles one lease (position split in two uint32s); 0 or a negated status. */
+  settle(positionLo: number, positionHi: number, deliveries: number, op: SettleOp, delayMs: number): number;
+  /** Settles `count` leases given as (lo, hi, deliveries) triples; statuses[i] = each one's status. Returns how many succeeded. */
+  settleMany(ids: Uint32Array, count: number, op: SettleOp, statuses: Uint8Array): number;
+  /** Leases this handle holds (counted under the consumer lock), or a negated status. */
+  heldLeases(timeoutMs: number): number;
 }
 
 export interface NativeQueueConstructor {

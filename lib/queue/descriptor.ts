@@ -173,6 +173,8 @@ export interface SageQueueDescriptorOptions {
   codec?: string;
   /** File mode of the shared-memory segment, e.g. 0o600. */
   mode?: number;
+  /** 'explicit' for a queue with explicit acks (SageQueueOptions.ackMode); default 'auto'. */
+  ackMode?: 'auto' | 'explicit';
 }
 export interface RayActorQueueDescriptorOptions {
   actorName: string;
@@ -353,7 +355,7 @@ export class QueueDescriptor {
       );
     }
     checkKnownKeys(opts, [
-      'queueId', 'maxsize', 'create', 'namespace', 'enableMultiTenant', 'capacity', 'maxMessageSize', 'codec', 'mode',
+      'queueId', 'maxsize', 'create', 'namespace', 'enableMultiTenant', 'capacity', 'maxMessageSize', 'codec', 'mode', 'ackMode',
     ]);
     const queueId = checkQueueIdArg(opts.queueId, 'sage_');
     const namespace = opts.namespace === undefined || opts.namespace === null ? null : checkNonEmptyString(opts.namespace, 'options.namespace');
@@ -368,6 +370,12 @@ export class QueueDescriptor {
     if (opts.maxMessageSize !== undefined) metadata.max_message_size = checkInteger(opts.maxMessageSize, 'options.maxMessageSize', 1);
     if (opts.codec !== undefined) metadata.codec = checkNonEmptyString(opts.codec, 'options.codec');
     if (opts.mode !== undefined) metadata.mode = checkInteger(opts.mode, 'options.mode', 0, 0o7777);
+    if (opts.ackMode !== undefined) {
+      if (opts.ackMode !== 'auto' && opts.ackMode !== 'explicit') {
+        throw new InvalidArgumentValueError(`options.ackMode must be 'auto' or 'explicit'; received ${describe(opts.ackMode)}`, opts.ackMode);
+      }
+      metadata.ack_mode = opts.ackMode;
+    }
     return new QueueDescriptor({ queueId, queueType: 'sage_queue', metadata });
   }
 

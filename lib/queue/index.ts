@@ -6,7 +6,11 @@ export { LocalQueue } from './local-queue';
 export type { LocalQueueOptions } from './local-queue';
 
 export { SageQueue } from './sage-queue';
-export type { SageQueueOptions, SageQueueStats, BatchOptions, IterateOptions, TrustOptions } from './sage-queue';
+export type {
+  SageQueueOptions, SageQueueStats, BatchOptions, IterateOptions, TrustOptions, SageAckMode, SageAutoOptions, SageOpenOptions,
+  SageExplicitOptions, SageAckQueue,
+} from './sage-queue';
+export type { SageMessage, SageDeadLetter, NackOptions } from './sage-leases';
 export type { RawBatch } from './raw-batch';
 export type { QueueInspection, QueueLiveness, GcOptions, GcResult } from './inspect';
 export { CODEC_NAMES } from './codecs';

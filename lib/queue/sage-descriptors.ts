@@ -30,10 +30,16 @@ export function sageOpenArgs(desc: QueueDescriptor): { name: string; options: Sa
   }
   const ns = desc.metadata.namespace;
   const codec = desc.metadata.codec;
+  const ack = desc.metadata.ack_mode;
+  if (ack !== undefined && ack !== 'auto' && ack !== 'explicit') {
+    throw new DescriptorError(`metadata.ack_mode of a "sage_queue" descriptor must be "auto" or "explicit"; received ${describe(ack)}`);
+  }
+  const ackMode = ack as 'auto' | 'explicit' | undefined;
   return {
     name: typeof ns === 'string' && ns.length > 0 ? `${ns}.${desc.queueId}` : desc.queueId,
     mode: desc.metadata.create === true ? 'openOrCreate' : 'open',
-    options: desc.metadata.create !== true ? { codec: typeof codec === 'string' ? (codec as CodecName) : undefined } : {
+    options: desc.metadata.create !== true ? { codec: typeof codec === 'string' ? (codec as CodecName) : undefined, ackMode } : {
+      ackMode,
       capacity: descriptorNumber(desc, 'capacity'),
       maxMessageSize: descriptorNumber(desc, 'max_message_size'),
       maxsize: descriptorNumber(desc, 'maxsize'),

@@ -7,6 +7,8 @@ import { DEFAULT_CODEC, codecById, codecByName } from './codecs';
 import { openRecordCodec } from './record-codec';
 import { structureTablePath } from './structure-log';
 import type { Codec, CodecName } from './codecs';
+import type { AsyncQueueLike } from './queue-like';
+import type { SageDeadLetter } from './sage-leases';
 
 /** Options used when the queue is created (ignored when an existing queue is opened). */
 export interface SageQueueOptions {
@@ -38,7 +40,44 @@ export interface SageQueueOptions {
    * write can read and forge messages and corrupt the queue. Never taken from a descriptor.
    */
   allowSharedMode?: boolean;
+  /**
+   * 'auto' (default): a get removes the message (a consumer killed while holding it loses it).
+   * 'explicit': gets return SageMessage objects, and a message stays in the queue, leased to its
+   * consumer, until acked; nacked, expired or dead consumers' messages are delivered again
+   * (at least once). Recorded in the segment at creation; when opening, must match if given.
+   */
+  ackMode?: SageAckMode;
+  /** Explicit mode, at creation: how long a lease lasts before the message is delivered again (ms). Default 30 000. */
+  ackTimeoutMs?: number;
+  /** Explicit mode, at creation: deliveries after which a message goes to the dead-letter queue. Default 5. */
+  maxDeliveries?: number;
+  /**
+   * Explicit mode, this handle: most unsettled messages it may hold (like JetStream's
+   * MaxAckPending). At the limit, synchronous gets throw MaxUnackedError and async gets wait for
+   * an ack. Default 1000.
+   */
+  maxUnacked?: number;
+  /**
+   * Explicit mode, this handle: where a message delivered more than maxDeliveries times goes
+   * (SageDeadLetter entries), instead of to a consumer. Without it such messages are delivered
+   * anyway (their `deliveries` tells), never dropped.
+   */
+  deadLetter?: AsyncQueueLike<SageDeadLetter>;
 }
+
+/** SageQueueOptions of an auto-ack queue (what SageQueue.create / open without ackMode: 'explicit' take). */
+export type SageAutoOptions = Omit<SageQueueOptions, 'ackMode' | 'ackTimeoutMs' | 'maxDeliveries' | 'maxUnacked' | 'deadLetter'> & {
+  ackMode?: 'auto';
+};
+
+/** What SageQueue.open accepts (creation options are ignored when opening, so not taken). */
+export type SageOpenOptions = Pick<
+  SageQueueOptions,
+  'codec' | 'spinUs' | 'initWaitMs' | 'trustedUids' | 'allowSharedMode' | 'ackMode' | 'maxUnacked' | 'deadLetter'
+>;
+
+/** 'auto' or 'explicit' (see SageQueueOptions.ackMode). */
+export type SageAckMode = 'auto' | 'explicit';
 
 /** The options that say whom a handle trusts: the caller's own, never a descriptor's. */
 export const TRUST_OPTION_KEYS = ['trustedUids', 'allowSharedMode'] as const;
@@ -70,13 +109,45 @@ export type OpenMode = 'create' | 'open' | 'openOrCreate';
 
 export interface ParsedSageOptions {
   create: NativeCreateOptions & { codec: number };
+  /** The ack mode the caller asked for, if any (an existing queue must have it). */
+  ackMode: SageAckMode | undefined;
+  maxUnacked: number;
+  deadLetter: AsyncQueueLike<SageDeadLetter> | undefined;
+  /** Whether an explicit-mode-only option was given (an auto-mode segment refuses them). */
+  explicitOptions: boolean;
   /** The codec the caller asked for, if any (an existing queue must use it). */
   wanted: Codec | undefined;
   spinUs: number;
   initWaitMs: number;
 }
 
-const OPTION_KEYS = ['capacity', 'maxMessageSize', 'maxsize', 'mode', 'codec', 'spinUs', 'initWaitMs', ...TRUST_OPTION_KEYS] as const;
+const OPTION_KEYS = [
+  'capacity', 'maxMessageSize', 'maxsize', 'mode', 'codec', 'spinUs', 'initWaitMs', 'ackMode', 'ackTimeoutMs', 'maxDeliveries',
+  'maxUnacked', 'deadLetter', ...TRUST_OPTION_KEYS,
+] as const;
+
+function parseAckOptions(opts: SageQueueOptions, create: NativeCreateOptions): Pick<ParsedSageOptions, 'ackMode' | 'maxUnacked' | 'deadLetter' | 'explicitOptions'> {
+  const mode = opts.ackMode;
+  if (mode !== undefined && mode !== 'auto' && mode !== 'explicit') {
+    throw new InvalidArgumentValueError(`options.ackMode must be 'auto' or 'explicit'; received ${describe(mode)}`, mode);
+  }
+  if (mode === 'explicit') create.ackMode = 1;
+  // (Opening an existing queue without ackMode: checked against the segment once it is open.)
+  let explicitOptions = false;
+  for (const key of ['ackTimeoutMs', 'maxDeliveries', 'maxUnacked', 'deadLetter'] as const) {
+    if (opts[key] === undefined) continue;
+    explicitOptions = true;
+    if (mode === 'auto') throw new InvalidArgumentValueError(`options.${key} needs ackMode: 'explicit'`, opts[key], 'ERR_UNSUPPORTED_OPTION');
+  }
+  if (opts.ackTimeoutMs !== undefined) create.ackTimeoutMs = checkInteger(opts.ackTimeoutMs, 'options.ackTimeoutMs', 1, 86_400_000);
+  if (opts.maxDeliveries !== undefined) create.maxDeliveries = checkInteger(opts.maxDeliveries, 'options.maxDeliveries', 1, 1_000_000);
+  const maxUnacked = opts.maxUnacked === undefined ? 1000 : checkInteger(opts.maxUnacked, 'options.maxUnacked', 1, 1_000_000);
+  const dlq = opts.deadLetter;
+  if (dlq !== undefined && (dlq === null || typeof dlq !== 'object' || typeof dlq.putAsync !== 'function')) {
+    throw new InvalidArgumentTypeError('options.deadLetter', 'a queue with putAsync (an AsyncQueueLike)', dlq);
+  }
+  return { ackMode: mode, maxUnacked, deadLetter: dlq, explicitOptions };
+}
 
 function parseTrust(opts: SageQueueOptions): { trustedUids?: number[]; allowSharedMode?: boolean } {
   const out: { trustedUids?: number[]; allowSharedMode?: boolean } = {};
@@ -113,7 +184,8 @@ export function parseSageOptions(options: SageQueueOptions | undefined): ParsedS
   const codec = (wanted ?? codecByName(DEFAULT_CODEC)).id;
   const spinUs = opts.spinUs === undefined ? 50 : checkInteger(opts.spinUs, 'options.spinUs', 0, 1_000_000);
   const initWaitMs = opts.initWaitMs === undefined ? 1000 : checkInteger(opts.initWaitMs, 'options.initWaitMs', 0, 600_000);
-  return { create: { ...create, ...trust, codec }, wanted, spinUs, initWaitMs };
+  const ack = parseAckOptions(opts, create);
+  return { create: { ...create, ...trust, codec }, wanted, spinUs, initWaitMs, ...ack };
 }
 
 /** A queue name the addon accepts (1-200 of [A-Za-z0-9._-], no '..'). */

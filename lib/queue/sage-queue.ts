@@ -13,7 +13,9 @@ import { QueueDescriptor } from './descriptor';
 import type { BoundCodec } from './record-codec';
 import {
   InvalidArgumentTypeError,
+  MaxUnackedError,
   MessageTooLargeError,
+  SageQueueError,
   QueueEmptyError,
   QueueFullError,
   QueueReleasedError,
@@ -24,11 +26,16 @@ import { statusError } from '../native/errors';
 import { collectGarbage, inspectAllQueues, inspectQueue, unlinkIfSame, unlinkQueue } from './inspect';
 import type { GcOptions, GcResult, QueueInspection } from './inspect';
 import { trackLive, untrackLive } from './live-handles';
-import type { AsyncWaitOptions, LoadReporting, SyncAndAsyncQueue } from './queue-like';
+import type { AsyncWaitOptions, LoadReporting } from './queue-like';
 import { releaseResolved } from './registry';
 import { TRUST_OPTION_KEYS, checkName } from './sage-options';
 import { openSegment } from './sage-open';
-import type { BatchOptions, IterateOptions, OpenMode, SageQueueOptions, SageQueueStats, TrustOptions } from './sage-options';
+import type {
+  BatchOptions, IterateOptions, OpenMode, SageAutoOptions, SageOpenOptions, SageQueueOptions, SageQueueStats, TrustOptions,
+} from './sage-options';
+import { DEAD_LETTERED, LeaseBook } from './sage-leases';
+import type { SageMessage } from './sage-leases';
+import { LeasedGets } from './sage-leased-gets';
 import { SageAsync } from './sage-async';
 import { BatchWriter } from './batch-writer';
 import { RawBatchReader } from './raw-batch';
@@ -36,9 +43,23 @@ import type { RawBatch } from './raw-batch';
 import { BATCH_MAX, NO_WAIT, SlabReader } from './slab-reader';
 import { checkBoolean, checkInteger, checkKnownKeys, checkOptions, checkTimeoutMs } from '../validate';
 
-export type { BatchOptions, IterateOptions, SageQueueOptions, SageQueueStats, TrustOptions } from './sage-options';
+export type {
+  BatchOptions, IterateOptions, SageAckMode, SageAutoOptions, SageOpenOptions, SageQueueOptions, SageQueueStats, TrustOptions,
+} from './sage-options';
 
-export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporting, Disposable {
+/** A SageQueue in explicit-ack mode: puts take T, gets return SageMessage<T>. */
+export type SageAckQueue<T = unknown> = SageQueue<T, SageMessage<T>>;
+
+/** Options of SageQueue.open / create for a queue with explicit acks. */
+export type SageExplicitOptions = SageQueueOptions & { ackMode: 'explicit' };
+
+/**
+ * `T` is what you put; `Out` what gets return: `T` in auto-ack mode (the default), SageMessage<T>
+ * in explicit-ack mode (`SageQueue.open<T>(name, { ackMode: 'explicit' })` and `create` infer it;
+ * with `new`, say it: `new SageQueue<T, SageMessage<T>>(name, { ackMode: 'explicit' })`, or use
+ * the SageAckQueue<T> alias).
+ */
+export class SageQueue<T = unknown, Out = T> implements LoadReporting, Disposable {
   #q: NativeQueue | null;
   readonly #name: string;
   readonly #codec: Codec;
@@ -49,6 +70,9 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
   readonly #writer = new BatchWriter();
   #rawBatch: RawBatchReader | undefined;
   readonly #async: SageAsync<T>;
+  /** Explicit-ack mode: this handle's leases; null in auto mode. */
+  readonly #leases: LeaseBook<T> | null;
+  readonly #leased: LeasedGets<T, Out> | null;
   #descriptor: QueueDescriptor | undefined;
   readonly #liveRef: ReturnType<typeof trackLive>;
 
@@ -67,22 +91,34 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     this.#capacity = opened.info.capacity;
     this.#maxMessageSize = opened.info.maxMessageSize;
     this.#maxsize = opened.info.maxsize;
+    const codec = opened.codec;
+    const leases = opened.ack === undefined ? null : new LeaseBook<T>(opened.name, () => this.#handle(), codec, {
+      maxUnacked: opened.ack.maxUnacked,
+      maxDeliveries: opened.info.maxDeliveries,
+      deadLetter: opened.ack.deadLetter,
+    });
+    this.#leases = leases;
     this.#async = new SageAsync<T>(
       {
         handle: () => this.#handle(),
         current: () => this.#q,
         encode: (item) => this.#encode(item),
-        decode: (raw: Buffer) => this.#codec.decode(raw) as T,
+        // Explicit mode: the async side hands out SageMessages (or DEAD_LETTERED, which
+        // LeasedGets filters out); it only passes decoded values through, whatever their type.
+        decode: leases === null ? (raw: Buffer) => codec.decode(raw) as T : (raw: Buffer) => leases.wrap(raw) as unknown as T,
         statusError: (status) => this.#statusError(status),
       },
       this.#reader,
       opened.spinUs,
     );
+    this.#leased = leases === null ? null : new LeasedGets<T, Out>(leases, this.#async, (max, options) => this.getMany(max, options));
     this.#liveRef = trackLive(this);
   }
 
   /** Creates the queue; throws SharedMemoryError ERR_QUEUE_EXISTS if the name is taken. */
-  static create<T = unknown>(name: string, options?: SageQueueOptions): SageQueue<T> {
+  static create<T = unknown>(name: string, options: SageExplicitOptions): SageQueue<T, SageMessage<T>>;
+  static create<T = unknown>(name: string, options?: SageAutoOptions): SageQueue<T>;
+  static create<T = unknown>(name: string, options?: SageQueueOptions): SageQueue<T> | SageQueue<T, SageMessage<T>> {
     return new SageQueue<T>(name, options, 'create');
   }
 
@@ -91,12 +127,11 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
    * ERR_QUEUE_UNTRUSTED_OWNER / ERR_QUEUE_SHARED_MODE for a segment another user owns or that
    * group/other may write (see the trustedUids and allowSharedMode options).
    */
-  static open<T = unknown>(
-    name: string,
-    options?: Pick<SageQueueOptions, 'codec' | 'spinUs' | 'initWaitMs' | 'trustedUids' | 'allowSharedMode'>,
-  ): SageQueue<T> {
+  static open<T = unknown>(name: string, options: SageOpenOptions & { ackMode: 'explicit' }): SageQueue<T, SageMessage<T>>;
+  static open<T = unknown>(name: string, options?: Omit<SageOpenOptions, 'ackMode' | 'maxUnacked' | 'deadLetter'> & { ackMode?: 'auto' }): SageQueue<T>;
+  static open<T = unknown>(name: string, options?: SageOpenOptions): SageQueue<T> | SageQueue<T, SageMessage<T>> {
     const opts = checkOptions<SageQueueOptions>(options);
-    checkKnownKeys(opts, ['codec', 'spinUs', 'initWaitMs', ...TRUST_OPTION_KEYS]);
+    checkKnownKeys(opts, ['codec', 'spinUs', 'initWaitMs', 'ackMode', 'maxUnacked', 'deadLetter', ...TRUST_OPTION_KEYS]);
     return new SageQueue<T>(name, opts, 'open');
   }
 
@@ -161,6 +196,7 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
       capacity: this.#capacity,
       maxMessageSize: this.#maxMessageSize,
       codec: this.#codec.name,
+      ...(this.#leases === null ? {} : { ackMode: 'explicit' as const }),
     });
     return this.#descriptor;
   }
@@ -184,13 +220,27 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     throw this.#statusError(-rc);
   }
 
-  get(block = true, timeoutMs?: number): T {
+  /**
+   * Takes one message (waiting for one when `block`, up to timeoutMs). Explicit-ack mode: a
+   * SageMessage to settle; throws MaxUnackedError when this handle holds maxUnacked already.
+   */
+  get(block = true, timeoutMs?: number): Out {
     const wait = checkBoolean(block, 'block', true);
     const timeout = checkTimeoutMs(timeoutMs);
+    const leases = this.#leases;
+    if (leases === null) return this.#getOne(wait, timeout) as unknown as Out;
+    for (;;) {
+      if (leases.room() === 0) throw new MaxUnackedError(leases.maxUnacked);
+      const m = this.#getOne(wait, timeout);
+      if (m !== DEAD_LETTERED) return m as unknown as Out;
+    }
+  }
+
+  #getOne(wait: boolean, timeout: number | undefined): T | typeof DEAD_LETTERED {
     const q = this.#handle();
     const reader = this.#reader;
     const local = this.#async.stash.shift(); // taken earlier by this handle: first in line
-    if (local !== undefined) return this.#codec.decode(local) as T;
+    if (local !== undefined) return this.#out(local);
     let raw = reader.takeRaw(q);
     if (raw === null && reader.lastStatus === NativeStatus.Empty && wait && timeout !== 0) {
       raw = reader.takeBlocking(q, timeout ?? -1);
@@ -199,14 +249,19 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
       }
     }
     if (raw === null) throw this.#statusError(reader.lastStatus);
-    return this.#codec.decode(raw) as T;
+    return this.#out(raw);
+  }
+
+  /** A record as handed out: decoded (auto mode), or its SageMessage (explicit mode). */
+  #out(raw: Buffer): T | typeof DEAD_LETTERED {
+    return this.#leases === null ? (this.#codec.decode(raw) as T) : (this.#leases.wrap(raw) as unknown as T | typeof DEAD_LETTERED);
   }
 
   putNowait(item: T): void {
     this.put(item, false);
   }
 
-  getNowait(): T {
+  getNowait(): Out {
     return this.get(false);
   }
 
@@ -281,10 +336,23 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
    * (possibly none). With `block` (default), waits for at least one (up to timeoutMs).
    * Throws QueueClosedError once the queue is closed and drained.
    */
-  getMany(max: number, options?: BatchOptions): T[] {
-    const n = this.#batchGet(max, options, 'getMany', this.#reader);
-    if (n < 0) return this.#async.takeStashed(-n);
-    return n > 0 ? this.#reader.decodeBatch<T>(n, this.#codec) : [];
+  getMany(max: number, options?: BatchOptions): Out[] {
+    const leases = this.#leases;
+    if (leases === null) {
+      const n = this.#batchGet(max, options, 'getMany', this.#reader);
+      if (n < 0) return this.#async.takeStashed(-n) as unknown as Out[];
+      return n > 0 ? this.#reader.decodeBatch<Out>(n, this.#codec) : [];
+    }
+    // Explicit mode: no more than maxUnacked held; dead-lettered messages are not handed out.
+    const limit = checkInteger(max, 'max', 1, BATCH_MAX);
+    for (;;) {
+      const room = leases.room();
+      if (room === 0) throw new MaxUnackedError(leases.maxUnacked);
+      const n = this.#batchGet(Math.min(limit, room), options, 'getMany', this.#reader);
+      const got: unknown[] = n < 0 ? this.#async.takeStashed(-n) : n > 0 ? this.#reader.decodeBatch<unknown>(n, leases) : [];
+      const out = got.filter((m) => m !== DEAD_LETTERED) as Out[];
+      if (out.length > 0 || got.length === 0) return out;
+    }
   }
 
   /**
@@ -294,6 +362,12 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
    * Returns a batch with count 0 when not blocking and empty; throws as getMany otherwise.
    */
   getRawBatch(max: number, options?: BatchOptions): RawBatch {
+    if (this.#leases !== null) {
+      throw new SageQueueError(
+        'ERR_QUEUE_ACK_MODE',
+        `getRawBatch hands out no leases: queue ${this.#name} is in explicit-ack mode, use getMany (one SageMessage per message) and ackMany`,
+      );
+    }
     const batch = (this.#rawBatch ??= new RawBatchReader());
     const n = this.#batchGet(max, options, 'getRawBatch', batch);
     if (n < 0) batch.copyFrom(this.#async.stash, -n);
@@ -328,13 +402,17 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
     return this.#async.putAsync(item, options);
   }
 
-  /** Resolves at once when a message is there; else polls for spinUs, then parks (sage-async.ts). */
-  getAsync(options?: AsyncWaitOptions): Promise<T> {
-    return this.#async.getAsync(options);
+  /**
+   * Resolves at once when a message is there; else polls for spinUs, then parks (sage-async.ts).
+   * Explicit-ack mode: a SageMessage; at maxUnacked it waits for this handle to settle one.
+   */
+  getAsync(options?: AsyncWaitOptions): Promise<Out> {
+    if (this.#leased !== null) return this.#leased.getAsync(options);
+    return this.#async.getAsync(options) as unknown as Promise<Out>;
   }
 
   /** Yields messages until the queue is closed and drained (batches of 64: see iterate). */
-  [Symbol.asyncIterator](): AsyncIterator<T> {
+  [Symbol.asyncIterator](): AsyncIterator<Out> {
     return this.iterate();
   }
 
@@ -343,8 +421,34 @@ export class SageQueue<T = unknown> implements SyncAndAsyncQueue<T>, LoadReporti
    * when it is yielded) and an abort signal. Messages of a batch not yet yielded when the loop is
    * left stay with this handle and are the next get's; a process killed meanwhile loses them.
    */
-  iterate(options?: IterateOptions): AsyncGenerator<T, void, undefined> {
-    return this.#async.iterate(options);
+  iterate(options?: IterateOptions): AsyncGenerator<Out, void, undefined> {
+    if (this.#leased !== null) return this.#leased.iterate(options);
+    return this.#async.iterate(options) as unknown as AsyncGenerator<Out, void, undefined>;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Explicit acks
+
+  /** 'explicit' when gets return SageMessages to settle; 'auto' otherwise (recorded in the segment). */
+  get ackMode(): 'auto' | 'explicit' {
+    return this.#leases === null ? 'auto' : 'explicit';
+  }
+
+  /** Explicit mode: messages this handle handed out and has not settled (0 in auto mode). */
+  get unacked(): number {
+    return this.#leases?.held ?? 0;
+  }
+
+  /**
+   * Explicit mode: acks many messages with one native call. Returns how many were acked; the
+   * others' leases were lost (settled already, or expired and taken back): those messages are
+   * marked settled without being acked. ERR_QUEUE_ACK_MODE in auto mode.
+   */
+  ackMany(messages: readonly SageMessage<T>[]): number {
+    if (!Array.isArray(messages)) throw new InvalidArgumentTypeError('messages', 'an array of SageMessage', messages);
+    if (this.#leases === null) throw new SageQueueError('ERR_QUEUE_ACK_MODE', `queue ${this.#name} is in auto-ack mode: its gets need no ack`);
+    this.#handle();
+    return this.#leases.ackMany(messages);
   }
 
   // ------------------------------------------------------------------------------------------

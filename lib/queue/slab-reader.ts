@@ -78,7 +78,7 @@ export class SlabReader {
   }
 
   /** Decodes the `n` messages the last takeBatch laid back to back, and moves past them. */
-  decodeBatch<T>(n: number, codec: Codec): T[] {
+  decodeBatch<T>(n: number, codec: Pick<Codec, 'decode'>): T[] {
     const out = new Array<T>(n);
     let off = this.#off;
     const slab = this.#slab;

@@ -87,6 +87,9 @@ Napi::Function NativeQueue::Define(Napi::Env env) {
                          InstanceMethod("needed", &NativeQueue::Needed),
                          InstanceMethod("unlinkIfSame", &NativeQueue::UnlinkIfSame),
                          InstanceMethod("lastWritten", &NativeQueue::LastWritten),
+                         InstanceMethod("settle", &NativeQueue::Settle),
+                         InstanceMethod("settleMany", &NativeQueue::SettleMany),
+                         InstanceMethod("heldLeases", &NativeQueue::HeldLeases),
                      });
 }
 
@@ -110,6 +113,9 @@ NativeQueue::NativeQueue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Nati
   opts.maxsize = num("maxsize", 0);
   opts.mode = static_cast<uint32_t>(num("mode", 0600));
   opts.codec = static_cast<uint32_t>(num("codec", 0));
+  opts.ack_mode = static_cast<uint32_t>(num("ackMode", sage::kAckAuto));
+  opts.ack_timeout_ms = num("ackTimeoutMs", opts.ack_timeout_ms);
+  opts.max_deliveries = static_cast<uint32_t>(num("maxDeliveries", opts.max_deliveries));
   const uint64_t init_wait = info.Length() > 4 && info[4].IsNumber() ? info[4].As<Napi::Number>().Int64Value() : 1000;
   // Trust: the caller's own options only (the TypeScript layer never takes them from a descriptor).
   sage::TrustPolicy trust;
@@ -457,81 +463,6 @@ Napi::Value NativeQueue::SetSpinUs(const Napi::CallbackInfo& info) {
     q_->set_spin_ns(us > 0 ? static_cast<uint64_t>(us * 1000.0) : 0);
   }
   return info.Env().Undefined();
-}
-
-Napi::Value NativeQueue::Info(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!Usable(info)) return env.Null();
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("name", q_->name());
-  o.Set("capacity", Napi::Number::New(env, static_cast<double>(q_->capacity())));
-  o.Set("maxMessageSize", Napi::Number::New(env, static_cast<double>(q_->max_message_size())));
-  o.Set("maxsize", Napi::Number::New(env, static_cast<double>(q_->maxsize())));
-  o.Set("codec", Napi::Number::New(env, q_->codec()));
-  o.Set("nonce", Napi::String::New(env, std::to_string(q_->nonce())));
-  return o;
-}
-
-Napi::Value NativeQueue::Stats(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!Usable(info)) return env.Null();
-  if (q_->damaged()) {
-    throw MakeError(env, sage::status_code(sage::Status::Truncated),
-                    std::string(sage::status_message(sage::Status::Truncated)) + " (queue " + q_->name() + ")", 0);
-  }
-  sage::Stats s = q_->stats();
-  if (q_->damaged()) {  // found while reading the stats
-    throw MakeError(env, sage::status_code(sage::Status::Truncated),
-                    std::string(sage::status_message(sage::Status::Truncated)) + " (queue " + q_->name() + ")", 0);
-  }
-  auto n = [&](uint64_t v) { return Napi::Number::New(env, static_cast<double>(v)); };
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("name", q_->name());
-  o.Set("capacity", n(s.capacity));
-  o.Set("maxMessageSize", n(s.max_message_size));
-  o.Set("maxsize", n(s.maxsize));
-  o.Set("depth", n(s.depth_msgs));
-  o.Set("depthBytes", n(s.depth_bytes));
-  o.Set("usedBytes", n(s.used_bytes));
-  o.Set("enqueued", n(s.enqueued));
-  o.Set("dequeued", n(s.dequeued));
-  o.Set("abandonedClaims", n(s.abandoned_claims));
-  o.Set("lostInRead", n(s.lost_in_read));
-  o.Set("wakeCalls", n(s.wake_calls));
-  o.Set("waits", n(s.waits));
-  o.Set("lockRecoveries", n(s.lock_recoveries));
-  o.Set("slotsReaped", n(s.slots_reaped));
-  o.Set("waiterHeals", n(s.waiter_heals));
-  o.Set("dataWaiters", n(s.data_waiters));
-  o.Set("spaceWaiters", n(s.space_waiters));
-  o.Set("codec", n(s.codec));
-  o.Set("mode", n(s.mode));
-  o.Set("createdMs", Napi::Number::New(env, static_cast<double>(s.created_ns) / 1e6));
-  o.Set("nonce", Napi::String::New(env, std::to_string(s.nonce)));
-  o.Set("closed", Napi::Boolean::New(env, s.closed));
-  o.Set("fileUid", n(s.file_uid));
-  o.Set("fileMode", n(s.file_mode));
-  if (s.trust == sage::Status::Ok) o.Set("untrusted", env.Null());
-  else o.Set("untrusted", Napi::String::New(env, sage::status_code(s.trust)));
-  Napi::Array procs = Napi::Array::New(env, s.slots.size());
-  for (size_t i = 0; i < s.slots.size(); ++i) {
-    const sage::SlotInfo& si = s.slots[i];
-    Napi::Object p = Napi::Object::New(env);
-    p.Set("slot", n(si.index));
-    p.Set("pid", Napi::Number::New(env, si.pid));
-    Napi::Array roles = Napi::Array::New(env);
-    uint32_t r = 0;
-    if (si.role & sage::kRoleCreator) roles.Set(r++, "creator");
-    if (si.role & sage::kRoleProducer) roles.Set(r++, "producer");
-    if (si.role & sage::kRoleConsumer) roles.Set(r++, "consumer");
-    p.Set("roles", roles);
-    p.Set("alive", Napi::Boolean::New(env, si.alive));
-    p.Set("attachedMs", Napi::Number::New(env, static_cast<double>(si.attached_ns) / 1e6));
-    p.Set("waiting", n(si.data_waiters + si.space_waiters));
-    procs.Set(static_cast<uint32_t>(i), p);
-  }
-  o.Set("processes", procs);
-  return o;
 }
 
 }  // namespace sage_binding

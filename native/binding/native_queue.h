@@ -85,6 +85,10 @@ class NativeQueue : public Napi::ObjectWrap<NativeQueue> {
   Napi::Value Needed(const Napi::CallbackInfo& info);
   Napi::Value UnlinkIfSame(const Napi::CallbackInfo& info);
   Napi::Value LastWritten(const Napi::CallbackInfo& info);
+  // Explicit-ack mode (native_queue_leases.cpp).
+  Napi::Value Settle(const Napi::CallbackInfo& info);
+  Napi::Value SettleMany(const Napi::CallbackInfo& info);
+  Napi::Value HeldLeases(const Napi::CallbackInfo& info);
 
   [[nodiscard]] bool EnsureTsfn(Napi::Env env);
   Napi::Value ArmReadableImpl(const Napi::CallbackInfo& info);

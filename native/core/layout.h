@@ -35,7 +35,26 @@ enum RecordKind : uint32_t {
   kRecReading = 3,    // taken by a consumer, payload being copied out
   kRecConsumed = 4,   // read: space may be reused
   kRecPadding = 5,    // filler (wrap-around, or an abandoned claim): skipped
+  // Explicit-ack queues only (leases.cpp). A taken record is LEASED to its consumer until acked
+  // (then CONSUMED); its space is not reused before.
+  kRecLeased = 6,     // delivered to the owner, not acked yet
+  kRecSettling = 7,   // its owner is acking / nacking / extending it (a few instructions)
+  kRecRedeliver = 8,  // nacked, or its lease expired / its owner died: to be delivered again
 };
+
+// Explicit-ack queues: the first 16 bytes of every record's payload area (the user's payload
+// follows; the record's `length` counts both). Written by the producer (zeroes) before commit,
+// then only by whoever holds the record exclusively (a consumer under the consumer lock while
+// leasing it, or its owner in the SETTLING state).
+struct LeaseMeta {
+  std::atomic<uint32_t> deliveries;  // times handed out (the lease token: a stale ack names an older one)
+  uint32_t reserved;
+  std::atomic<uint64_t> deadline_ns;  // LEASED: lease expiry; REDELIVER: not before (CLOCK_MONOTONIC)
+};
+constexpr uint32_t kLeaseMetaSize = 16;
+static_assert(sizeof(LeaseMeta) == kLeaseMetaSize, "lease meta is 16 bytes");
+
+enum AckMode : uint32_t { kAckAuto = 0, kAckExplicit = 1 };
 
 inline uint32_t rec_kind(uint32_t state) { return state >> 24; }
 inline uint32_t rec_owner(uint32_t state) { return state & 0xFFFFFFu; }
@@ -107,6 +126,9 @@ struct alignas(kHotAlign) Header {
   uint32_t mode;
   uint32_t data_offset;
   uint32_t slot_count;
+  uint32_t ack_mode;        // AckMode
+  uint32_t max_deliveries;  // explicit mode: deliveries before a message is dead-lettered (enforced by the bindings)
+  uint64_t ack_timeout_ns;  // explicit mode: lease length
   char name[kNameMax + 8];
   std::atomic<uint32_t> initialised;
   std::atomic<uint32_t> closed;
@@ -149,6 +171,17 @@ struct alignas(kHotAlign) Header {
   std::atomic<uint64_t> slots_reaped;                      // dead handles cleaned up
   std::atomic<uint64_t> waiter_heals;                      // waiter counts repaired
 
+  // --- explicit-ack bookkeeping (leases.cpp). In explicit mode `reclaim_limit` is the ack floor:
+  // the first record not yet acked (producers never reclaim past it). ---
+  alignas(kHotAlign) std::atomic<uint64_t> lease_check_ns;  // next scan for expired/dead leases
+  std::atomic<uint64_t> redeliverable;    // REDELIVER records (a hint, recounted by every scan)
+  std::atomic<uint64_t> acks;
+  std::atomic<uint64_t> nacks;
+  std::atomic<uint64_t> stale_settles;    // acks/nacks/extends refused: the lease was no longer held
+  std::atomic<uint64_t> redeliveries;     // deliveries after the first
+  std::atomic<uint64_t> expired_leases;   // leases taken back at their deadline
+  std::atomic<uint64_t> dead_leases;      // leases taken back from a dead consumer
+
   ProcessSlot slots[kMaxSlots];
 };
 
@@ -178,6 +211,11 @@ constexpr uint32_t layout_signature() {
   h = fnv_mix(h, offsetof(Header, space_seq));
   h = fnv_mix(h, offsetof(Header, space_woken));
   h = fnv_mix(h, offsetof(Header, wake_calls));
+  h = fnv_mix(h, offsetof(Header, ack_mode));
+  h = fnv_mix(h, offsetof(Header, ack_timeout_ns));
+  h = fnv_mix(h, offsetof(Header, lease_check_ns));
+  h = fnv_mix(h, offsetof(Header, dead_leases));
+  h = fnv_mix(h, sizeof(LeaseMeta));
   h = fnv_mix(h, offsetof(Header, slots));
   h = fnv_mix(h, sizeof(ProcessSlot));
   h = fnv_mix(h, sizeof(pthread_mutex_t));

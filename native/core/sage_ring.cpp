@@ -34,7 +34,7 @@ constexpr uint64_t kMaxSleepNs = 100000000;  // 100 ms
 constexpr uint64_t kHealIntervalNs = 10000000;
 }  // namespace
 
-static_assert(kLastStatus == Status::Truncated, "SAGE_STATUSES lists every status, the last one last");
+static_assert(kLastStatus == Status::LeaseLost, "SAGE_STATUSES lists every status, the last one last");
 
 const char* status_name(Status s) {
   switch (s) {
@@ -76,6 +76,7 @@ const char* status_code(Status s) {
     case Status::Replaced: return "ERR_QUEUE_REPLACED";
     case Status::Interrupted: return "ERR_INTERRUPTED";
     case Status::Truncated: return "ERR_QUEUE_TRUNCATED";
+    case Status::LeaseLost: return "ERR_QUEUE_LEASE_LOST";
   }
   return "ERR_UNKNOWN";
 }
@@ -120,6 +121,9 @@ const char* status_message(Status s) {
     case Status::Truncated:
       return "the queue's shared-memory segment was truncated by another process: this handle can no longer be used; "
              "release it and recreate the queue";
+    case Status::LeaseLost:
+      return "this handle no longer holds that message's lease: it was settled already, or its lease expired and it "
+             "was taken back for redelivery";
   }
   return "unknown status";
 }
@@ -340,10 +344,16 @@ void Queue::recover_cons() {
         if (kind == kRecPadding) {
           size = r->length;
           if (size < kRecordHeaderSize || size % kRecordAlign != 0 || (pos & mask_) + size > cap_) break;
-        } else if (kind == kRecReading) {
-          if (r->length > max_msg_) break;
+        } else if (kind == kRecReading || (ack_ && kind == kRecLeased)) {
+          if (r->length > rec_max_ || r->length < meta_) break;
           size = record_size(r->length);
           r->state.store(rec_state(kRecCommitted, rec_owner(st)), std::memory_order_release);
+          // A record taken from the head had never been delivered (head only moves forward).
+          if (ack_) reinterpret_cast<LeaseMeta*>(r + 1)->deliveries.store(0, std::memory_order_relaxed);
+        } else if (kind == kRecCommitted && pos < hdr_->head.load(std::memory_order_relaxed)) {
+          // Already rolled back by a recoverer that died too: what follows may still be marked.
+          if (r->length > rec_max_) break;
+          size = record_size(r->length);
         } else {
           break;  // marking proceeds in order: nothing past the first unmarked record
         }
@@ -354,8 +364,9 @@ void Queue::recover_cons() {
     }
     j.valid.store(0, std::memory_order_release);
   }
-  // Covers a holder that died after committing its take but before publishing the limit.
-  hdr_->reclaim_limit.store(hdr_->head.load(std::memory_order_relaxed), std::memory_order_release);
+  // Covers a holder that died after committing its take but before publishing the limit. (In
+  // explicit mode the limit is the ack floor, moved only over settled records.)
+  if (!ack_) hdr_->reclaim_limit.store(hdr_->head.load(std::memory_order_relaxed), std::memory_order_release);
   hdr_->lock_recoveries.fetch_add(1, std::memory_order_relaxed);
   // We hold the mutex in the owner-died state (EOWNERDEAD): marking it consistent cannot fail.
   (void)pthread_mutex_consistent(&hdr_->cons_lock);
@@ -386,7 +397,7 @@ Status Queue::reclaim_locked() {
     uint32_t st = r->state.load(std::memory_order_acquire);  // pairs with the consumer's release
     uint32_t kind = rec_kind(st);
     if (kind == kRecConsumed) {
-      if (r->length > max_msg_) {
+      if (r->length > rec_max_) {
         result = Status::Corrupt;
         break;
       }
@@ -470,6 +481,7 @@ Status Queue::put_attempt(const Slice* msgs, size_t n, size_t* written, uint64_t
   for (size_t i = 0; i < n; ++i) {
     if (msgs[i].length > max_msg_) return Status::TooLarge;  // before anything is written
   }
+  const uint64_t meta = meta_;
   if (hdr_->closed.load(std::memory_order_acquire)) return Status::Closed;
 
   // Busy (the lock is held past our budget, maybe by a stopped process) reads as Full: the
@@ -496,7 +508,7 @@ Status Queue::put_attempt(const Slice* msgs, size_t n, size_t* written, uint64_t
   Status corrupt = Status::Ok;
   for (;;) {
     while (k < n) {
-      const uint64_t rec = record_size(msgs[k].length);
+      const uint64_t rec = record_size(msgs[k].length + meta);
       const uint64_t off = pos & mask_;
       const uint64_t pad = off + rec > cap_ ? cap_ - off : 0;
       if (pos + pad + rec - freed > cap_) break;
@@ -509,7 +521,7 @@ Status Queue::put_attempt(const Slice* msgs, size_t n, size_t* written, uint64_t
         pos += pad;
       }
       auto* r = reinterpret_cast<RecordHeader*>(data_ + (pos & mask_));
-      r->length = msgs[k].length;
+      r->length = static_cast<uint32_t>(msgs[k].length + meta);
       r->position = pos;
       r->state.store(rec_state(kRecClaimed, owner_), std::memory_order_relaxed);
       pos += rec;
@@ -517,6 +529,11 @@ Status Queue::put_attempt(const Slice* msgs, size_t n, size_t* written, uint64_t
     }
     if (k == n || reclaimed) break;
     reclaimed = true;
+    if (ack_ && lock_cons(kLockTryOnly) == Status::Ok) {
+      // Explicit mode: settled records count only once the ack floor passes them.
+      advance_floor_locked();
+      unlock_cons();
+    }
     corrupt = reclaim_locked();
     const uint64_t f2 = hdr_->freed.load(std::memory_order_relaxed);
     if (f2 == freed) break;
@@ -542,11 +559,18 @@ Status Queue::put_attempt(const Slice* msgs, size_t n, size_t* written, uint64_t
 
   pos = tail;
   for (size_t i = 0; i < k; ++i) {
-    const uint64_t rec = record_size(msgs[i].length);
+    const uint64_t rec = record_size(msgs[i].length + meta);
     const uint64_t off = pos & mask_;
     if (off + rec > cap_) pos += cap_ - off;
     auto* r = reinterpret_cast<RecordHeader*>(data_ + (pos & mask_));
     uint8_t* dst = reinterpret_cast<uint8_t*>(r) + kRecordHeaderSize;
+    if (meta != 0) {
+      auto* m = reinterpret_cast<LeaseMeta*>(dst);
+      m->deliveries.store(0, std::memory_order_relaxed);
+      m->reserved = 0;
+      m->deadline_ns.store(0, std::memory_order_relaxed);
+      dst += meta;
+    }
     const uint32_t len = msgs[i].length;
     if (i == 0 && SAGE_HOOK_ARMED(MidCopy)) {
       memcpy(dst, msgs[i].data, len / 2);
@@ -586,27 +610,41 @@ Status Queue::get_attempt(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_
     // Lock-free look first: an empty queue costs two loads, no lock.
     const uint64_t h = hdr_->head.load(std::memory_order_acquire);
     const uint64_t t = hdr_->tail.load(std::memory_order_acquire);
-    if (h == t) {
+    // Explicit mode: also nothing to redeliver before the next lease scan is due.
+    if (h == t && (!ack_ || monotonic_ns() < hdr_->lease_check_ns.load(std::memory_order_acquire))) {
       if (probe_truncated()) return Status::Truncated;
-      return hdr_->closed.load(std::memory_order_acquire) && hdr_->tail.load(std::memory_order_acquire) == h
+      return hdr_->closed.load(std::memory_order_acquire) && hdr_->tail.load(std::memory_order_acquire) == h &&
+                     (!ack_ || hdr_->redeliverable.load(std::memory_order_relaxed) == 0)
                  ? Status::Closed
                  : Status::Empty;
     }
   }
   if (taken_.size() < max) taken_.resize(max);
+  if (ack_ && leased_.size() < max) leased_.resize(max);
   // Busy reads as Empty (see put_attempt).
   const Status ls = lock_cons(lock_deadline, cancel);
   if (ls != Status::Ok) return ls == Status::TimedOut ? Status::Empty : ls;
+  const uint64_t now = ack_ ? monotonic_ns() : 0;
+  size_t k = 0;
+  size_t bytes = 0;
+  bool pending = false;  // explicit mode: REDELIVER records left (delayed, or beyond this batch)
+  Status scan = Status::Ok;
+  if (ack_) {
+    advance_floor_locked();
+    if (now >= hdr_->lease_check_ns.load(std::memory_order_relaxed)) {
+      scan = scan_leases_locked(now, dst_cap, lengths, max, &k, &bytes, needed, &pending);
+    } else {
+      pending = hdr_->redeliverable.load(std::memory_order_relaxed) != 0;
+    }
+  }
   const uint64_t head = hdr_->head.load(std::memory_order_relaxed);
   const uint64_t tail = hdr_->tail.load(std::memory_order_acquire);
   const uint64_t hm0 = hdr_->head_msgs.load(std::memory_order_relaxed);
   uint64_t hm = hm0;
   uint64_t h = head;
-  size_t k = 0;
-  size_t bytes = 0;
   // A head past the tail can only be corruption: say so (an Empty here would make a blocking get
   // spin until its deadline, since readable_now() sees head != tail).
-  Status st = head > tail ? Status::Corrupt : Status::Ok;
+  Status st = head > tail ? Status::Corrupt : scan;
   LockJournal& j = hdr_->cons_journal;
   bool journaled = false;
   // Before the first record is marked: what to restore if we die before the take is committed.
@@ -618,7 +656,7 @@ Status Queue::get_attempt(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_
     journaled = true;
     SAGE_HOOK(InConsLock);
   };
-  while (h < tail && k < max) {
+  while (h < tail && k < max && st == Status::Ok) {
     RecordHeader* r = record_at(h);
     if (r == nullptr || r->position != h) {
       st = Status::Corrupt;
@@ -638,7 +676,7 @@ Status Queue::get_attempt(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_
       continue;
     }
     const uint32_t len = r->length;
-    if (len > max_msg_ || (h & mask_) + record_size(len) > cap_ || record_size(len) > tail - h) {
+    if (len > rec_max_ || len < meta_ || (h & mask_) + record_size(len) > cap_ || record_size(len) > tail - h) {
       st = Status::Corrupt;
       break;
     }
@@ -651,7 +689,12 @@ Status Queue::get_attempt(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_
         break;
       }
       journal();
-      r->state.store(rec_state(kRecReading, owner_), std::memory_order_relaxed);
+      if (ack_) {
+        lease_locked(r, now);
+        leased_[k] = 1;
+      } else {
+        r->state.store(rec_state(kRecReading, owner_), std::memory_order_relaxed);
+      }
       taken_[k] = h;
       lengths[k++] = len;
       bytes += len;
@@ -676,12 +719,13 @@ Status Queue::get_attempt(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_
     hdr_->head_msgs.store(hm, std::memory_order_relaxed);
     hdr_->head.store(h, std::memory_order_release);
     j.valid.store(0, std::memory_order_release);  // the take is committed
-    hdr_->reclaim_limit.store(h, std::memory_order_release);
+    if (!ack_) hdr_->reclaim_limit.store(h, std::memory_order_release);
   }
   unlock_cons();
   if (k == 0) {
     if (st != Status::Ok) return st;
-    if (h == tail && hdr_->closed.load(std::memory_order_acquire) && hdr_->tail.load(std::memory_order_acquire) == h) {
+    if (h == tail && hdr_->closed.load(std::memory_order_acquire) && hdr_->tail.load(std::memory_order_acquire) == h &&
+        !pending) {
       return Status::Closed;
     }
     if (h != head) wake(false);  // padding skipped: space to reclaim
@@ -703,11 +747,21 @@ Status Queue::get_attempt(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_
       memcpy(dst + at, src, len / 2);
       SAGE_HOOK(MidRead);
     }
+    if (ack_) {
+      // Leased: the record stays until acked. Hand out its id in place of the lease meta.
+      // (The token noted under the lock: should the lease expire and be taken again meanwhile, the
+      // count in the record is the next holder's.)
+      const LeasePrefix id{taken_[i], leased_[i], 0};
+      memcpy(dst + at, &id, sizeof id);
+      if (len > kLeaseMetaSize) memcpy(dst + at + kLeaseMetaSize, src + kLeaseMetaSize, len - kLeaseMetaSize);
+      at += len;
+      continue;
+    }
     if (len) memcpy(dst + at, src, len);
     r->state.store(rec_state(kRecConsumed, owner_), std::memory_order_release);  // space reusable
     at += len;
   }
-  wake(false);
+  if (!ack_) wake(false);
   *got = k;
   return Status::Ok;  // a corrupt record after these is reported by the next get
 }
@@ -717,9 +771,19 @@ Status Queue::get_attempt(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_
 
 Status Queue::readable_now(bool* stuck) {
   *stuck = false;
-  if (hdr_->closed.load(std::memory_order_acquire)) return Status::Ok;
+  const bool closed = hdr_->closed.load(std::memory_order_acquire);
   const uint64_t h = hdr_->head.load(std::memory_order_acquire);
   const uint64_t t = hdr_->tail.load(std::memory_order_acquire);
+  if (ack_ && h == t) {
+    // Nothing new: readable once a lease scan is due (expired, dead or nacked leases). While
+    // leases are out, poll: a consumer's death is only noticed by a scan.
+    const bool redeliverable = hdr_->redeliverable.load(std::memory_order_relaxed) != 0;
+    if (!redeliverable && hdr_->reclaim_limit.load(std::memory_order_acquire) == h) return closed ? Status::Ok : Status::Empty;
+    *stuck = true;
+    if (monotonic_ns() >= hdr_->lease_check_ns.load(std::memory_order_acquire)) return Status::Ok;
+    return closed && !redeliverable ? Status::Ok : Status::Empty;
+  }
+  if (closed) return Status::Ok;
   if (h == t) return Status::Empty;
   RecordHeader* r = record_at(h);
   if (r == nullptr) return Status::Corrupt;
@@ -736,12 +800,16 @@ Status Queue::writable_now(uint64_t bytes, bool* stuck) {
   if (maxsize_ != 0 && hdr_->tail_msgs.load(std::memory_order_acquire) - hdr_->head_msgs.load(std::memory_order_acquire) >= maxsize_) {
     return Status::Full;
   }
-  const uint64_t rec = record_size(bytes);
+  const uint64_t rec = record_size(bytes + meta_);
   for (int pass = 0; pass < 2; ++pass) {
     const uint64_t tail = hdr_->tail.load(std::memory_order_acquire);
     const uint64_t off = tail & mask_;
     const uint64_t pad = off + rec > cap_ ? cap_ - off : 0;
     if (tail + pad + rec - hdr_->freed.load(std::memory_order_acquire) <= cap_) return Status::Ok;
+    if (ack_ && lock_cons(kLockTryOnly) == Status::Ok) {
+      advance_floor_locked();  // settled records count once the ack floor passes them
+      unlock_cons();
+    }
     if (pass == 1 || tail + pad + rec - hdr_->reclaim_limit.load(std::memory_order_acquire) > cap_) break;
     // Consumers have moved on but nobody reclaimed their space yet: do it now. A corrupt record
     // below reclaim_limit would keep the space from ever coming free: report it instead of
@@ -916,7 +984,9 @@ uint64_t Queue::qsize() const {
   if (hdr_ == nullptr) return 0;
   const uint64_t hm = hdr_->head_msgs.load(std::memory_order_acquire);
   const uint64_t tm = hdr_->tail_msgs.load(std::memory_order_acquire);
-  return tm > hm ? tm - hm : 0;
+  // Explicit mode: messages to be delivered again count too (the figure is a hint: see Header).
+  const uint64_t again = ack_ ? hdr_->redeliverable.load(std::memory_order_relaxed) : 0;
+  return (tm > hm ? tm - hm : 0) + again;
 }
 
 uint64_t Queue::used_bytes() const {
@@ -959,6 +1029,20 @@ Stats Queue::stats() {
   s.file_uid = file_uid_;
   s.file_mode = file_mode_;
   s.trust = trust_;
+  if (ack_) {
+    s.ack_mode = hdr_->ack_mode;
+    s.max_deliveries = hdr_->max_deliveries;
+    s.ack_timeout_ms = hdr_->ack_timeout_ns / 1000000;
+    s.acks = hdr_->acks.load(std::memory_order_relaxed);
+    s.nacks = hdr_->nacks.load(std::memory_order_relaxed);
+    s.stale_settles = hdr_->stale_settles.load(std::memory_order_relaxed);
+    s.redeliveries = hdr_->redeliveries.load(std::memory_order_relaxed);
+    s.expired_leases = hdr_->expired_leases.load(std::memory_order_relaxed);
+    s.dead_leases = hdr_->dead_leases.load(std::memory_order_relaxed);
+    s.redeliverable = hdr_->redeliverable.load(std::memory_order_relaxed);
+    const uint64_t floor = hdr_->reclaim_limit.load(std::memory_order_acquire);
+    s.unacked_bytes = head > floor ? head - floor : 0;
+  }
   for (uint32_t i = 0; i < kMaxSlots; ++i) {
     ProcessSlot& slot = hdr_->slots[i];
     if (slot.state.load(std::memory_order_acquire) != kSlotActive) continue;

@@ -44,7 +44,8 @@ namespace sage {
   X(SharedMode)       /* the segment is writable by group/other and the opener did not allow it */ \
   X(Replaced)         /* the name now refers to another segment than the one this handle opened */ \
   X(Interrupted)      /* a blocking call was interrupted (the binding's signal watch) */          \
-  X(Truncated)        /* the segment was shrunk under this process; the handle is unusable */
+  X(Truncated)        /* the segment was shrunk under this process; the handle is unusable */      \
+  X(LeaseLost)        /* explicit ack: this handle no longer holds that lease (settled, expired, redelivered) */
 
 // [[nodiscard]] on the type: a Status returned by any function must be looked at.
 enum class [[nodiscard]] Status : int {
@@ -71,7 +72,19 @@ struct CreateOptions {
   uint64_t maxsize = 0;            // messages; 0 = unbounded
   uint32_t mode = 0600;
   uint32_t codec = 0;
+  uint32_t ack_mode = kAckAuto;     // kAckExplicit: gets lease messages until acked (leases.cpp)
+  uint64_t ack_timeout_ms = 30000;  // explicit mode: lease length (1 ms .. 1 day)
+  uint32_t max_deliveries = 5;      // explicit mode: recorded for the bindings (1 .. 1e6)
 };
+
+// Explicit-ack mode: each message a get hands out starts with this 16-byte prefix (the record's
+// lease id), followed by the payload; the lengths a get reports include it.
+struct LeasePrefix {
+  uint64_t position;    // the record's ring position: the message's identity
+  uint32_t deliveries;  // 1 on first delivery: the lease token settle() must name
+  uint32_t zero;
+};
+static_assert(sizeof(LeasePrefix) == 16, "lease prefix is 16 bytes");
 
 // Whom an opener trusts (checked on the open descriptor with fstat, before anything is read).
 // The segment's owner must be the caller's effective uid, root (who can read and write any
@@ -105,6 +118,11 @@ struct Stats {
   bool closed;
   // From fstat of the file (not from the segment, which its writers control): owner and mode.
   uint32_t file_uid, file_mode;
+  // Explicit-ack mode (all zero in auto mode).
+  uint32_t ack_mode, max_deliveries;
+  uint64_t ack_timeout_ms, acks, nacks, stale_settles, redeliveries, expired_leases, dead_leases;
+  uint64_t redeliverable;  // messages waiting to be delivered again (counted by the last scan, then kept up to date)
+  uint64_t unacked_bytes;  // ring bytes from the ack floor to the head: held by leases, or acked behind one
   // Ok, or why the default trust policy refuses the segment (Inspect only: opening refuses it).
   // An untrusted segment is mapped read-only and its slots are not probed: `alive` is false.
   Status trust;
@@ -204,6 +222,22 @@ class Queue {
   // Wakes every waiter of this queue in every process (used to cancel a local wait).
   void wake_all();
 
+  // --- explicit-ack mode (leases.cpp; docs/design.md "Explicit acks") ---
+  // A get hands out each message prefixed by a LeasePrefix and leaves it in the ring, LEASED to
+  // this handle until settled; its space is not reused before. A lease not settled within the
+  // queue's ack timeout, or held by a handle that died, is delivered again (deliveries + 1).
+  enum class Settle { Ack, Nack, Extend };
+  // Ack: done with it (its space may be reused). Nack: deliver it again, not before `delay_ms`.
+  // Extend: restart its lease timeout. LeaseLost when this handle no longer holds that delivery
+  // (already settled, or expired and taken back / delivered again); an Ack of an expired lease
+  // that nobody took yet still succeeds. InvalidArgument for an id that names no record.
+  [[nodiscard]] Status settle(uint64_t position, uint32_t deliveries, Settle op, uint64_t delay_ms = 0);
+  // How many leases this handle holds (counted under the consumer lock, waiting up to timeout_ms).
+  [[nodiscard]] Status held_leases(uint64_t* count, int64_t timeout_ms);
+  bool explicit_ack() const { return ack_; }
+  uint64_t ack_timeout_ms() const;
+  uint32_t max_deliveries() const;
+
   // Closes the queue for every process. Never waits for a data lock: it tries the producer lock
   // briefly, and when that lock is held (e.g. by a stopped process) it closes anyway; a put
   // inside its critical section at that moment may still commit (docs/design.md).
@@ -270,12 +304,31 @@ class Queue {
   [[nodiscard]] Status wait_on(bool for_data, uint64_t record_bytes, int64_t timeout_ms, const std::atomic<bool>* cancel,
                                bool spin = true);
   RecordHeader* record_at(uint64_t pos) const;
+  // Explicit mode (leases.cpp), consumer lock held: moves the ack floor over settled records.
+  void advance_floor_locked();
+  // Takes expired and dead leases back (REDELIVER) and leases deliverable REDELIVER records to
+  // this handle, appending them to taken_/lengths (in ring order) within max and dst_cap.
+  [[nodiscard]] Status scan_leases_locked(uint64_t now, size_t dst_cap, uint32_t* lengths, size_t max, size_t* k,
+                                          size_t* bytes, size_t* needed, bool* pending);
+  // Marks a record taken from the head LEASED to this handle (consumer lock held).
+  void lease_locked(RecordHeader* r, uint64_t now);
+  void lower_lease_check(uint64_t when);
+  void set_ack_mode(bool on, uint64_t timeout_ns) {
+    ack_ = on;
+    meta_ = on ? kLeaseMetaSize : 0;
+    rec_max_ = max_msg_ + meta_;
+    ack_timeout_ns_ = timeout_ns;
+  }
+  uint64_t meta_ = 0;  // bytes of LeaseMeta in front of each payload (16 in explicit mode, else 0)
 
   Header* hdr_ = nullptr;
   uint8_t* data_ = nullptr;
   int guard_ = -1;  // fault_guard.h registration of the mapping
   size_t map_size_ = 0;
   uint64_t cap_ = 0, mask_ = 0, max_msg_ = 0, maxsize_ = 0;
+  uint64_t rec_max_ = 0;  // largest record `length`: max_msg_ + meta_
+  bool ack_ = false;
+  uint64_t ack_timeout_ns_ = 0;
   uint32_t slot_ = 0, owner_ = 0;
   bool attached_ = false;
   dev_t dev_ = 0;      // the segment this handle opened (fstat of its descriptor)
@@ -287,6 +340,7 @@ class Queue {
   uint64_t spin_ns_ = 50000;
   std::string name_;
   std::vector<uint64_t> taken_;  // positions of the records one try_get took
+  std::vector<uint32_t> leased_;  // explicit mode: their delivery counts (the lease tokens handed out)
 };
 
 }  // namespace sage

@@ -176,8 +176,15 @@ Status Queue::open(const std::string& name, OpenMode mode, const CreateOptions& 
     }
     cap = round_pow2(opts.capacity);
     const uint64_t limit = cap / 2 - kRecordHeaderSize;
-    max_msg = opts.max_message_size == 0 ? cap / 4 - kRecordHeaderSize : opts.max_message_size;
-    if (max_msg > limit) return Status::InvalidArgument;
+    // Explicit-ack records carry a LeaseMeta in front of the payload: the payload limit is smaller.
+    const uint64_t meta = opts.ack_mode == kAckExplicit ? kLeaseMetaSize : 0;
+    if (opts.ack_mode > kAckExplicit) return Status::InvalidArgument;
+    if (meta != 0 && (opts.ack_timeout_ms < 1 || opts.ack_timeout_ms > 86400000ull || opts.max_deliveries < 1 ||
+                      opts.max_deliveries > 1000000)) {
+      return Status::InvalidArgument;
+    }
+    max_msg = opts.max_message_size == 0 ? cap / 4 - kRecordHeaderSize - meta : opts.max_message_size;
+    if (max_msg + meta > limit) return Status::InvalidArgument;
   }
 
   for (int attempt = 0; attempt < 8; ++attempt) {
@@ -254,7 +261,8 @@ Status Queue::open(const std::string& name, OpenMode mode, const CreateOptions& 
             result = Status::Truncated;  // shorter than its creator made it
           } else if (h->segment_size != size || h->capacity < kMinCapacity || h->capacity > kMaxCapacity ||
                      (h->capacity & (h->capacity - 1)) != 0 || h->data_offset != data_offset() ||
-                     h->data_offset + h->capacity != size || h->max_message_size > h->capacity / 2 - kRecordHeaderSize ||
+                     h->data_offset + h->capacity != size || h->ack_mode > kAckExplicit ||
+                     h->max_message_size + (h->ack_mode == kAckExplicit ? kLeaseMetaSize : 0) > h->capacity / 2 - kRecordHeaderSize ||
                      h->slot_count != kMaxSlots) {
             result = Status::Corrupt;
           } else {
@@ -267,6 +275,7 @@ Status Queue::open(const std::string& name, OpenMode mode, const CreateOptions& 
             q->mask_ = h->capacity - 1;
             q->max_msg_ = h->max_message_size;
             q->maxsize_ = h->maxsize;
+            q->set_ack_mode(h->ack_mode == kAckExplicit, h->ack_timeout_ns);
             q->name_ = name;
             q->set_identity(st, trusted);
             result = mode == OpenMode::Inspect ? Status::Ok : q->attach_slot();
@@ -394,6 +403,9 @@ Status Queue::create_linked(const std::string& name, const CreateOptions& opts, 
     h->created_ns = realtime_ns();
     h->codec = opts.codec;
     h->mode = opts.mode;
+    h->ack_mode = opts.ack_mode;
+    h->max_deliveries = opts.ack_mode == kAckExplicit ? opts.max_deliveries : 0;
+    h->ack_timeout_ns = opts.ack_mode == kAckExplicit ? opts.ack_timeout_ms * 1000000ull : 0;
     h->data_offset = static_cast<uint32_t>(data_offset());
     h->slot_count = kMaxSlots;
     memcpy(h->name, name.data(), name.size());
@@ -412,6 +424,7 @@ Status Queue::create_linked(const std::string& name, const CreateOptions& opts, 
     q->mask_ = cap - 1;
     q->max_msg_ = max_msg;
     q->maxsize_ = opts.maxsize;
+    q->set_ack_mode(h->ack_mode == kAckExplicit, h->ack_timeout_ns);
     q->name_ = name;
     q->set_identity(st, Status::Ok);
     Status s = q->attach_slot();

@@ -16,7 +16,8 @@ const struct {
                   {"mid-copy", HookPoint::MidCopy},     {"before-commit", HookPoint::BeforeCommit},
                   {"after-take", HookPoint::AfterTake}, {"mid-read", HookPoint::MidRead},
                   {"in-prod-lock", HookPoint::InProdLock}, {"in-cons-lock", HookPoint::InConsLock},
-                  {"mid-create", HookPoint::MidCreate}};
+                  {"mid-create", HookPoint::MidCreate},
+                  {"in-settle", HookPoint::InSettle}, {"in-scan", HookPoint::InScan}};
 }  // namespace
 
 namespace detail {

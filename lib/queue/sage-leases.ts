@@ -1,0 +1,297 @@
+/**
+ * Explicit acks on a SageQueue (`ackMode: 'explicit'`): the SageMessage handed out by gets, the
+ * handle's count of unsettled messages (`maxUnacked`), and dead-lettering after `maxDeliveries`.
+ *
+ * In this mode the native core hands out every message prefixed by its 16-byte lease id
+ * (position lo/hi, delivery count, zero) and keeps the record, leased to this handle, until it is
+ * settled: ack (done: its space may be reused), nack (deliver it again, optionally after a delay)
+ * or inProgress (restart the lease timeout). A lease not settled in time, or held by a process
+ * that died, is delivered again with `deliveries + 1` (docs/design.md, "Explicit acks").
+ */
+import { LeaseLostError, SageQueueError, describe } from '../errors';
+import { NativeStatus, SettleOp } from '../native';
+import type { NativeQueue } from '../native';
+import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
+import type { Codec } from './codecs';
+import type { AsyncQueueLike } from './queue-like';
+
+/** A message handed out by an explicit-ack SageQueue. Settle it exactly once. */
+export interface SageMessage<T = unknown> {
+  readonly value: T;
+  /** The message's identity in this queue (its ring position): the same on every delivery. */
+  readonly id: string;
+  /** 1 on first delivery; more when it was nacked, or its lease expired or its consumer died. */
+  readonly deliveries: number;
+  /** The same as `deliveries` (the name JetStream and BullMQ users look for). */
+  readonly deliveryCount: number;
+  /** True once this handle settled it (ack, nack, deadLetter) or learnt its lease was lost. */
+  readonly settled: boolean;
+  /** Done with it: it is never delivered again. Throws LeaseLostError if the lease was lost. */
+  ack(): void;
+  /** Deliver it again (to any consumer), not before `delayMs` (default 0). Throws LeaseLostError if the lease was lost. */
+  nack(options?: NackOptions): void;
+  /** Still working on it: restarts its lease timeout (ackTimeoutMs). Throws LeaseLostError if the lease was lost. */
+  inProgress(): void;
+  /**
+   * Sends it to the queue's dead-letter queue (the `deadLetter` option) with `reason`, then acks
+   * it. Without a dead-letter queue: rejects with ERR_INVALID_ARG_VALUE and the lease is kept.
+   */
+  deadLetter(reason?: string): Promise<void>;
+}
+
+export interface NackOptions {
+  /** Deliver it again no sooner than this (ms, 0 .. 86 400 000). Default 0. */
+  delayMs?: number;
+}
+
+/** What a dead-letter queue receives. */
+export interface SageDeadLetter<T = unknown> {
+  /** 'max-deliveries', or the reason given to SageMessage.deadLetter(). */
+  reason: string;
+  /** The queue it came from. */
+  queue: string;
+  id: string;
+  deliveries: number;
+  value: T;
+}
+
+/** Per-handle settings of explicit-ack mode. */
+export interface LeaseSettings<T> {
+  maxUnacked: number;
+  maxDeliveries: number;
+  deadLetter: AsyncQueueLike<SageDeadLetter> | undefined;
+}
+
+/** Returned by LeaseBook.wrap for a message that went to the dead-letter queue instead. */
+export const DEAD_LETTERED: unique symbol = Symbol('dead-lettered');
+
+const PREFIX = 16;
+
+export class LeaseBook<T> {
+  readonly #name: string;
+  readonly #q: () => NativeQueue;
+  readonly #codec: Codec;
+  readonly #settings: LeaseSettings<T>;
+  /** Messages handed out by this handle and not known to be settled. */
+  #held = 0;
+  /** Async gets waiting for this handle to settle something (maxUnacked reached). */
+  #roomWaiters: Array<() => void> = [];
+  /** Dead-letter puts in flight (their leases are held until they complete). */
+  readonly #deadLetters = new Set<Promise<void>>();
+
+  constructor(name: string, q: () => NativeQueue, codec: Codec, settings: LeaseSettings<T>) {
+    this.#name = name;
+    this.#q = q;
+    this.#codec = codec;
+    this.#settings = settings;
+  }
+
+  get held(): number {
+    return this.#held;
+  }
+
+  get maxUnacked(): number {
+    return this.#settings.maxUnacked;
+  }
+
+  /**
+   * How many more messages this handle may take now (≥ 1, or 0 at maxUnacked). At the limit it
+   * recounts from the segment first: leases that expired and were taken back no longer count.
+   */
+  room(): number {
+    let free = this.#settings.maxUnacked - this.#held;
+    if (free > 0) return free;
+    const n = this.#q().heldLeases(0);
+    if (n >= 0 && n < this.#held) {
+      this.#held = n;
+      free = this.#settings.maxUnacked - n;
+    }
+    return Math.max(0, free);
+  }
+
+  /** Resolves when this handle settles a message (or after `pollMs`, to recount expired leases). */
+  waitForRoom(pollMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#roomWaiters = this.#roomWaiters.filter((w) => w !== done);
+        resolve();
+      }, pollMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.#roomWaiters.push(done);
+    });
+  }
+
+  /** wrap() under the name SlabReader.decodeBatch calls. */
+  decode(raw: Buffer): SageMessage<T> | typeof DEAD_LETTERED {
+    return this.wrap(raw);
+  }
+
+  /** The message for a raw record (prefix + payload), or DEAD_LETTERED when it was sent to the dead-letter queue. */
+  wrap(raw: Buffer): SageMessage<T> | typeof DEAD_LETTERED {
+    const lo = raw.readUInt32LE(0);
+    const hi = raw.readUInt32LE(4);
+    const deliveries = raw.readUInt32LE(8);
+    this.#held++;
+    const value = this.#codec.decode(raw.subarray(PREFIX)) as T;
+    const id = hi < 0x200000 ? String(hi * 0x1_0000_0000 + lo) : ((BigInt(hi) << 32n) | BigInt(lo)).toString();
+    const message = new LeasedMessage<T>(this, lo, hi, id, deliveries, value);
+    const dlq = this.#settings.deadLetter;
+    if (dlq !== undefined && deliveries > this.#settings.maxDeliveries) {
+      this.#track(message.deadLetter('max-deliveries').catch(() => undefined));
+      return DEAD_LETTERED;
+    }
+    return message;
+  }
+
+  /** Settles one message; throws LeaseLostError when this handle no longer holds its lease. */
+  settle(m: LeasedMessage<T>, op: SettleOp, delayMs: number): void {
+    const rc = this.#q().settle(m.lo, m.hi, m.deliveries, op, delayMs);
+    if (rc === 0) {
+      if (op !== SettleOp.Extend) this.#release();
+      return;
+    }
+    if (-rc === NativeStatus.LeaseLost) {
+      this.#release();
+      throw new LeaseLostError(m.id, m.deliveries, 'its lease is no longer held by this handle (settled already, or it expired and was taken back for redelivery)');
+    }
+    throw new SageQueueError('ERR_INVALID_ARG_VALUE', `cannot settle message ${m.id} on queue ${this.#name}: status ${-rc}`);
+  }
+
+  /** Acks many messages with one native call; returns how many were acked (the others' leases were lost). */
+  ackMany(messages: readonly SageMessage<T>[]): number {
+    const ids = new Uint32Array(messages.length * 3);
+    const list: LeasedMessage<T>[] = [];
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i];
+      if (!(m instanceof LeasedMessage) || m.book !== this) {
+        throw new SageQueueError('ERR_INVALID_ARG_VALUE', `messages[${i}] is not a message this handle handed out: ${describe(m)}`);
+      }
+      if (m.settled) continue;
+      ids[3 * list.length] = m.lo;
+      ids[3 * list.length + 1] = m.hi;
+      ids[3 * list.length + 2] = m.deliveries;
+      list.push(m);
+    }
+    if (list.length === 0) return 0;
+    const statuses = new Uint8Array(list.length);
+    const ok = this.#q().settleMany(ids, list.length, SettleOp.Ack, statuses);
+    for (let i = 0; i < list.length; i++) {
+      const s = statuses[i] as number;
+      const m = list[i] as LeasedMessage<T>;
+      if (s === 0 || s === NativeStatus.LeaseLost) {
+        m.markSettled();
+        this.#release();
+      }
+    }
+    return ok;
+  }
+
+  /** Puts the dead-letter entry, then acks; on a failed put the message is nacked (delivered again later). */
+  async deadLetter(m: LeasedMessage<T>, reason: string): Promise<void> {
+    const dlq = this.#settings.deadLetter;
+    if (dlq === undefined) {
+      throw new SageQueueError('ERR_INVALID_ARG_VALUE', `queue ${this.#name} has no dead-letter queue (options.deadLetter)`);
+    }
+    const entry: SageDeadLetter<T> = { reason, queue: this.#name, id: m.id, deliveries: m.deliveries, value: m.value };
+    try {
+      await dlq.putAsync(entry);
+    } catch (e) {
+      try {
+        m.nack();
+      } catch {
+        // lost meanwhile: nothing to give back
+      }
+      throw e;
+    }
+    m.ack();
+  }
+
+  /** Waits for dead-letter puts in flight (release waits for them). */
+  async drain(): Promise<void> {
+    while (this.#deadLetters.size > 0) await Promise.allSettled([...this.#deadLetters]);
+  }
+
+  #track(p: Promise<void>): void {
+    this.#deadLetters.add(p);
+    void p.finally(() => this.#deadLetters.delete(p));
+  }
+
+  #release(): void {
+    if (this.#held > 0) this.#held--;
+    const waiters = this.#roomWaiters;
+    if (waiters.length > 0) {
+      this.#roomWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+}
+
+class LeasedMessage<T> implements SageMessage<T> {
+  readonly book: LeaseBook<T>;
+  readonly lo: number;
+  readonly hi: number;
+  readonly id: string;
+  readonly deliveries: number;
+  readonly value: T;
+  #settled = false;
+
+  constructor(book: LeaseBook<T>, lo: number, hi: number, id: string, deliveries: number, value: T) {
+    this.book = book;
+    this.lo = lo;
+    this.hi = hi;
+    this.id = id;
+    this.deliveries = deliveries;
+    this.value = value;
+  }
+
+  get deliveryCount(): number {
+    return this.deliveries;
+  }
+
+  get settled(): boolean {
+    return this.#settled;
+  }
+
+  markSettled(): void {
+    this.#settled = true;
+  }
+
+  ack(): void {
+    this.#settle(SettleOp.Ack, 0);
+  }
+
+  nack(options?: NackOptions): void {
+    const opts = checkOptions<NackOptions>(options);
+    checkKnownKeys(opts, ['delayMs']);
+    const delay = opts.delayMs === undefined ? 0 : checkInteger(opts.delayMs, 'options.delayMs', 0, 86_400_000);
+    this.#settle(SettleOp.Nack, delay);
+  }
+
+  inProgress(): void {
+    this.#settle(SettleOp.Extend, 0);
+  }
+
+  deadLetter(reason = 'dead-lettered by the consumer'): Promise<void> {
+    return this.book.deadLetter(this, String(reason));
+  }
+
+  #settle(op: SettleOp, delayMs: number): void {
+    if (this.#settled) {
+      throw new LeaseLostError(this.id, this.deliveries, 'this handle settled it already');
+    }
+    try {
+      this.book.settle(this, op, delayMs);
+    } catch (e) {
+      if (e instanceof LeaseLostError) this.#settled = true;
+      throw e;
+    }
+    if (op !== SettleOp.Extend) this.#settled = true;
+  }
+
+  toString(): string {
+    return `SageMessage(${this.id}, delivery ${this.deliveries})`;
+  }
+}
