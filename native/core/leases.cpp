@@ -93,8 +93,11 @@ Status Queue::scan_leases_locked(uint64_t now, size_t dst_cap, uint32_t* lengths
     return alive_cache[slot] == 1;
   };
   const uint64_t head = hdr_->head.load(std::memory_order_relaxed);
-  // Claim the due check: a nack or lease that lowers it while we walk keeps its lower value.
-  hdr_->lease_check_ns.exchange(UINT64_MAX, std::memory_order_acq_rel);
+  // Claim the due check, leaving a fallback in case we die before the end: a scanner killed here
+  // must not leave the next scan never due. A nack or lease that lowers it while we walk keeps
+  // its lower value (see the end).
+  const uint64_t fallback = now + kLivenessScanNs;
+  hdr_->lease_check_ns.store(fallback, std::memory_order_release);
   uint64_t next = UINT64_MAX;  // when the next scan is due
   uint64_t waiting = 0;        // REDELIVER records left
   bool full = false;           // stopped taking: the batch or the destination is full
@@ -180,7 +183,8 @@ Status Queue::scan_leases_locked(uint64_t now, size_t dst_cap, uint32_t* lengths
   // A scan that stopped early (corruption) leaves the check due, so it is reported again.
   if (result != Status::Ok) next = now;
   hdr_->redeliverable.store(waiting, std::memory_order_relaxed);
-  lower_lease_check(next);
+  uint64_t expected = fallback;
+  if (!hdr_->lease_check_ns.compare_exchange_strong(expected, next, std::memory_order_acq_rel)) lower_lease_check(next);
   *pending = waiting != 0;
   if (*k == 0 && full && needed && *needed != 0) return Status::BufferTooSmall;
   return result;
@@ -258,6 +262,7 @@ Status Queue::held_leases(uint64_t* count, int64_t timeout_ms) {
   const Status ls = lock_cons(timeout_ms == 0 ? kLockTryOnly : deadline);
   if (ls != Status::Ok) return ls;
   advance_floor_locked();
+  const uint64_t now = monotonic_ns();
   const uint64_t head = hdr_->head.load(std::memory_order_relaxed);
   uint64_t pos = hdr_->reclaim_limit.load(std::memory_order_relaxed);
   Status result = Status::Ok;
@@ -281,7 +286,9 @@ Status Queue::held_leases(uint64_t* count, int64_t timeout_ms) {
       break;
     }
     const uint32_t kind = rec_kind(st);
-    if ((kind == kRecLeased || kind == kRecSettling) && rec_owner(st) == owner_) ++*count;
+    // A lease past its deadline is as good as taken back (the next scan does it): not counted.
+    const bool expired = kind == kRecLeased && reinterpret_cast<LeaseMeta*>(r + 1)->deadline_ns.load(std::memory_order_relaxed) <= now;
+    if ((kind == kRecLeased || kind == kRecSettling) && rec_owner(st) == owner_ && !expired) ++*count;
     pos += size;
   }
   unlock_cons();

@@ -477,6 +477,9 @@ Status Queue::attach_slot() {
       slot_ = claim.index;
       owner_ = claim.owner;
       attached_ = true;
+      // Explicit acks: a handle that attaches (e.g. a replacement for a consumer that died) scans
+      // the leases on its first get, so a dead holder's messages come before anything newer.
+      if (ack_) hdr_->lease_check_ns.store(0, std::memory_order_release);
       return Status::Ok;
     case ClaimResult::NoSlots: return Status::NoSlots;
     case ClaimResult::SystemError: return Status::SystemError;
