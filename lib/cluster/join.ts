@@ -1,10 +1,11 @@
 /** The worker side of a WorkerPool: attach to the queues the primary created for this worker. */
 import { QueueDescriptor } from '../queue/descriptor';
-import { InvalidArgumentTypeError, QueueClosedError, SageQueueError } from '../errors';
+import { InvalidArgumentTypeError, MaxUnackedError, QueueClosedError, SageQueueError } from '../errors';
 import { resolveDescriptor } from '../queue/registry';
 import { isStopSignal } from '../router/base-router';
 import { Packet } from '../router/packet';
 import type { PacketWire } from '../router/packet';
+import type { SageMessage } from '../queue/sage-leases';
 import type { SageQueue } from '../queue/sage-queue';
 import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
 import { POOL_ENV, READY_MESSAGE } from './pool-env';
@@ -20,13 +21,22 @@ export interface PoolWorker<T = unknown, R = unknown> {
   /**
    * Packets until the primary closes the queue, sends a stop signal, or goes away. Through the
    * default `records` codec (and `msgpack`) the queue itself yields Packet instances.
+   *
+   * In a pool with `ack` (at least once; `acks` is true): a packet is acked when the loop asks for
+   * the next one, i.e. when the loop body handling it finished. A body that throws (or a loop left
+   * with `break`) leaves the packet unacked: it is given back at once and delivered again; a
+   * worker killed mid-job has it delivered again to its replacement.
    */
   packets(): AsyncGenerator<Packet<T>, void, undefined>;
+  /** True in a pool with `ack`: packets and batches are acked once handled (see packets()). */
+  readonly acks: boolean;
   /**
    * The same packets in batches: waits (without blocking the event loop) for at least one, then
    * takes whatever else is already queued, up to `max` (default 256), with one native call.
    * Ends like packets(). Trade-off: a batch is in this process's memory once yielded, so a
-   * worker killed mid-batch loses the rest of that batch (packets() loses at most one).
+   * worker killed mid-batch loses the rest of that batch (packets() loses at most one). In a
+   * pool with `ack`, nothing is lost: a batch is acked (one native call) when the loop asks for
+   * the next one, and a worker killed mid-batch has the whole batch delivered again.
    */
   batches(options?: WorkerBatchOptions): AsyncGenerator<Array<Packet<T>>, void, undefined>;
   /**
@@ -41,6 +51,23 @@ export interface PoolWorker<T = unknown, R = unknown> {
 export interface WorkerBatchOptions {
   /** The most packets per batch, 1..1024. Default 256. */
   max?: number;
+}
+
+/** A queued item as a Packet (a records/msgpack queue revives Packets itself; json/v8 give the toJSON form). */
+function toPacket<T>(item: PacketWire<T> | Packet<T>): Packet<T> {
+  return item instanceof Packet ? item : Packet.from(item);
+}
+
+/** Nacks messages taken but not handled (delivered again at once); a lease lost meanwhile is being redelivered anyway. */
+function giveBack(messages: ReadonlyArray<SageMessage<unknown>>): void {
+  for (const m of messages) {
+    if (m.settled) continue;
+    try {
+      m.nack();
+    } catch {
+      // its lease was lost: it is being delivered again anyway (or the handle was released)
+    }
+  }
 }
 
 /**
@@ -117,12 +144,87 @@ export function joinWorkerPool<T = unknown, R = unknown>(env: NodeJS.ProcessEnv 
     }
   }
 
+  const explicit = inbound.ackMode === 'explicit';
+  // In ack mode the queue hands out SageMessages; these generators settle them (see packets()).
+  const leased = inbound as unknown as SageQueue<PacketWire<T> | Packet<T>, SageMessage<PacketWire<T> | Packet<T>>>;
+
+  async function* ackedPackets(): AsyncGenerator<Packet<T>, void, undefined> {
+    let held: SageMessage<PacketWire<T> | Packet<T>> | undefined;
+    try {
+      for await (const m of leased.iterate({ signal: primaryGone.signal, batchSize: 1 })) {
+        if (isStopSignal(m.value)) {
+          m.ack();
+          return;
+        }
+        held = m;
+        yield toPacket(m.value);
+        // The loop asked for the next one: the body that handled this packet finished.
+        held = undefined;
+        m.ack();
+      }
+    } catch (e) {
+      if (primaryGone.signal.aborted) return;
+      throw e;
+    } finally {
+      stopWatching();
+      giveBack(held === undefined ? [] : [held]);
+    }
+  }
+
+  async function* ackedBatches(max: number): AsyncGenerator<Array<Packet<T>>, void, undefined> {
+    let held: Array<SageMessage<PacketWire<T> | Packet<T>>> = [];
+    try {
+      for (;;) {
+        let first: SageMessage<PacketWire<T> | Packet<T>>;
+        try {
+          first = await leased.getAsync({ signal: primaryGone.signal });
+        } catch (e) {
+          if (e instanceof QueueClosedError) return;
+          throw e;
+        }
+        held = [first];
+        if (max > 1) {
+          try {
+            held.push(...leased.getMany(max - 1, { block: false })); // within maxUnacked (MaxUnackedError at it)
+          } catch (e) {
+            if (!(e instanceof QueueClosedError) && !(e instanceof MaxUnackedError)) throw e;
+          }
+        }
+        const stop = held.findIndex((m) => isStopSignal(m.value));
+        const jobs = stop < 0 ? held : held.slice(0, stop);
+        if (stop >= 0) {
+          // Everything after the stop signal is given back for whoever comes next.
+          giveBack(held.slice(stop + 1));
+          held[stop]?.ack();
+          held = jobs;
+        }
+        if (jobs.length > 0) {
+          yield jobs.map((m) => toPacket(m.value));
+          leased.ackMany(jobs); // the loop asked for the next batch: this one is handled
+        }
+        held = [];
+        if (stop >= 0) return;
+      }
+    } catch (e) {
+      if (primaryGone.signal.aborted) return;
+      throw e;
+    } finally {
+      stopWatching();
+      giveBack(held);
+    }
+  }
+
   return {
     index: assignment.index,
+    acks: explicit,
     inbound,
     replies,
     signal: primaryGone.signal,
     async *packets() {
+      if (explicit) {
+        yield* ackedPackets();
+        return;
+      }
       try {
         // One at a time (batchSize 1): a worker killed mid-job loses at most the packet in hand;
         // batches() is the batched way, with its documented trade-off.
@@ -145,7 +247,7 @@ export function joinWorkerPool<T = unknown, R = unknown>(env: NodeJS.ProcessEnv 
       const o = checkOptions<WorkerBatchOptions>(options);
       checkKnownKeys(o, ['max']);
       const max = o.max === undefined ? 256 : checkInteger(o.max, 'options.max', 1, 1024);
-      return batchesOf(max);
+      return explicit ? ackedBatches(max) : batchesOf(max);
     },
     release() {
       stopWatching();

@@ -36,6 +36,14 @@ export interface WorkerPoolOptions {
   queue?: SageAutoOptions;
   /** Create a shared reply queue the workers answer on (true, or its options). */
   replies?: boolean | SageAutoOptions;
+  /**
+   * At-least-once jobs: each worker's queue is an explicit-ack SageQueue, and a worker acks a job
+   * when its handling finished (see PoolWorker.packets). A worker that dies mid-job has its
+   * unacked jobs delivered again to its replacement, before newer ones (per-key order kept).
+   * true, or the lease settings recorded in the queues. Default false (a killed worker loses the
+   * job in hand).
+   */
+  ack?: boolean | PoolAckOptions;
   /** The router (strategy, timeouts, retries, dead-letter queue...). Default strategy 'consistent_hash'. */
   router?: RouterOptions;
   /** Replace a worker that exits unexpectedly. Default true. */
@@ -50,6 +58,14 @@ export interface WorkerPoolOptions {
   args?: string[];
   execArgv?: string[];
   env?: NodeJS.ProcessEnv;
+}
+
+/** The lease settings of a pool with `ack` (see SageQueueOptions). */
+export interface PoolAckOptions {
+  /** How long a worker may hold a job before it is delivered again. Default 30 000 ms. */
+  ackTimeoutMs?: number;
+  /** Recorded in the queues (see SageQueueOptions.maxDeliveries). Default 5. */
+  maxDeliveries?: number;
 }
 
 /** Options of WorkerPool#ready(). */
@@ -78,7 +94,21 @@ interface Slot {
   restarts: number;
 }
 
-const OPTION_KEYS = ['script', 'workers', 'name', 'queue', 'replies', 'router', 'respawn', 'maxRestarts', 'restartWindowMs', 'args', 'execArgv', 'env'] as const;
+const OPTION_KEYS = [
+  'script', 'workers', 'name', 'queue', 'replies', 'ack', 'router', 'respawn', 'maxRestarts', 'restartWindowMs', 'args', 'execArgv', 'env',
+] as const;
+
+/** The queue options that make a worker's queue explicit-ack (undefined: auto). */
+function ackQueueOptions(ack: unknown): { ackMode: 'explicit'; ackTimeoutMs?: number; maxDeliveries?: number } | undefined {
+  if (ack === undefined || ack === false) return undefined;
+  if (ack === true) return { ackMode: 'explicit' };
+  const a = checkOptions<PoolAckOptions>(ack, 'options.ack');
+  checkKnownKeys(a, ['ackTimeoutMs', 'maxDeliveries'], 'options.ack');
+  const out: { ackMode: 'explicit'; ackTimeoutMs?: number; maxDeliveries?: number } = { ackMode: 'explicit' };
+  if (a.ackTimeoutMs !== undefined) out.ackTimeoutMs = checkInteger(a.ackTimeoutMs, 'options.ack.ackTimeoutMs', 1, 86_400_000);
+  if (a.maxDeliveries !== undefined) out.maxDeliveries = checkInteger(a.maxDeliveries, 'options.ack.maxDeliveries', 1, 1_000_000);
+  return out;
+}
 
 /**
  * The primary side of a pool of worker processes. `In` is the payload type routed to the
@@ -89,6 +119,8 @@ export class WorkerPool<In = unknown, Out = unknown> extends EventEmitter<Worker
   readonly name: string;
   readonly router: BaseRouter;
   readonly replies: SageQueue<Out> | null;
+  /** True when the workers ack their jobs (options.ack): at least once. */
+  readonly ack: boolean;
   readonly #slots: Slot[] = [];
   readonly #opts: WorkerPoolOptions;
   readonly #maxRestarts: number;
@@ -111,12 +143,17 @@ export class WorkerPool<In = unknown, Out = unknown> extends EventEmitter<Worker
     this.#opts = o as WorkerPoolOptions;
     this.name = o.name ?? `pool-${process.pid}-${randomBytes(3).toString('hex')}`;
     this.router = new BaseRouter({ strategy: 'consistent_hash', name: this.name, ...o.router });
+    const ack = ackQueueOptions(o.ack);
+    this.ack = ack !== undefined;
     const created: SageQueue[] = [];
     try {
       this.replies = o.replies ? SageQueue.create<Out>(`${this.name}.replies`, o.replies === true ? {} : o.replies) : null;
       if (this.replies) created.push(this.replies);
       for (let i = 0; i < workers; i++) {
-        const queue = SageQueue.create<PoolInbound<unknown>>(`${this.name}.w${i}`, o.queue);
+        // (With ack, the primary only puts: the explicit-ack queue's gets are the worker's.)
+        const queue = (ack === undefined
+          ? SageQueue.create<PoolInbound<unknown>>(`${this.name}.w${i}`, o.queue)
+          : SageQueue.create<PoolInbound<unknown>>(`${this.name}.w${i}`, { ...o.queue, ...ack })) as SageQueue<PoolInbound<unknown>>;
         created.push(queue);
         const connection = this.router.addConnection({ broadcastIndex: 0, parallelIndex: i, targetName: `worker-${i}`, targetHandle: queue, targetType: 'sage_queue' });
         connection.markDown('starting');

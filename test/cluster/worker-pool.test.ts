@@ -469,6 +469,76 @@ describe('WorkerPool: a worker dies', () => {
     expect(seen.filter((s) => victimSet.has(s.pid)).length).toBeGreaterThanOrEqual(900);
   });
 
+  it.each([
+    ['packets()', 1, 0],
+    ['batches({ max: 32 })', 32, 32],
+  ] as const)(
+    'ack: true, workers consuming with %s SIGKILLed while busy (3 rounds): nothing lost, every duplicate is a job the victim answered but had not acked (at most %s per kill), per-key order kept',
+    async (_how, perKill, batches) => {
+      const pool = makePool({
+        ack: true,
+        router: { strategy: 'hash' },
+        queue: { capacity: 1 << 21 },
+        replies: { capacity: 1 << 20 },
+        env: { ...process.env, CT_POOL_BATCHES: String(batches) },
+      });
+      expect(pool.ack).toBe(true);
+      await ready(pool);
+      let hook: ((item: Reply) => void) | undefined;
+      const replies = collect(pool.replies as SageQueue, (item) => hook?.(item));
+      const perRound = 3000;
+      const keys = 90;
+      const victims: number[] = [];
+      for (let round = 0; round < 3; round++) {
+        const victim = round;
+        const victimPid = pool.pids[victim] as number;
+        victims.push(victimPid);
+        let answered = 0;
+        hook = (item) => {
+          if (item.kind === 'seen' && item.pid === victimPid && ++answered === 300) process.kill(victimPid, 'SIGKILL');
+        };
+        const replaced = withTimeout(once(pool, 'worker-replaced'), 15_000, `the replacement of worker ${victim}`);
+        const batch = Array.from({ length: perRound }, (_, i) => {
+          const seq = round * perRound + i;
+          return new Packet({ seq, body: bodyFor(seq) }, { partitionKey: `key-${seq % keys}` });
+        });
+        expect((await pool.router.routeMany(batch)).ok).toBe(true);
+        const [replacement] = (await replaced) as [{ index: number; pid: number }];
+        expect(replacement.index).toBe(victim);
+      }
+      hook = undefined;
+      const total = 3 * perRound;
+      await until('every packet to be answered', () => new Set(seenOf(replies.items).map((s) => s.seq)).size >= total, 30_000);
+      await new Promise((r) => setTimeout(r, 200)); // a late duplicate would have arrived by then
+      await replies.stop();
+
+      const seen = seenOf(replies.items);
+      expect(seen.every((s) => s.ok)).toBe(true); // nothing corrupt
+      const bySeq = new Map<number, Seen[]>();
+      for (const s of seen) bySeq.set(s.seq, [...(bySeq.get(s.seq) ?? []), s]);
+      expect(bySeq.size).toBe(total); // nothing lost
+      const victimSet = new Set(victims);
+      const duplicates = [...bySeq].filter(([, list]) => list.length > 1);
+      for (const [seq, list] of duplicates) {
+        // Answered by a victim that died before its ack was recorded, then by the replacement.
+        expect(list, `seq ${seq}`).toHaveLength(2);
+        expect(victimSet.has(list[0]?.pid as number), `seq ${seq} first answered by ${list[0]?.pid}`).toBe(true);
+        expect(list[1]?.index).toBe(list[0]?.index);
+        expect(victimSet.has(list[1]?.pid as number)).toBe(false);
+      }
+      expect(duplicates.length).toBeLessThanOrEqual(3 * perKill);
+      // Per-key order: each key's answers never go back, a redelivered job repeating only itself.
+      const byKey = new Map<string, number[]>();
+      for (const s of seen) byKey.set(s.key, [...(byKey.get(s.key) ?? []), s.seq]);
+      for (const [key, seqs] of byKey) {
+        const firsts = seqs.filter((seq, i) => seqs.indexOf(seq) === i);
+        expect(firsts, `key ${key}`).toEqual([...firsts].sort((x, y) => x - y));
+      }
+      for (const q of pool.queues) expect(q.stats().leases).toMatchObject({ redeliverable: 0 });
+      expect(pool.queues.reduce((n, q) => n + (q.stats().leases?.deadLeases ?? 0), 0)).toBeGreaterThanOrEqual(duplicates.length);
+    },
+  );
+
   it('respawn: false: a SIGKILLed worker is ejected and not replaced; its keys go to the survivor', async () => {
     const pool = makePool({ workers: 2, respawn: false, router: { strategy: 'hash' } });
     await ready(pool);
