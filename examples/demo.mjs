@@ -6,9 +6,17 @@
 // ratio. At most --window packets are in flight (sent, reply not yet back) in both transports, so
 // latency measures the pipeline rather than an unbounded backlog.
 // Flags: --messages N --workers N --payload BYTES --codec records|msgpack|v8|json --keys N --window N --json
+// --ack: at-least-once (WorkerPool ack: true): a worker acks each batch once answered. With
+// --kill-worker, worker 0 SIGKILLs itself a third of the way through its share, right after
+// answering a batch and before acking it (the worst moment); its replacement gets the jobs it had
+// not acked, and the verification counts every duplicate and checks that each one is a job the
+// killed worker answered but had not acked.
 // It also reports the primary's CPU time per packet (user + system, from process.cpuUsage(), over
 // the whole run: building the packet, routing it, putting it, and taking and checking its reply).
 import { fork } from 'node:child_process';
+import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +33,8 @@ const { values: flags } = parseArgs({
     keys: { type: 'string', default: '1000' },
     batch: { type: 'string', default: '256' },
     json: { type: 'boolean', default: false },
+    ack: { type: 'boolean', default: false },
+    'kill-worker': { type: 'boolean', default: false },
     'skip-baseline': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -32,7 +42,7 @@ const { values: flags } = parseArgs({
 
 if (flags.help) {
   console.log(`usage: npm run demo -- [--messages N] [--workers N] [--payload BYTES] [--codec records|msgpack|v8|json]
-                        [--keys N] [--batch N] [--window N] [--json] [--skip-baseline]`);
+                        [--keys N] [--batch N] [--window N] [--json] [--skip-baseline] [--ack [--kill-worker]]`);
   process.exit(0);
 }
 
@@ -53,7 +63,13 @@ const config = {
   batch: positiveInt('batch'),
   window: positiveInt('window'),
   codec: flags.codec,
+  ack: flags.ack,
+  killWorker: flags['kill-worker'],
 };
+if (config.killWorker && !config.ack) {
+  console.error('demo: --kill-worker needs --ack (without acks the killed worker loses the batch it held)');
+  process.exit(2);
+}
 if (!['records', 'msgpack', 'v8', 'json'].includes(config.codec)) {
   console.error(`demo: --codec must be records, msgpack, v8 or json (got ${JSON.stringify(config.codec)})`);
   process.exit(2);
@@ -95,6 +111,34 @@ function makeVerifier() {
       let delivered = 0;
       for (const n of nextSeq.values()) delivered += n;
       return { sent, received, delivered, dupes, outOfOrder, ok: delivered === sent && received === sent && dupes === 0 && outOfOrder === 0 };
+    },
+  };
+}
+
+/**
+ * At-least-once check (--ack): every packet answered at least once; each duplicate answer must be
+ * of a job first answered by the killed worker (it answered, then died before its ack).
+ */
+function makeAckVerifier(victimPid) {
+  const seen = new Map(); // key -> per seq: pid of the first answer
+  let received = 0;
+  let dupes = 0;
+  let unexplained = 0;
+  return {
+    see(key, seq, pid) {
+      received++;
+      let firsts = seen.get(key);
+      if (firsts === undefined) seen.set(key, (firsts = []));
+      if (firsts[seq] === undefined) firsts[seq] = pid;
+      else {
+        dupes++;
+        if (firsts[seq] !== victimPid()) unexplained++;
+      }
+    },
+    result(sent) {
+      let delivered = 0;
+      for (const firsts of seen.values()) for (const pid of firsts) if (pid !== undefined) delivered++;
+      return { sent, received, delivered, dupes, unexplainedDupes: unexplained, ok: delivered === sent && received === sent + dupes && unexplained === 0 };
     },
   };
 }
@@ -143,12 +187,28 @@ async function worker() {
   }
   const worker = joinWorkerPool();
   const max = Math.min(1024, Number(process.env.SAGE_DEMO_BATCH));
+  const pid = process.pid;
+  // --kill-worker: worker 0 dies once it answered this many packets (its replacement finds the
+  // marker file gone and runs normally).
+  const killFile = process.env.SAGE_DEMO_KILL_FILE;
+  const killAfter = Number(process.env.SAGE_DEMO_KILL_AFTER);
+  let answered = 0;
   // One wait, then whatever else is queued (up to max) in one native call; one batch put of the
   // answers (each its own message). Items are Packets (records/msgpack revive them) or revived
   // from their toJSON() form (v8, json).
   for await (const packets of worker.batches({ max })) {
-    const answers = packets.map(({ partitionKey, payload }) => ({ k: partitionKey, s: payload.s, t: payload.t, c: work(payload.p) }));
+    // (With --ack the batch is acked when the loop asks for the next one: after this put.)
+    const answers = packets.map(({ partitionKey, payload }) => ({ k: partitionKey, s: payload.s, t: payload.t, c: work(payload.p), w: pid }));
     worker.replies.putMany(answers); // blocks while the reply queue is full
+    answered += answers.length;
+    if (killFile && worker.index === 0 && answered >= killAfter) {
+      try {
+        unlinkSync(killFile); // once: the replacement must not die too
+        process.kill(pid, 'SIGKILL'); // answered, not acked
+      } catch {
+        // the replacement: the marker is gone
+      }
+    }
   }
   worker.release();
 }
@@ -157,6 +217,14 @@ async function worker() {
 // Primary side
 
 async function runSage() {
+  let killDir = null;
+  const env = { ...process.env, SAGE_DEMO_ROLE: 'worker', SAGE_DEMO_BATCH: String(config.batch) };
+  if (config.killWorker) {
+    killDir = mkdtempSync(join(tmpdir(), 'sage-demo-'));
+    env.SAGE_DEMO_KILL_FILE = join(killDir, 'kill-worker-0');
+    env.SAGE_DEMO_KILL_AFTER = String(Math.max(1, Math.floor(config.messages / config.workers / 3)));
+    writeFileSync(env.SAGE_DEMO_KILL_FILE, '');
+  }
   const pool = new WorkerPool({
     script: fileURLToPath(import.meta.url),
     workers: config.workers,
@@ -164,12 +232,17 @@ async function runSage() {
     queue: { capacity: 8 << 20, codec: config.codec },
     replies: { capacity: 16 << 20, codec: config.codec },
     router: { strategy: 'hash', sendTimeoutMs: 10_000, trace: false },
-    env: { ...process.env, SAGE_DEMO_ROLE: 'worker', SAGE_DEMO_BATCH: String(config.batch) },
+    ack: config.ack,
+    env,
+  });
+  let victim = null; // { pid }: worker 0's first process, when --kill-worker made it die
+  pool.on('worker-exit', ({ index, pid }) => {
+    if (index === 0 && config.killWorker && victim === null) victim = { pid };
   });
   try {
     await pool.ready();
     const payload = Buffer.alloc(config.payload, 7);
-    const verifier = makeVerifier();
+    const verifier = config.ack ? makeAckVerifier(() => victim?.pid) : makeVerifier();
     const seqOfKey = new Array(config.keys).fill(0);
     const latencies = new Float64Array(config.messages);
     let received = 0;
@@ -177,16 +250,33 @@ async function runSage() {
     const cpu0 = process.cpuUsage();
     const bar = progressBar('sage-queue  ', config.messages, started);
     const drain = (block) => {
-      const answers = pool.replies.getMany(1024, { block, timeoutMs: block ? 10_000 : undefined });
+      const answers = pool.replies.getMany(1024, { block, timeoutMs: block ? 100 : undefined });
       const t = now();
+      if (answers.length > 0) lastAnswer = t;
       for (const a of answers) {
-        verifier.see(a.k, a.s);
-        latencies[received++] = t - a.t;
+        verifier.see(a.k, a.s, a.w);
+        if (received < config.messages) latencies[received] = t - a.t;
+        received++;
       }
     };
     let lastProgress = 0;
+    let lastAnswer = now();
+    // Waits for answers in short blocking slices, letting the event loop run in between: the
+    // pool's events (a worker's exit, its replacement's start) run on it.
+    const drainWait = async () => {
+      for (;;) {
+        try {
+          drain(true);
+          return;
+        } catch (e) {
+          if (e.code !== 'ERR_QUEUE_EMPTY') throw e;
+        }
+        if (now() - lastAnswer > 10_000) throw new Error('no answer for 10 s');
+        await new Promise((r) => setImmediate(r));
+      }
+    };
     for (let i = 0; i < config.messages; ) {
-      while (i - received >= config.window) drain(true);
+      while (i - received >= config.window) await drainWait();
       const n = Math.min(config.batch, config.messages - i, config.window - (i - received));
       const packets = new Array(n);
       for (let j = 0; j < n; j++, i++) {
@@ -201,18 +291,23 @@ async function runSage() {
         bar.update(received);
       }
     }
-    while (received < config.messages) {
-      drain(true);
-      bar.update(received);
+    // (--ack: duplicates make `received` count more answers than packets; wait for every packet.)
+    const pending = () => (config.ack ? verifier.result(config.messages).delivered : received) < config.messages;
+    while (pending()) {
+      await drainWait();
+      bar.update(Math.min(received, config.messages));
     }
     const elapsed = (now() - started) / 1000;
     const cpu = process.cpuUsage(cpu0);
     bar.update(received);
     const stats = pool.queues.map((q) => q.stats());
     const routerStats = pool.router.stats();
-    const sorted = Array.from(latencies.subarray(0, received)).sort((a, b) => a - b);
+    const sorted = Array.from(latencies.subarray(0, Math.min(received, config.messages))).sort((a, b) => a - b);
     return {
       transport: 'sage-queue',
+      ack: config.ack,
+      killed: victim,
+      leases: config.ack ? stats.map((s) => s.leases) : null,
       seconds: elapsed,
       packetsPerSecond: config.messages / elapsed,
       primaryCpuNsPerPacket: ((cpu.user + cpu.system) * 1000) / config.messages,
@@ -224,6 +319,7 @@ async function runSage() {
     };
   } finally {
     await pool.close();
+    if (killDir !== null) rmSync(killDir, { recursive: true, force: true });
   }
 }
 
@@ -299,7 +395,14 @@ async function primary() {
     log(`per worker: ${sage.perWorker.map((n, i) => `w${i}=${n}`).join('  ')}`);
     for (const q of sage.queues) log(`queue ${q.name}: enqueued ${q.enqueued}, dequeued ${q.dequeued}, wake syscalls ${q.wakeCalls}, sleeps ${q.waits}`);
     const v = sage.verification;
-    log(`\nverification: ${v.ok ? 'OK' : 'FAILED'} — sent ${v.sent}, delivered ${v.delivered} exactly once, ${v.dupes} duplicates, ${v.outOfOrder} out of per-key order`);
+    if (config.ack) {
+      if (sage.killed) log(`\nworker 0 (pid ${sage.killed.pid}) was SIGKILLed after answering a batch it had not acked; its replacement took over its queue`);
+      const redelivered = sage.leases.reduce((n, l) => n + l.redeliveries, 0);
+      log(`leases: ${sage.leases.reduce((n, l) => n + l.acks, 0)} acks, ${redelivered} redeliveries, ${sage.leases.reduce((n, l) => n + l.deadLeases, 0)} leases taken back from a dead worker`);
+      log(`\nverification: ${v.ok ? 'OK' : 'FAILED'} — sent ${v.sent}, delivered ${v.delivered} (at least once), ${v.dupes} duplicates, ${v.unexplainedDupes} of them not explained by the kill (jobs answered but not acked)`);
+    } else {
+      log(`\nverification: ${v.ok ? 'OK' : 'FAILED'} — sent ${v.sent}, delivered ${v.delivered} exactly once, ${v.dupes} duplicates, ${v.outOfOrder} out of per-key order`);
+    }
   }
   process.exitCode = ok ? 0 : 1;
 }

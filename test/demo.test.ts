@@ -28,6 +28,31 @@ describe('npm run demo', () => {
     expect(segments()).toEqual(before);
   });
 
+  it('--ack --kill-worker: worker 0 dies after answering a batch it had not acked; every packet is delivered, and every duplicate is one of its unacked jobs', () => {
+    const before = segments();
+    const r = spawnSync(process.execPath, [demo, '--messages', '30000', '--workers', '2', '--ack', '--kill-worker', '--skip-baseline', '--json'], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 90_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.ok).toBe(true);
+    expect(out.sage.killed?.pid).toEqual(expect.any(Number));
+    const v = out.sage.verification;
+    expect(v).toMatchObject({ sent: 30000, delivered: 30000, unexplainedDupes: 0, ok: true });
+    // It died holding the batch it had just answered: at least one duplicate, at most a batch (256).
+    expect(v.dupes).toBeGreaterThan(0);
+    expect(v.dupes).toBeLessThanOrEqual(256);
+    expect(v.received).toBe(30000 + v.dupes);
+    const leases = out.sage.leases as Array<{ deadLeases: number; redeliveries: number; acks: number }>;
+    expect(leases.reduce((n, l) => n + l.deadLeases, 0)).toBeGreaterThanOrEqual(v.dupes);
+    // Each job acked exactly once: the killed worker's unacked ones by its replacement.
+    expect(leases.reduce((n, l) => n + l.acks, 0)).toBe(30000);
+    expect(leases.reduce((n, l) => n + l.redeliveries, 0)).toBeGreaterThanOrEqual(v.dupes);
+    expect(segments()).toEqual(before);
+  });
+
   it('on a terminal (a real pty, via script(1)) draws a cli-progress bar per transport on stderr, each ending full at 100%', () => {
     if (spawnSync('script', ['--version'], { stdio: 'ignore' }).status !== 0) return; // no script(1): nothing to drive a pty with
     const before = segments();
