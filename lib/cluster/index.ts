@@ -1,6 +1,6 @@
 /** The cluster helper: WorkerPool (primary side) and joinWorkerPool (worker side). */
 export { WorkerPool } from './worker-pool';
-export type { WorkerPoolOptions, PoolReadyOptions, PoolInbound } from './worker-pool';
+export type { WorkerPoolOptions, PoolReadyOptions, PoolInbound, PoolAckOptions } from './worker-pool';
 export type {
   WorkerPoolEvents, WorkerPoolStats, WorkerState, WorkerStartInfo, WorkerReadyInfo, WorkerExitInfo, WorkerCrashLoopInfo,
 } from './pool-events';

@@ -3,7 +3,7 @@
  * side (sage-async.ts), keeping this handle under `maxUnacked` and never handing out a message
  * that went to the dead-letter queue.
  */
-import { QueueClosedError, QueueEmptyError } from '../errors';
+import { MaxUnackedError, QueueClosedError, QueueEmptyError } from '../errors';
 import { checkInteger, checkKnownKeys, checkOptions, checkSignal } from '../validate';
 import type { AsyncWaitOptions } from './queue-like';
 import type { SageAsync } from './sage-async';
@@ -27,6 +27,26 @@ export class LeasedGets<T, Out> {
     this.#book = book;
     this.#async = async;
     this.#getMany = getMany;
+  }
+
+  /** A sync get: `take` takes one (waiting as the caller said); MaxUnackedError at the limit. */
+  get(take: () => unknown): Out {
+    for (;;) {
+      if (this.#book.room() === 0) throw new MaxUnackedError(this.#book.maxUnacked);
+      const m = take();
+      if (m !== DEAD_LETTERED) return m as Out;
+    }
+  }
+
+  /** getMany: `take(limit)` takes up to limit (within maxUnacked); dead-lettered ones are left out. */
+  getMany(max: number, take: (limit: number) => unknown[]): Out[] {
+    for (;;) {
+      const room = this.#book.room();
+      if (room === 0) throw new MaxUnackedError(this.#book.maxUnacked);
+      const got = take(Math.min(max, room));
+      const out = got.filter((m) => m !== DEAD_LETTERED) as Out[];
+      if (out.length > 0 || got.length === 0) return out;
+    }
   }
 
   async getAsync(options?: AsyncWaitOptions): Promise<Out> {

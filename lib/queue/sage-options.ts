@@ -65,6 +65,9 @@ export interface SageQueueOptions {
   deadLetter?: AsyncQueueLike<SageDeadLetter>;
 }
 
+/** Options of SageQueue.open / create for a queue with explicit acks. */
+export type SageExplicitOptions = SageQueueOptions & { ackMode: 'explicit' };
+
 /** SageQueueOptions of an auto-ack queue (what SageQueue.create / open without ackMode: 'explicit' take). */
 export type SageAutoOptions = Omit<SageQueueOptions, 'ackMode' | 'ackTimeoutMs' | 'maxDeliveries' | 'maxUnacked' | 'deadLetter'> & {
   ackMode?: 'auto';

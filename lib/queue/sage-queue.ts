@@ -13,7 +13,6 @@ import { QueueDescriptor } from './descriptor';
 import type { BoundCodec } from './record-codec';
 import {
   InvalidArgumentTypeError,
-  MaxUnackedError,
   MessageTooLargeError,
   SageQueueError,
   QueueEmptyError,
@@ -31,7 +30,8 @@ import { releaseResolved } from './registry';
 import { TRUST_OPTION_KEYS, checkName } from './sage-options';
 import { openSegment } from './sage-open';
 import type {
-  BatchOptions, IterateOptions, OpenMode, SageAutoOptions, SageOpenOptions, SageQueueOptions, SageQueueStats, TrustOptions,
+  BatchOptions, IterateOptions, OpenMode, SageAutoOptions, SageExplicitOptions, SageOpenOptions, SageQueueOptions, SageQueueStats,
+  TrustOptions,
 } from './sage-options';
 import { DEAD_LETTERED, LeaseBook } from './sage-leases';
 import type { SageMessage } from './sage-leases';
@@ -44,14 +44,12 @@ import { BATCH_MAX, NO_WAIT, SlabReader } from './slab-reader';
 import { checkBoolean, checkInteger, checkKnownKeys, checkOptions, checkTimeoutMs } from '../validate';
 
 export type {
-  BatchOptions, IterateOptions, SageAckMode, SageAutoOptions, SageOpenOptions, SageQueueOptions, SageQueueStats, TrustOptions,
+  BatchOptions, IterateOptions, SageAckMode, SageAutoOptions, SageExplicitOptions, SageOpenOptions, SageQueueOptions, SageQueueStats,
+  TrustOptions,
 } from './sage-options';
 
 /** A SageQueue in explicit-ack mode: puts take T, gets return SageMessage<T>. */
 export type SageAckQueue<T = unknown> = SageQueue<T, SageMessage<T>>;
-
-/** Options of SageQueue.open / create for a queue with explicit acks. */
-export type SageExplicitOptions = SageQueueOptions & { ackMode: 'explicit' };
 
 /**
  * `T` is what you put; `Out` what gets return: `T` in auto-ack mode (the default), SageMessage<T>
@@ -227,13 +225,8 @@ export class SageQueue<T = unknown, Out = T> implements LoadReporting, Disposabl
   get(block = true, timeoutMs?: number): Out {
     const wait = checkBoolean(block, 'block', true);
     const timeout = checkTimeoutMs(timeoutMs);
-    const leases = this.#leases;
-    if (leases === null) return this.#getOne(wait, timeout) as unknown as Out;
-    for (;;) {
-      if (leases.room() === 0) throw new MaxUnackedError(leases.maxUnacked);
-      const m = this.#getOne(wait, timeout);
-      if (m !== DEAD_LETTERED) return m as unknown as Out;
-    }
+    if (this.#leased === null) return this.#getOne(wait, timeout) as unknown as Out;
+    return this.#leased.get(() => this.#getOne(wait, timeout));
   }
 
   #getOne(wait: boolean, timeout: number | undefined): T | typeof DEAD_LETTERED {
@@ -343,16 +336,10 @@ export class SageQueue<T = unknown, Out = T> implements LoadReporting, Disposabl
       if (n < 0) return this.#async.takeStashed(-n) as unknown as Out[];
       return n > 0 ? this.#reader.decodeBatch<Out>(n, this.#codec) : [];
     }
-    // Explicit mode: no more than maxUnacked held; dead-lettered messages are not handed out.
-    const limit = checkInteger(max, 'max', 1, BATCH_MAX);
-    for (;;) {
-      const room = leases.room();
-      if (room === 0) throw new MaxUnackedError(leases.maxUnacked);
-      const n = this.#batchGet(Math.min(limit, room), options, 'getMany', this.#reader);
-      const got: unknown[] = n < 0 ? this.#async.takeStashed(-n) : n > 0 ? this.#reader.decodeBatch<unknown>(n, leases) : [];
-      const out = got.filter((m) => m !== DEAD_LETTERED) as Out[];
-      if (out.length > 0 || got.length === 0) return out;
-    }
+    return (this.#leased as LeasedGets<T, Out>).getMany(checkInteger(max, 'max', 1, BATCH_MAX), (limit) => {
+      const n = this.#batchGet(limit, options, 'getMany', this.#reader);
+      return n < 0 ? this.#async.takeStashed(-n) : n > 0 ? this.#reader.decodeBatch<unknown>(n, leases) : [];
+    });
   }
 
   /**
@@ -362,12 +349,8 @@ export class SageQueue<T = unknown, Out = T> implements LoadReporting, Disposabl
    * Returns a batch with count 0 when not blocking and empty; throws as getMany otherwise.
    */
   getRawBatch(max: number, options?: BatchOptions): RawBatch {
-    if (this.#leases !== null) {
-      throw new SageQueueError(
-        'ERR_QUEUE_ACK_MODE',
-        `getRawBatch hands out no leases: queue ${this.#name} is in explicit-ack mode, use getMany (one SageMessage per message) and ackMany`,
-      );
-    }
+    const ackHint = 'use getMany (a SageMessage per message) and ackMany';
+    if (this.#leases !== null) throw new SageQueueError('ERR_QUEUE_ACK_MODE', `queue ${this.#name} is in explicit-ack mode: ${ackHint}`);
     const batch = (this.#rawBatch ??= new RawBatchReader());
     const n = this.#batchGet(max, options, 'getRawBatch', batch);
     if (n < 0) batch.copyFrom(this.#async.stash, -n);
@@ -439,11 +422,7 @@ export class SageQueue<T = unknown, Out = T> implements LoadReporting, Disposabl
     return this.#leases?.held ?? 0;
   }
 
-  /**
-   * Explicit mode: acks many messages with one native call. Returns how many were acked; the
-   * others' leases were lost (settled already, or expired and taken back): those messages are
-   * marked settled without being acked. ERR_QUEUE_ACK_MODE in auto mode.
-   */
+  /** Explicit mode: acks many with one native call; returns how many (the rest had lost their lease). */
   ackMany(messages: readonly SageMessage<T>[]): number {
     if (!Array.isArray(messages)) throw new InvalidArgumentTypeError('messages', 'an array of SageMessage', messages);
     if (this.#leases === null) throw new SageQueueError('ERR_QUEUE_ACK_MODE', `queue ${this.#name} is in auto-ack mode: its gets need no ack`);
