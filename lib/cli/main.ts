@@ -116,6 +116,12 @@ function statText(v: QueueView, color: boolean): string {
     ['dequeued', String(s.dequeued)],
     ['waiting', `${s.dataWaiters} for data, ${s.spaceWaiters} for space`],
     ['wake syscalls', `${s.wakeCalls} (${s.enqueued ? (s.wakeCalls / s.enqueued).toFixed(4) : '0'} per message), ${s.waits} sleeps`],
+    ...(s.leases === null
+      ? []
+      : ([
+          ['acks', `explicit: lease ${duration(s.leases.ackTimeoutMs)}, dead-letter after ${s.leases.maxDeliveries} deliveries`],
+          ['leases', `${s.leases.acks} acked, ${s.leases.nacks} nacked, ${s.leases.redeliveries} redelivered (${s.leases.expiredLeases} expired, ${s.leases.deadLeases} from dead consumers), ${s.leases.redeliverable} waiting again, ${s.leases.staleSettles} stale acks refused; ${bytes(s.leases.unackedBytes)} held by unacked messages`],
+        ] as Array<[string, string]>)),
     ['recovered', `${s.abandonedClaims} abandoned claims, ${s.lostInRead} lost in read, ${s.lockRecoveries} lock recoveries, ${s.slotsReaped} dead handles reaped, ${s.waiterHeals} waiter heals`],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));

@@ -90,6 +90,16 @@ const COUNTERS: ReadonlyArray<readonly [string, string, StatKey]> = [
   ['waiter_heals_total', 'Waiter counts repaired after a waiter died.', 'waiterHeals'],
 ];
 
+/** Explicit-ack queues only (auto-ack queues have no such series). */
+const LEASE_COUNTERS: ReadonlyArray<readonly [string, string, 'acks' | 'nacks' | 'redeliveries' | 'expiredLeases' | 'deadLeases' | 'staleSettles']> = [
+  ['acks_total', 'Explicit-ack queues: messages acked.', 'acks'],
+  ['nacks_total', 'Explicit-ack queues: messages nacked (given back for redelivery).', 'nacks'],
+  ['redeliveries_total', 'Explicit-ack queues: deliveries after the first.', 'redeliveries'],
+  ['expired_leases_total', 'Explicit-ack queues: leases taken back at their deadline (ackTimeoutMs).', 'expiredLeases'],
+  ['dead_leases_total', 'Explicit-ack queues: leases taken back from a consumer that died.', 'deadLeases'],
+  ['stale_settles_total', 'Explicit-ack queues: acks/nacks refused because the lease was no longer held.', 'staleSettles'],
+];
+
 export const QUEUE_METRIC_PREFIX = 'sage_queue_';
 
 /**
@@ -143,6 +153,22 @@ export function registerQueueMetrics(registry: Registry, samples: () => readonly
   gauge('liveness', '1 for the state the queue is in: alive, dead (every attached process died), idle, initialising, broken.', ['queue', 'state'], (g) => {
     for (const s of snapshot.shared()) g.set({ queue: s.name, state: s.liveness }, 1);
   });
+  gauge('redeliverable', 'Explicit-ack queues: messages waiting to be delivered again (nacked, expired, or from a dead consumer).', ['queue'], (g) => {
+    for (const s of readable()) if (s.stats.leases !== null) g.set({ queue: s.name }, s.stats.leases.redeliverable);
+  });
+  gauge('unacked_bytes', 'Explicit-ack queues: ring bytes held from the oldest unacked message to the head.', ['queue'], (g) => {
+    for (const s of readable()) if (s.stats.leases !== null) g.set({ queue: s.name }, s.stats.leases.unackedBytes);
+  });
+  for (const [suffix, help, key] of LEASE_COUNTERS) {
+    names.push(`${p}${suffix}`);
+    new Counter({
+      name: `${p}${suffix}`, help, labelNames: ['queue'], registers: [registry],
+      collect(this: Counter) {
+        this.reset();
+        for (const s of readable()) if (s.stats.leases !== null) this.inc({ queue: s.name }, s.stats.leases[key]);
+      },
+    });
+  }
   for (const [suffix, help, key] of COUNTERS) {
     names.push(`${p}${suffix}`);
     new Counter({

@@ -5,11 +5,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  InvalidArgumentTypeError, InvalidArgumentValueError, LeaseLostError, LocalQueue, MaxUnackedError, QueueDescriptor, QueueEmptyError, QueueFullError, SageQueue,
+  InvalidArgumentTypeError, InvalidArgumentValueError, LeaseLostError, collectMetrics, LocalQueue, MaxUnackedError, QueueDescriptor, QueueEmptyError, QueueFullError, SageQueue,
   SageQueueError, resolveDescriptor,
 } from '../../lib/index';
 import type { SageDeadLetter, SageMessage } from '../../lib/index';
-import { queueName, sleep, spawnAgent, track, until, useCleanup } from '../helpers/harness';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { Registry } from 'prom-client';
+import { REPO, queueName, sleep, spawnAgent, track, until, useCleanup } from '../helpers/harness';
 import { testAddonEnv } from '../helpers/test-addon';
 import { rejected, thrown } from '../support/expect-errors';
 
@@ -265,6 +268,34 @@ describe('explicit acks in one process', () => {
     );
     expect(m.settled).toBe(false);
     m.ack();
+  });
+});
+
+describe('explicit acks: what operators see', () => {
+  it('collectMetrics exports the lease counters and gauges of an explicit-ack queue, and `sage-queue stat` prints them', async () => {
+    const q = explicitQueue('metrics', { ackTimeoutMs: 60 });
+    putJobs(q, 0, 3);
+    q.get().ack();
+    q.get().nack();
+    const held = q.get(); // n=1 again (the nack), delivery 2
+    expect(held.deliveries).toBe(2);
+    const registry = new Registry();
+    const collector = collectMetrics(registry, { queues: [q as unknown as SageQueue] });
+    try {
+      const text = await registry.metrics();
+      const value = (family: string): number => Number(new RegExp(`^sage_queue_${family}\\{queue="${q.name}"\\} (\\S+)$`, 'm').exec(text)?.[1]);
+      expect(value('acks_total')).toBe(1);
+      expect(value('nacks_total')).toBe(1);
+      expect(value('redeliveries_total')).toBe(1);
+      expect(value('redeliverable')).toBe(0);
+      expect(value('unacked_bytes')).toBeGreaterThan(0);
+    } finally {
+      collector.close();
+    }
+    const r = spawnSync(process.execPath, [join(REPO, 'dist', 'cli', 'main.js'), 'stat', q.name], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/acks\s+explicit: lease /);
+    expect(r.stdout).toMatch(/leases\s+1 acked, 1 nacked, 1 redelivered/);
   });
 });
 
