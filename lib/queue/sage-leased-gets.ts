@@ -80,7 +80,13 @@ export class LeasedGets<T, Out> {
     for (;;) {
       if (signal?.aborted) throw signal.reason;
       const room = this.#book.room();
-      const items = batch > 1 && room > 0 ? this.#getMany(Math.min(batch, room), { block: false }) : [];
+      let items: Out[] = [];
+      try {
+        if (batch > 1 && room > 0) items = this.#getMany(Math.min(batch, room), { block: false });
+      } catch (e) {
+        if (e instanceof QueueClosedError) return; // closed and drained
+        throw e;
+      }
       if (items.length > 0) {
         let i = 0;
         try {

@@ -252,6 +252,14 @@ describe('explicit acks in one process', () => {
     const rest = q.getMany(20, { block: false });
     expect(rest.map((m) => m.value.n)).toEqual([3, 4, 5, 6, 7, 8, 9]);
     expect(q.ackMany(rest)).toBe(7);
+    putJobs(q, 10, 2);
+    q.close();
+    const drained: number[] = [];
+    for await (const m of q) {
+      drained.push(m.value.n);
+      m.ack();
+    }
+    expect(drained).toEqual([10, 11]); // a closed queue drains, then the loop ends
   });
 
   it('bad settle arguments get typed errors and change nothing', async () => {
