@@ -163,7 +163,11 @@ void Queue::release() {
   if (attached_) {
     attached_ = false;
     // A forked child inherits the mapping, not the slot: freeing it would free the parent's.
-    if (!forked() && getpid() == pid_) release_slot(hdr_, slot_);
+    if (!forked() && getpid() == pid_) {
+      release_slot(hdr_, slot_);
+      // Explicit acks: the leases it still held belong to nobody now: scan on the next get.
+      if (ack_) hdr_->lease_check_ns.store(0, std::memory_order_release);
+    }
   }
   munmap(hdr_, map_size_);
   hdr_ = nullptr;

@@ -262,6 +262,17 @@ describe('explicit acks in one process', () => {
     expect(drained).toEqual([10, 11]); // a closed queue drains, then the loop ends
   });
 
+  it('a handle released with messages unsettled gives them back: the next consumer gets them again, first', () => {
+    const q = explicitQueue('release');
+    putJobs(q, 0, 3);
+    const other = SageQueue.open<Job>(q.name, { ackMode: 'explicit' });
+    expect(other.getMany(2, { block: false }).map((m) => m.value.n)).toEqual([0, 1]);
+    other.release();
+    const again = q.getMany(10, { timeoutMs: 2000 });
+    const all = again.length >= 3 ? again : [...again, ...q.getMany(10, { timeoutMs: 2000 })];
+    expect(all.map((m) => [m.value.n, m.deliveries])).toEqual([[0, 2], [1, 2], [2, 1]]);
+  });
+
   it('bad settle arguments get typed errors and change nothing', async () => {
     const q = explicitQueue('badargs');
     putJobs(q, 0, 1);
