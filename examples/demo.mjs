@@ -300,6 +300,12 @@ async function runSage() {
     const elapsed = (now() - started) / 1000;
     const cpu = process.cpuUsage(cpu0);
     bar.update(received);
+    if (config.ack) {
+      // A worker acks its last batch when it asks for the next: shortly after its answers arrived.
+      const acked = () => pool.queues.reduce((n, q) => n + q.stats().leases.acks, 0);
+      const until = now() + 5000;
+      while (acked() < config.messages && now() < until) await new Promise((r) => setTimeout(r, 5));
+    }
     const stats = pool.queues.map((q) => q.stats());
     const routerStats = pool.router.stats();
     const sorted = Array.from(latencies.subarray(0, Math.min(received, config.messages))).sort((a, b) => a - b);
