@@ -8,10 +8,13 @@
  * native idle handle checks the ring once per loop iteration without entering JS (read_poller.h),
  * so timers, I/O and other callbacks keep running between checks, and the loop is not asleep in
  * epoll when the message lands: the callback that learns of it takes it (waking a sleeping loop
- * through the notifier costs ~30 us on a VM). After `spinUs` without a message it parks: the
- * native notifier thread sleeps on the futex at once (the spin budget is spent) and wakes the
- * loop once when the queue becomes readable; that callback takes the messages for every waiting
- * getter before it returns. The price: a process whose getAsync waits keeps its core busy for up
+ * through the notifier costs ~30 us on a VM). While each message taken is followed at once by the
+ * next getAsync (a request/response loop), the idle callback polls on in the same loop iteration
+ * for a bounded turn (at most ~20 us, then the loop's timers and I/O run): going round the loop
+ * costs an epoll_wait syscall and every other phase, about as long as a reply takes to come.
+ * After `spinUs` without a message it parks: the native notifier thread sleeps on the futex at
+ * once (the spin budget is spent) and wakes the loop once when the queue becomes readable; that
+ * callback takes the messages for every waiting getter before it returns. The price: a process whose getAsync waits keeps its core busy for up
  * to `spinUs` after each message (as a blocking get does); `spinUs: 0` never polls.
  *
  * Only the JS thread ever takes messages, and only for a waiter that is still waiting, so a wait

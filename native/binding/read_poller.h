@@ -5,7 +5,9 @@
 // loads. It reports once per start(): "a get could make progress" (a message, or the queue is
 // closed or damaged), or "the budget ran out". Waking an event loop asleep in epoll costs ~30 us
 // on a VM; a loop that polls takes the message in the iteration that sees it, without ever
-// blocking other callbacks.
+// blocking other callbacks. When the JS callback that took a message asks for the next one at
+// once (request/response), the same idle callback polls on for a bounded turn (read_poller.cpp:
+// kPatienceNs per message, kTurnNs in all) instead of going round the loop first.
 #include <node_api.h>
 #include <uv.h>
 

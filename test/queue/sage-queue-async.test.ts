@@ -191,6 +191,41 @@ describe('async ping-pong between two processes', () => {
       expect(back.qsize()).toBe(0);
     }, 60_000);
   }
+
+  // The loop poller keeps polling in the same loop iteration while replies keep coming (a bounded
+  // turn): the loop's other phases must still run during a long exchange, not only after it.
+  it('a sustained ping-pong does not starve the loop: a 1 ms timer and recurring immediates run during it', async () => {
+    const n = 20_000;
+    const out = track(SageQueue.create<number>(queueName('ping'), { codec: 'json' }));
+    const back = track(SageQueue.create<number>(queueName('pong'), { codec: 'json' }));
+    const peer = new FixtureChild('async-peer.cjs', ['echo', out.name, JSON.stringify({ out: back.name })]);
+    await peer.next('ready');
+    let i = 0;
+    let timerAt = -1;
+    let immediates = 0;
+    let running = true;
+    const onImmediate = (): void => {
+      immediates++;
+      if (running) setImmediate(onImmediate);
+    };
+    setImmediate(onImmediate);
+    const timer = setTimeout(() => {
+      timerAt = i;
+    }, 1);
+    let wrong = 0;
+    for (; i < n; i++) {
+      await out.putAsync(i);
+      if ((await back.getAsync({ timeoutMs: 10_000 })) !== i) wrong++;
+    }
+    running = false;
+    clearTimeout(timer);
+    out.close();
+    expect(wrong).toBe(0);
+    expect(timerAt).toBeGreaterThanOrEqual(0);
+    expect(timerAt).toBeLessThan(n);
+    expect(immediates).toBeGreaterThan(1);
+    expect((await peer.next('done')).echoed).toBe(n);
+  }, 60_000);
 });
 
 describe('iterate() batches', () => {
