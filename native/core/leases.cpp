@@ -93,8 +93,12 @@ Status Queue::scan_leases_locked(uint64_t now, size_t dst_cap, uint32_t* lengths
     return alive_cache[slot] == 1;
   };
   const uint64_t head = hdr_->head.load(std::memory_order_relaxed);
-  // Claim the due check: a nack or lease that lowers it while we walk keeps its lower value.
-  hdr_->lease_check_ns.exchange(UINT64_MAX, std::memory_order_acq_rel);
+  // Claim the due check: a nack or lease that lowers it while we walk keeps its lower value. The
+  // claim is one liveness period away, not "never": should we die inside this walk (records may be
+  // SETTLING to us), a scan still comes due, and the get that runs it recovers the lock first. (A
+  // claim of "never" left a dead scanner's records stranded: every get took the lock-free Empty
+  // path and nobody ever took the consumer lock again to notice.)
+  hdr_->lease_check_ns.exchange(now + kLivenessScanNs, std::memory_order_acq_rel);
   uint64_t next = UINT64_MAX;  // when the next scan is due
   uint64_t waiting = 0;        // REDELIVER records left
   bool full = false;           // stopped taking: the batch or the destination is full
@@ -166,6 +170,8 @@ Status Queue::scan_leases_locked(uint64_t now, size_t dst_cap, uint32_t* lengths
         leased_[*k] = m->deliveries.load(std::memory_order_relaxed);
         lengths[(*k)++] = out;
         *bytes += out;
+      } else {
+        next = now;  // changed under us (a settle holds it for a moment): look again next time
       }
       pos += record_size(len);
       continue;
