@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -571,8 +572,8 @@ void test_options_and_auto_mode() {
 // --- forked consumers, SIGKILLed -----------------------------------------------------------------
 
 std::vector<pid_t>& live_children() {
-  static std::vector<pid_t> v;
-  return v;
+  static auto* v = new std::vector<pid_t>;  // never destroyed: kill_children runs at exit
+  return *v;
 }
 
 // Children still alive when the test fails are killed and reaped (atexit).
@@ -612,6 +613,9 @@ Child spawn(const std::function<void()>& body) {
   const pid_t pid = fork();
   CHECK(pid >= 0);
   if (pid == 0) {
+    // Dies with the test, however the test ends (a CHECK runs kill_children; a signal does not).
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1) _exit(3);
     close(fds[0]);
     dup2(fds[1], 2);
     body();
@@ -862,6 +866,38 @@ void test_killed_in_scan() {
   receive_exactly(q.get(), name, {{2, 1}, {3, 1}});
 }
 
+// A consumer stalled while copying a message out of its get (parked at MidRead, alive) past the
+// lease deadline: the lease must not be taken back under the copy -- once taken back it could be
+// redelivered, acked and its ring space reused by a producer while the stalled consumer is still
+// reading it (a torn message with a valid-looking lease prefix). It is taken back once the
+// consumer dies (deliveries 2).
+void test_lease_not_taken_back_mid_copy() {
+  const std::string name = uniq("lease-midread");
+  const uint64_t timeout_ms = 30;
+  auto q = make_explicit(name, timeout_ms);
+  put_ids(q.get(), 0, 1);
+  Child c = spawn([&] {
+    auto cq = child_open(name);
+    set_test_hook(HookPoint::MidRead);
+    (void)child_take(cq.get(), 1);
+    CHILD_CHECK(false);
+  });
+  read_until(&c, "SAGE_HOOK mid-read\n");
+  sleep_until_ns(monotonic_ns() + (timeout_ms + 5) * 1000000ull);  // its deadline has passed
+  wait_scan_due(name);
+  std::vector<Msg> got;
+  const Status s = take(q.get(), 8, &got);
+  if (s == Status::Ok) {
+    std::fprintf(stderr, "got %s (deliveries %u) while its first consumer was still copying it out\n",
+                 got[0].body.c_str(), got[0].deliveries);
+  }
+  CHECK(s == Status::Empty);
+  CHECK_EQ(q->stats().expired_leases, 0u);
+  kill_child(&c);
+  receive_exactly(q.get(), name, {{0, 2}});
+  CHECK_EQ(q->stats().dead_leases, 1u);
+}
+
 // Two consumers killed in turn, the second while holding the first one's redelivered leases:
 // delivery counts add up, nothing is lost.
 void test_killed_twice() {
@@ -920,6 +956,7 @@ int main() {
   RUN(test_killed_in_settle);
   RUN(test_killed_in_scan);
   RUN(test_killed_twice);
+  RUN(test_lease_not_taken_back_mid_copy);
   std::printf("test_leases: ok\n");
   return 0;
 }
