@@ -256,42 +256,53 @@ void test_nack_delay() {
 }
 
 // Extend restarts the lease: past its original deadline it is still held (not taken back by a
-// scan, still ackable with the same token).
+// scan, still ackable with the same token). An attempt can only judge this when its check runs
+// before the extended deadline (~600 ms of slack); on a machine that stalls longer the attempt
+// settles what it got and is repeated (at most 5 times) -- an attempt that could not judge is
+// never counted as a pass.
 void test_extend_keeps_lease() {
   const std::string name = uniq("lease-extend");
   const uint64_t timeout_ms = 1000;
   auto q = make_explicit(name, timeout_ms);
-  CHECK(put_str(q.get(), "a") == Status::Ok);
-  Msg a = take_one(q.get());
-  const uint64_t after_get = monotonic_ns();
-  usleep(600000);
-  // Only this handle ever scans, so the lease is still ours even if this sleep overran it.
-  const uint64_t before_extend = monotonic_ns();
-  CHECK(q->settle(a.pos, a.deliveries, Queue::Settle::Extend) == Status::Ok);
-  const uint64_t new_deadline = before_extend + timeout_ms * 1000000ull;  // at least
-  {
-    Mapping m(name);
-    auto* meta = reinterpret_cast<LeaseMeta*>(m.base + m.header()->data_offset + (a.pos & (q->capacity() - 1)) +
-                                              kRecordHeaderSize);
-    CHECK(meta->deadline_ns.load() >= new_deadline);
+  bool judged = false;
+  for (int attempt = 0; attempt < 5 && !judged; ++attempt) {
+    CHECK(put_str(q.get(), "a") == Status::Ok);
+    Msg a = take_one(q.get());
+    const uint64_t after_get = monotonic_ns();
+    usleep(600000);
+    // Only this handle ever scans, so the lease is still ours even if this sleep overran it.
+    const uint64_t before_extend = monotonic_ns();
+    CHECK(q->settle(a.pos, a.deliveries, Queue::Settle::Extend) == Status::Ok);
+    const uint64_t new_deadline = before_extend + timeout_ms * 1000000ull;  // at least
+    {
+      Mapping m(name);
+      auto* meta = reinterpret_cast<LeaseMeta*>(m.base + m.header()->data_offset + (a.pos & (q->capacity() - 1)) +
+                                                kRecordHeaderSize);
+      CHECK(meta->deadline_ns.load() >= new_deadline);
+    }
+    const uint64_t old_deadline = after_get + timeout_ms * 1000000ull;  // at most
+    CHECK(old_deadline < new_deadline);
+    sleep_until_ns(old_deadline + 1000000);
+    // A scan now (the check is due: a lease is out) must leave the extended lease alone.
+    wait_scan_due(name);
+    const uint64_t expired_before = q->stats().expired_leases;
+    std::vector<Msg> got;
+    const Status s = take(q.get(), 8, &got);
+    if (monotonic_ns() < new_deadline) {
+      judged = true;
+      CHECK(s == Status::Empty);
+      CHECK_EQ(held(q.get()), 1u);
+      CHECK_EQ(q->stats().expired_leases, expired_before);
+      CHECK(ack(q.get(), a) == Status::Ok);
+    } else {
+      std::fprintf(stderr, "test_extend_keeps_lease: attempt %d too slow to judge (machine stalled)\n", attempt);
+      for (auto& m : got) CHECK(ack(q.get(), m) == Status::Ok);  // its redelivery, if the scan took it back
+      const Status late = ack(q.get(), a);
+      CHECK(late == (got.empty() ? Status::Ok : Status::LeaseLost));
+    }
+    check_all_settled(q.get());
   }
-  const uint64_t old_deadline = after_get + timeout_ms * 1000000ull;  // at most
-  CHECK(old_deadline < new_deadline);
-  sleep_until_ns(old_deadline + 1000000);
-  // A scan now (the check is due: a lease is out) must leave the extended lease alone.
-  wait_scan_due(name);
-  std::vector<Msg> got;
-  const Status s = take(q.get(), 8, &got);
-  if (monotonic_ns() < new_deadline) {
-    CHECK(s == Status::Empty);
-    CHECK_EQ(held(q.get()), 1u);
-    CHECK_EQ(q->stats().expired_leases, 0u);
-  } else {
-    std::fprintf(stderr, "test_extend_keeps_lease: too slow to check the extended lease (machine stalled)\n");
-    CHECK(false);
-  }
-  CHECK(ack(q.get(), a) == Status::Ok);
-  check_all_settled(q.get());
+  CHECK(judged);
 }
 
 // Expiry: the lease is taken back and delivered again (deliveries 2, not before the deadline);
