@@ -38,7 +38,7 @@ enum RecordKind : uint32_t {
   // Explicit-ack queues only (leases.cpp). A taken record is LEASED to its consumer until acked
   // (then CONSUMED); its space is not reused before.
   kRecLeased = 6,     // delivered to the owner, not acked yet
-  kRecSettling = 7,   // its owner is acking / nacking / extending it (a few instructions)
+  kRecSettling = 7,   // its owner is acking / nacking / extending it, or copying it out of a get
   kRecRedeliver = 8,  // nacked, or its lease expired / its owner died: to be delivered again
 };
 

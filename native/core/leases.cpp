@@ -46,9 +46,11 @@ void Queue::lease_locked(RecordHeader* r, uint64_t now) {
   LeaseMeta* m = meta_of(r);
   m->deadline_ns.store(now + ack_timeout_ns_, std::memory_order_relaxed);
   m->deliveries.store(m->deliveries.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  // Relaxed: the consumer lock's release publishes it to the next scanner; settle() pairs with
-  // our own later loads (same thread) or goes through the CAS below.
-  r->state.store(rec_state(kRecLeased, owner_), std::memory_order_release);
+  // SETTLING(me), not LEASED yet: get_attempt copies the record out after dropping the consumer
+  // lock and only then stores LEASED. A scan never takes back a live owner's SETTLING record, so
+  // however long the copy is delayed, the lease cannot expire under it and be redelivered, acked
+  // and its space reused by a producer while we still read it (a torn message).
+  r->state.store(rec_state(kRecSettling, owner_), std::memory_order_release);
   lower_lease_check(now + kLivenessScanNs);
 }
 
@@ -142,7 +144,9 @@ Status Queue::scan_leases_locked(uint64_t now, size_t dst_cap, uint32_t* lengths
           continue;
         }
       } else {
-        const uint64_t d = kind == kRecLeased ? m->deadline_ns.load(std::memory_order_relaxed) : now;
+        // (SETTLING: being copied out of a get, or settled. Either way its lease deadline is the
+        // next moment it can matter, unless its owner dies first.)
+        const uint64_t d = m->deadline_ns.load(std::memory_order_relaxed);
         if (d < next) next = d;
         if (now + kLivenessScanNs < next) next = now + kLivenessScanNs;
         pos += record_size(len);
@@ -169,6 +173,8 @@ Status Queue::scan_leases_locked(uint64_t now, size_t dst_cap, uint32_t* lengths
         leased_[*k] = m->deliveries.load(std::memory_order_relaxed);
         lengths[(*k)++] = out;
         *bytes += out;
+      } else {
+        next = now;  // changed under us (a settle holds it for a moment): look again next time
       }
       pos += record_size(len);
       continue;

@@ -348,7 +348,7 @@ void Queue::recover_cons() {
         if (kind == kRecPadding) {
           size = r->length;
           if (size < kRecordHeaderSize || size % kRecordAlign != 0 || (pos & mask_) + size > cap_) break;
-        } else if (kind == kRecReading || (ack_ && kind == kRecLeased)) {
+        } else if (kind == kRecReading || (ack_ && (kind == kRecLeased || kind == kRecSettling))) {
           if (r->length > rec_max_ || r->length < meta_) break;
           size = record_size(r->length);
           r->state.store(rec_state(kRecCommitted, rec_owner(st)), std::memory_order_release);
@@ -752,12 +752,13 @@ Status Queue::get_attempt(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_
       SAGE_HOOK(MidRead);
     }
     if (ack_) {
-      // Leased: the record stays until acked. Hand out its id in place of the lease meta.
-      // (The token noted under the lock: should the lease expire and be taken again meanwhile, the
-      // count in the record is the next holder's.)
+      // Leased: the record stays until acked. Hand out its id in place of the lease meta (the
+      // token noted under the lock).
       const LeasePrefix id{taken_[i], leased_[i], 0};
       memcpy(dst + at, &id, sizeof id);
       if (len > kLeaseMetaSize) memcpy(dst + at + kLeaseMetaSize, src + kLeaseMetaSize, len - kLeaseMetaSize);
+      // Copied: now a lease that may expire (lease_locked left it SETTLING to us for the copy).
+      r->state.store(rec_state(kRecLeased, owner_), std::memory_order_release);
       at += len;
       continue;
     }

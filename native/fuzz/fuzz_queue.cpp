@@ -16,6 +16,16 @@
 // (the mode is the first byte % 3). First bytes 0xF0-0xF7 and 0xF8-0xFF select extended variants
 // of modes 1 and 2: the slot table is set in bulk (full tables, dead and stale handles), records
 // are given fuzzed owners (dead or live producers and consumers), and waits really sleep.
+// First bytes 0xE0-0xE7 and 0xE8-0xEF select modes 1 and 2 on explicit-ack segments (leases.cpp;
+// odd first bytes: extended as above). Besides the patches above, "lease patches" then write the
+// explicit-mode shared state -- ack mode, timeout and max deliveries in the header, the lease
+// check time, the redeliverable hint and the counters, the ack floor (reclaim_limit), and records
+// turned LEASED / SETTLING / REDELIVER / ... with owners that are ours, another live handle's, dead
+// or garbage, and fuzzed LeaseMeta delivery counts and deadlines -- and settle() is called with the
+// ids gets handed out, with neighbours of them and with garbage. Oracle: a settle says Ok, LeaseLost
+// or InvalidArgument; a get hands out only whole leases (16-byte prefix with a zero pad, length
+// within max_message_size + 16) or reports Corrupt; nothing reads or writes out of bounds or hangs.
+// (0xE0-0xEF meant modes 1 and 2 by `% 3` before: a few kept corpus inputs changed meaning.)
 //
 // Lock words. The core checks the data locks' words (a wrong mutex kind or any pthreads error
 // other than owner-died is Corrupt; a held lock whose owner thread does not exist is reported, not
@@ -44,6 +54,7 @@
 #include <string>
 #include <vector>
 
+#include "futex.h"
 #include "layout.h"
 #include "sage_ring.h"
 
@@ -321,7 +332,17 @@ const Header* g_view = nullptr;
 struct Handles {
   std::unique_ptr<Queue> a, b;
   bool sleepy = false;  // extended modes: waits really sleep (1 ms futex waits, no spinning)
+  bool ack = false;     // explicit-ack segment: lease patches and settle operations
 };
+
+// Explicit mode: lease ids handed out by gets in this run (settle() targets; some are stale).
+std::vector<std::pair<uint64_t, uint32_t>>& known_leases() {
+  static auto* v = new std::vector<std::pair<uint64_t, uint32_t>>();
+  return *v;
+}
+
+// Largest length a get may report: explicit-mode messages carry the 16-byte lease prefix.
+uint64_t max_reported(Queue* q) { return q->max_message_size() + (q->explicit_ack() ? sizeof(sage::LeasePrefix) : 0); }
 
 void checked_get(Queue* q, Reader& r, bool blocking) {
   uint8_t dst[4096 + 64];
@@ -335,10 +356,21 @@ void checked_get(Queue* q, Reader& r, bool blocking) {
     if (got == 0 || got > max) fail("get returned %zu messages for max %zu", got, max);
     uint64_t total = 0;
     for (size_t i = 0; i < got; ++i) {
-      if (lengths[i] > q->max_message_size()) fail("get returned a %u-byte message over the limit %llu", lengths[i], static_cast<unsigned long long>(q->max_message_size()));
+      if (lengths[i] > max_reported(q)) fail("get returned a %u-byte message over the limit %llu", lengths[i], static_cast<unsigned long long>(max_reported(q)));
       total += lengths[i];
     }
     if (total > cap) fail("get returned %llu bytes into a %zu-byte buffer", static_cast<unsigned long long>(total), cap);
+    if (q->explicit_ack()) {
+      size_t at = 0;
+      for (size_t i = 0; i < got; ++i) {
+        if (lengths[i] < sizeof(sage::LeasePrefix)) fail("explicit-mode get returned a %u-byte message (no lease prefix)", lengths[i]);
+        sage::LeasePrefix p;
+        std::memcpy(&p, dst + at, sizeof p);
+        if (p.zero != 0) fail("lease prefix with a non-zero pad");
+        if (known_leases().size() < 64) known_leases().emplace_back(p.position, p.deliveries);
+        at += lengths[i];
+      }
+    }
   } else {
     if (got != 0) fail("get returned %s with %zu messages", sage::status_code(s), got);
     // A corrupted cursor pair must be reported, not taken for an empty queue (a blocking get
@@ -347,7 +379,7 @@ void checked_get(Queue* q, Reader& r, bool blocking) {
         g_view->head.load(std::memory_order_relaxed) > g_view->tail.load(std::memory_order_relaxed)) {
       fail("get returned Empty while head > tail");
     }
-    if (s == Status::BufferTooSmall && (needed <= cap || needed > q->max_message_size())) {
+    if (s == Status::BufferTooSmall && (needed <= cap || needed > max_reported(q))) {
       fail("BufferTooSmall with needed=%zu for a %zu-byte buffer", needed, cap);
     }
   }
@@ -381,6 +413,107 @@ void check_stats(Queue* q) {
   (void)q->closed();
 }
 
+// Explicit mode: settle() with an id a get handed out (maybe since settled, taken back or
+// redelivered), a neighbour of one, or garbage; and held_leases().
+void checked_settle(Queue* q, Reader& r, const Header* view) {
+  const uint8_t how = r.u8();
+  if ((how & 7) == 7) {
+    uint64_t n = 0;
+    expect(q->held_leases(&n, 0), {Status::Ok, Status::Corrupt, Status::TimedOut}, "held_leases");
+    return;
+  }
+  uint64_t pos;
+  uint32_t deliveries;
+  auto& known = known_leases();
+  switch ((how >> 3) & 3) {
+    case 0:
+    case 1:
+      if (!known.empty()) {
+        const auto& k = known[r.u8() % known.size()];
+        pos = k.first;
+        deliveries = k.second + static_cast<uint32_t>(static_cast<int8_t>((how & 0x20) ? r.u8() % 3 - 1 : 0));
+        break;
+      }
+      [[fallthrough]];
+    case 2:  // near the live part of the ring
+      pos = (view ? view->reclaim_limit.load(std::memory_order_relaxed) : 0) + 16 * static_cast<uint64_t>(static_cast<int16_t>(r.u16()));
+      deliveries = r.u8() % 4;
+      break;
+    default:
+      pos = r.u64();
+      deliveries = r.u32();
+      break;
+  }
+  const Queue::Settle ops[] = {Queue::Settle::Ack, Queue::Settle::Nack, Queue::Settle::Extend};
+  const Queue::Settle op = ops[(how >> 6) % 3];
+  const uint64_t delay = (how & 0x40) && (r.u8() & 1) ? r.u64() % 100000000ull : r.u8() % 3;
+  expect(q->settle(pos, deliveries, op, delay), {Status::Ok, Status::LeaseLost, Status::InvalidArgument}, "settle");
+}
+
+// Explicit mode: writes the lease state (header fields, or one record's state word and LeaseMeta).
+void lease_patch(Reader& r, uint8_t* map, size_t map_size, size_t data_off) {
+  auto* h = reinterpret_cast<Header*>(map);
+  const uint8_t kind = r.u8();
+  if ((kind & 1) == 0) {
+    static const Field lease_fields[] = {
+        {offsetof(Header, ack_mode), 4, false},        {offsetof(Header, max_deliveries), 4, false},
+        {offsetof(Header, ack_timeout_ns), 8, false},  {offsetof(Header, lease_check_ns), 8, false},
+        {offsetof(Header, redeliverable), 8, false},   {offsetof(Header, reclaim_limit), 8, true},
+        {offsetof(Header, head), 8, true},             {offsetof(Header, acks), 8, false},
+        {offsetof(Header, stale_settles), 8, false},   {offsetof(Header, redeliveries), 8, false},
+    };
+    const Field& f = lease_fields[r.u8() % (sizeof lease_fields / sizeof lease_fields[0])];
+    if (f.off + f.size > map_size) return;
+    uint64_t v;
+    switch ((kind >> 1) & 3) {
+      case 0: v = r.u64(); break;
+      case 1: v = load(map + f.off, f.size) + static_cast<uint64_t>(static_cast<int8_t>(r.u8()) * (f.cursor ? 16 : 1)); break;
+      case 2: v = (kind & 8) ? 0 : ~0ull; break;
+      default: v = sage::monotonic_ns() + static_cast<uint64_t>(static_cast<int8_t>(r.u8())) * 1000000ull; break;
+    }
+    store(map + f.off, f.size, v);
+    return;
+  }
+  // A record from the ack floor on (the n-th), walked like the core walks it.
+  const uint64_t cap = h->capacity;
+  // (The header mode fuzzes data_offset too: only an aligned one is walked, as the core requires.)
+  if (cap == 0 || (cap & (cap - 1)) != 0 || data_off % sage::kRecordAlign != 0 || data_off + cap > map_size) return;
+  uint64_t pos = h->reclaim_limit.load(std::memory_order_relaxed);
+  const uint64_t tail = h->tail.load(std::memory_order_relaxed);
+  uint8_t* data = map + data_off;
+  sage::RecordHeader* rec = nullptr;
+  for (int n = r.u8() % 16; n >= 0 && pos < tail; --n) {
+    const uint64_t off = pos & (cap - 1);
+    if ((off & 15) != 0 || off + sage::kRecordHeaderSize + sage::kLeaseMetaSize > cap) return;
+    rec = reinterpret_cast<sage::RecordHeader*>(data + off);
+    const uint32_t st = rec->state.load(std::memory_order_relaxed);
+    const uint64_t size = sage::rec_kind(st) == sage::kRecPadding ? rec->length : sage::record_size(rec->length);
+    if (n == 0 || size < sage::kRecordHeaderSize || size > cap) break;
+    pos += size;
+  }
+  if (rec == nullptr) return;
+  static const uint32_t kinds[] = {sage::kRecLeased,    sage::kRecSettling, sage::kRecRedeliver, sage::kRecConsumed,
+                                   sage::kRecCommitted, sage::kRecReading,  sage::kRecClaimed,   sage::kRecPadding};
+  uint32_t owner;
+  switch ((kind >> 1) & 3) {
+    case 0: owner = sage::make_owner(0, h->slots[0].gen.load(std::memory_order_relaxed)); break;  // handle a
+    case 1: owner = sage::make_owner(1, h->slots[1].gen.load(std::memory_order_relaxed)); break;  // handle b (if any)
+    case 2: owner = sage::make_owner(4 + r.u8() % (sage::kMaxSlots - 4), r.u16()); break;          // dead or garbage
+    default: owner = r.u32(); break;
+  }
+  rec->state.store(sage::rec_state(kinds[(kind >> 3) % 8], owner), std::memory_order_relaxed);
+  auto* meta = reinterpret_cast<sage::LeaseMeta*>(rec + 1);
+  if (kind & 0x40) {
+    const uint32_t dv[] = {0, 1, 2, ~0u, r.u32()};
+    meta->deliveries.store(dv[r.u8() % 5], std::memory_order_relaxed);
+  }
+  if (kind & 0x80) {
+    const uint64_t now = sage::monotonic_ns();
+    const uint64_t dl[] = {0, now - 1000000, now + 1000000, ~0ull, r.u64()};
+    meta->deadline_ns.store(dl[r.u8() % 5], std::memory_order_relaxed);
+  }
+}
+
 // Runs data-path operations read from the input against one or two handles. `mapping` (when not
 // null) is a second mapping of the segment, through which "patch" operations corrupt it further.
 void run_ops(Reader& r, Handles& hs, const std::string& name, uint8_t* mapping, size_t map_size, size_t data_off) {
@@ -394,6 +527,17 @@ void run_ops(Reader& r, Handles& hs, const std::string& name, uint8_t* mapping, 
       std::fprintf(stderr, "op %u on %s: head=%llu tail=%llu freed=%llu limit=%llu\n", op % 12, q == hs.a.get() ? "a" : "b",
                    static_cast<unsigned long long>(g_view->head.load()), static_cast<unsigned long long>(g_view->tail.load()),
                    static_cast<unsigned long long>(g_view->freed.load()), static_cast<unsigned long long>(g_view->reclaim_limit.load()));
+    }
+    if (hs.ack && (op & 0x40)) {
+      // Explicit mode: a settle, or (with a mapping) a lease patch while attached.
+      if (mapping && (op & 0x20)) {
+        lease_patch(r, mapping, map_size, data_off);
+        std::memcpy(before.bytes, mapping, sizeof before.bytes);  // ack_mode etc. are the fuzzer's
+      } else {
+        checked_settle(q, r, g_view);
+      }
+      if (mapping && std::memcmp(before.bytes, mapping, sizeof before.bytes) != 0) fail("the data path wrote the header's identity fields");
+      continue;
     }
     switch (op % 12) {
       case 0: checked_put(q, r, false); break;
@@ -517,14 +661,19 @@ void own_records(Reader& r, uint8_t* map, size_t map_size, size_t data_off, uint
 
 // --- modes ---------------------------------------------------------------------------------------
 
-const std::vector<uint8_t>& template_image() {
-  static std::vector<uint8_t> img;
+const std::vector<uint8_t>& template_image(bool ack) {
+  static std::vector<uint8_t> images[2];
+  std::vector<uint8_t>& img = images[ack ? 1 : 0];
   if (!img.empty()) return img;
-  const std::string name = name_for("tpl");
+  const std::string name = name_for(ack ? "tpl-ack" : "tpl");
   remove_segment(name);
   std::unique_ptr<Queue> q;
   sage::CreateOptions o;
   o.capacity = 4096;
+  if (ack) {
+    o.ack_mode = sage::kAckExplicit;
+    o.ack_timeout_ms = 2;
+  }
   int err = 0;
   if (Queue::open(name, OpenMode::Create, o, &q, &err) != Status::Ok) fail("cannot create the template queue");
   q->release();
@@ -595,14 +744,19 @@ void mode_raw(Reader& r) {
   remove_segment(name);
 }
 
-void mode_header(Reader& r, bool extended) {
+void mode_header(Reader& r, bool extended, bool ack) {
   const std::string name = name_for("hdr");
-  std::vector<uint8_t> img = template_image();
+  std::vector<uint8_t> img = template_image(ack);
   const uint8_t lockbits = r.u8();
   const uint8_t sizeop = r.u8();
   if (extended) fill_slots(r, img.data(), img.size(), 0);
   const size_t npatch = r.u8() % (kMaxPatches + 1);
   for (size_t i = 0; i < npatch; ++i) apply_patch(r, img.data(), img.size(), 0, img.size(), 0);
+  if (ack) {
+    const size_t nlease = r.u8() % 16;
+    const size_t off = reinterpret_cast<Header*>(img.data())->data_offset;
+    for (size_t i = 0; i < nlease; ++i) lease_patch(r, img.data(), img.size(), off);
+  }
   fix_locks(img.data(), img.size(), lockbits, 0);
   uint64_t size = img.size();
   switch (sizeop % 6) {
@@ -615,6 +769,7 @@ void mode_header(Reader& r, bool extended) {
   write_file(name, img.data(), size < img.size() ? static_cast<size_t>(size) : img.size(), size);
   Handles hs;
   hs.sleepy = extended;
+  hs.ack = ack;
   int err = 0;
   const OpenMode mode = (sizeop & 0x80) ? OpenMode::Inspect : OpenMode::Open;
   Status s = Queue::open(name, mode, sage::CreateOptions{}, &hs.a, &err, 0);
@@ -632,16 +787,22 @@ void mode_header(Reader& r, bool extended) {
   remove_segment(name);
 }
 
-void mode_records(Reader& r, bool extended) {
+void mode_records(Reader& r, bool extended, bool ack) {
   const std::string name = name_for("rec");
   remove_segment(name);
   const uint8_t cfg = r.u8();
   sage::CreateOptions o;
   o.capacity = 4096u << (cfg & 1);
   o.maxsize = (cfg & 2) ? 1 + r.u8() % 8 : 0;
-  o.max_message_size = (cfg & 4) ? 1 + r.u16() % (o.capacity / 2 - 16) : 0;
+  const uint64_t meta = ack ? sage::kLeaseMetaSize : 0;
+  o.max_message_size = (cfg & 4) ? 1 + r.u16() % (o.capacity / 2 - 16 - meta) : 0;
+  if (ack) {
+    o.ack_mode = sage::kAckExplicit;
+    o.ack_timeout_ms = 1 + r.u8() % 4;  // short: leases expire within a run
+  }
   Handles hs;
   hs.sleepy = extended;
+  hs.ack = ack;
   int err = 0;
   if (Queue::open(name, OpenMode::Create, o, &hs.a, &err) != Status::Ok) fail("cannot create %s", name.c_str());
   if (cfg & 8) {  // a second attached handle from the start (slot 1)
@@ -661,12 +822,24 @@ void mode_records(Reader& r, bool extended) {
     // either takes one or finds the queue empty.
     const Status ps = hs.a->try_put(&s, 1, &w);
     if (ps != Status::Ok && ps != Status::Full) fail("honest put on a sound queue: %s", sage::status_code(ps));
-    if (r.u8() & 1) {
-      uint8_t dst[2048];
+    const uint8_t g = r.u8();
+    if (g & 1) {
+      uint8_t dst[2048 + sizeof(sage::LeasePrefix)];
       uint32_t l;
       size_t got, needed;
       const Status gs = hs.a->try_get(dst, sizeof dst, &l, 1, &got, &needed);
       if (gs != Status::Ok && gs != Status::Empty) fail("honest get on a sound queue: %s", sage::status_code(gs));
+      if (ack && gs == Status::Ok) {
+        sage::LeasePrefix p;
+        std::memcpy(&p, dst, sizeof p);
+        known_leases().emplace_back(p.position, p.deliveries);
+        // Settled at once by its holder: a sound queue accepts it.
+        if (g & 2) {
+          const Queue::Settle op = (g & 4) ? Queue::Settle::Ack : (g & 8) ? Queue::Settle::Nack : Queue::Settle::Extend;
+          const Status ss = hs.a->settle(p.position, p.deliveries, op, 0);
+          if (ss != Status::Ok) fail("honest settle on a sound queue: %s", sage::status_code(ss));
+        }
+      }
     }
   }
   // Corrupt it through a second mapping of the same segment.
@@ -685,6 +858,10 @@ void mode_records(Reader& r, bool extended) {
   }
   const size_t npatch = r.u8() % (kMaxPatches + 1);
   for (size_t i = 0; i < npatch; ++i) apply_patch(r, map, map_size, data_off, map_size, 4);
+  if (ack) {
+    const size_t nlease = r.u8() % 16;
+    for (size_t i = 0; i < nlease; ++i) lease_patch(r, map, map_size, data_off);
+  }
   // Slots 0 and 1 are this process's handles: their liveness mutexes are held and stay as they are.
   fix_locks(map, map_size, lockbits, 4);
   g_view = reinterpret_cast<const Header*>(map);
@@ -711,17 +888,24 @@ int run_one(const uint8_t* data, size_t size) {
     std::atexit(cleanup);
   }
   Reader r(data, size);
+  known_leases().clear();
   const uint8_t mode = r.u8();
+  if (mode >= 0xE0 && mode < 0xF0) {
+    // Explicit-ack segments (see the top of this file).
+    if (mode < 0xE8) mode_header(r, mode & 1, true);
+    else mode_records(r, mode & 1, true);
+    return 0;
+  }
   if (mode >= 0xF0) {
     // Extended modes (added later; first bytes below 0xF0 keep their meaning for kept inputs).
-    if (mode < 0xF8) mode_header(r, true);
-    else mode_records(r, true);
+    if (mode < 0xF8) mode_header(r, true, false);
+    else mode_records(r, true, false);
     return 0;
   }
   switch (mode % 3) {
     case 0: mode_raw(r); break;
-    case 1: mode_header(r, false); break;
-    default: mode_records(r, false); break;
+    case 1: mode_header(r, false, false); break;
+    default: mode_records(r, false, false); break;
   }
   return 0;
 }
