@@ -67,6 +67,10 @@ export const DEAD_LETTERED: unique symbol = Symbol('dead-lettered');
 
 const PREFIX = 16;
 
+function u32(b: Buffer, at: number): number {
+  return ((b[at] as number) | ((b[at + 1] as number) << 8) | ((b[at + 2] as number) << 16) | ((b[at + 3] as number) << 24)) >>> 0;
+}
+
 export class LeaseBook<T> {
   readonly #name: string;
   readonly #q: () => NativeQueue;
@@ -78,6 +82,10 @@ export class LeaseBook<T> {
   #roomWaiters: Array<() => void> = [];
   /** Dead-letter puts in flight (their leases are held until they complete). */
   readonly #deadLetters = new Set<Promise<void>>();
+  /** ackMany's scratch (reused: it runs no user code between filling and reading them). */
+  #ids = new Uint32Array(0);
+  #statuses = new Uint8Array(0);
+  readonly #list: LeasedMessage<T>[] = [];
 
   constructor(name: string, q: () => NativeQueue, codec: Codec, settings: LeaseSettings<T>) {
     this.#name = name;
@@ -131,13 +139,21 @@ export class LeaseBook<T> {
 
   /** The message for a raw record (prefix + payload), or DEAD_LETTERED when it was sent to the dead-letter queue. */
   wrap(raw: Buffer): SageMessage<T> | typeof DEAD_LETTERED {
-    const lo = raw.readUInt32LE(0);
-    const hi = raw.readUInt32LE(4);
-    const deliveries = raw.readUInt32LE(8);
+    return this.decodeAt(raw, 0, raw.length);
+  }
+
+  /**
+   * wrap() of the record at [off, off + len) of `slab`, read in place: SlabReader.decodeBatch
+   * calls it so that a batch makes one view per message (the value's), not two.
+   */
+  decodeAt(slab: Buffer, off: number, len: number): SageMessage<T> | typeof DEAD_LETTERED {
+    // The prefix is little-endian u32s (lo, hi, deliveries, 0); read inline (per message, hot).
+    const lo = u32(slab, off);
+    const hi = u32(slab, off + 4);
+    const deliveries = u32(slab, off + 8);
     this.#held++;
-    const value = this.#codec.decode(raw.subarray(PREFIX)) as T;
-    const id = hi < 0x200000 ? String(hi * 0x1_0000_0000 + lo) : ((BigInt(hi) << 32n) | BigInt(lo)).toString();
-    const message = new LeasedMessage<T>(this, lo, hi, id, deliveries, value);
+    const value = this.#codec.decode(slab.subarray(off + PREFIX, off + len)) as T;
+    const message = new LeasedMessage<T>(this, lo, hi, deliveries, value);
     const dlq = this.#settings.deadLetter;
     if (dlq !== undefined && deliveries > this.#settings.maxDeliveries) {
       this.#track(message.deadLetter('max-deliveries').catch(() => undefined));
@@ -162,8 +178,13 @@ export class LeaseBook<T> {
 
   /** Acks many messages with one native call; returns how many were acked (the others' leases were lost). */
   ackMany(messages: readonly SageMessage<T>[]): number {
-    const ids = new Uint32Array(messages.length * 3);
-    const list: LeasedMessage<T>[] = [];
+    if (this.#ids.length < messages.length * 3) {
+      this.#ids = new Uint32Array(messages.length * 3);
+      this.#statuses = new Uint8Array(messages.length);
+    }
+    const ids = this.#ids;
+    const list = this.#list;
+    list.length = 0;
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i];
       if (!(m instanceof LeasedMessage) || m.book !== this) {
@@ -176,15 +197,21 @@ export class LeaseBook<T> {
       list.push(m);
     }
     if (list.length === 0) return 0;
-    const statuses = new Uint8Array(list.length);
-    const ok = this.#q().settleMany(ids, list.length, SettleOp.Ack, statuses);
-    for (let i = 0; i < list.length; i++) {
-      const s = statuses[i] as number;
-      const m = list[i] as LeasedMessage<T>;
-      if (s === 0 || s === NativeStatus.LeaseLost) {
-        m.markSettled();
-        this.#release();
+    const statuses = this.#statuses;
+    let ok: number;
+    try {
+      ok = this.#q().settleMany(ids, list.length, SettleOp.Ack, statuses);
+      let released = 0;
+      for (let i = 0; i < list.length; i++) {
+        const s = statuses[i] as number;
+        if (s === 0 || s === NativeStatus.LeaseLost) {
+          (list[i] as LeasedMessage<T>).markSettled();
+          released++;
+        }
       }
+      this.#release(released);
+    } finally {
+      list.length = 0; // hold no message past the call
     }
     return ok;
   }
@@ -219,8 +246,9 @@ export class LeaseBook<T> {
     void p.finally(() => this.#deadLetters.delete(p));
   }
 
-  #release(): void {
-    if (this.#held > 0) this.#held--;
+  #release(n = 1): void {
+    if (n === 0) return;
+    this.#held = Math.max(0, this.#held - n);
     const waiters = this.#roomWaiters;
     if (waiters.length > 0) {
       this.#roomWaiters = [];
@@ -233,18 +261,26 @@ class LeasedMessage<T> implements SageMessage<T> {
   readonly book: LeaseBook<T>;
   readonly lo: number;
   readonly hi: number;
-  readonly id: string;
   readonly deliveries: number;
   readonly value: T;
   #settled = false;
+  /** The id string, made on first use (most consumers never read it). */
+  #id: string | undefined = undefined;
 
-  constructor(book: LeaseBook<T>, lo: number, hi: number, id: string, deliveries: number, value: T) {
+  constructor(book: LeaseBook<T>, lo: number, hi: number, deliveries: number, value: T) {
     this.book = book;
     this.lo = lo;
     this.hi = hi;
-    this.id = id;
     this.deliveries = deliveries;
     this.value = value;
+  }
+
+  get id(): string {
+    if (this.#id === undefined) {
+      const { lo, hi } = this;
+      this.#id = hi < 0x200000 ? String(hi * 0x1_0000_0000 + lo) : ((BigInt(hi) << 32n) | BigInt(lo)).toString();
+    }
+    return this.#id;
   }
 
   get deliveryCount(): number {
