@@ -85,7 +85,8 @@ export class LeaseBook<T> {
   /** ackMany's scratch (reused: it runs no user code between filling and reading them). */
   #ids = new Uint32Array(0);
   #statuses = new Uint8Array(0);
-  readonly #list: LeasedMessage<T>[] = [];
+  /** ackMany: index in `messages` of each id triple sent. */
+  #idx = new Uint32Array(0);
 
   constructor(name: string, q: () => NativeQueue, codec: Codec, settings: LeaseSettings<T>) {
     this.#name = name;
@@ -100,6 +101,11 @@ export class LeaseBook<T> {
 
   get maxUnacked(): number {
     return this.#settings.maxUnacked;
+  }
+
+  /** True when wrap() may return DEAD_LETTERED (the queue has a dead-letter queue). */
+  get deadLettering(): boolean {
+    return this.#settings.deadLetter !== undefined;
   }
 
   /**
@@ -178,41 +184,37 @@ export class LeaseBook<T> {
 
   /** Acks many messages with one native call; returns how many were acked (the others' leases were lost). */
   ackMany(messages: readonly SageMessage<T>[]): number {
-    if (this.#ids.length < messages.length * 3) {
+    if (this.#idx.length < messages.length) {
       this.#ids = new Uint32Array(messages.length * 3);
       this.#statuses = new Uint8Array(messages.length);
+      this.#idx = new Uint32Array(messages.length);
     }
     const ids = this.#ids;
-    const list = this.#list;
-    list.length = 0;
+    const idx = this.#idx;
+    let k = 0;
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i];
       if (!(m instanceof LeasedMessage) || m.book !== this) {
         throw new SageQueueError('ERR_INVALID_ARG_VALUE', `messages[${i}] is not a message this handle handed out: ${describe(m)}`);
       }
       if (m.settled) continue;
-      ids[3 * list.length] = m.lo;
-      ids[3 * list.length + 1] = m.hi;
-      ids[3 * list.length + 2] = m.deliveries;
-      list.push(m);
+      ids[3 * k] = m.lo;
+      ids[3 * k + 1] = m.hi;
+      ids[3 * k + 2] = m.deliveries;
+      idx[k++] = i;
     }
-    if (list.length === 0) return 0;
+    if (k === 0) return 0;
     const statuses = this.#statuses;
-    let ok: number;
-    try {
-      ok = this.#q().settleMany(ids, list.length, SettleOp.Ack, statuses);
-      let released = 0;
-      for (let i = 0; i < list.length; i++) {
-        const s = statuses[i] as number;
-        if (s === 0 || s === NativeStatus.LeaseLost) {
-          (list[i] as LeasedMessage<T>).markSettled();
-          released++;
-        }
+    const ok = this.#q().settleMany(ids, k, SettleOp.Ack, statuses);
+    let released = 0;
+    for (let j = 0; j < k; j++) {
+      const s = statuses[j] as number;
+      if (s === 0 || s === NativeStatus.LeaseLost) {
+        (messages[idx[j] as number] as LeasedMessage<T>).markSettled();
+        released++;
       }
-      this.#release(released);
-    } finally {
-      list.length = 0; // hold no message past the call
     }
+    this.#release(released);
     return ok;
   }
 
