@@ -78,6 +78,11 @@ export class LeaseBook<T> {
   readonly #settings: LeaseSettings<T>;
   /** Messages handed out by this handle and not known to be settled. */
   #held = 0;
+  /**
+   * A settle found a lease lost: that message may or may not still be in #held (a recount at the
+   * limit may have dropped it already), so the next room() or held recounts instead of guessing.
+   */
+  #dirty = false;
   /** Async gets waiting for this handle to settle something (maxUnacked reached). */
   #roomWaiters: Array<() => void> = [];
   /** Dead-letter puts in flight (their leases are held until they complete). */
@@ -96,6 +101,7 @@ export class LeaseBook<T> {
   }
 
   get held(): number {
+    if (this.#dirty) this.#recount();
     return this.#held;
   }
 
@@ -113,14 +119,27 @@ export class LeaseBook<T> {
    * recounts from the segment first: leases that expired and were taken back no longer count.
    */
   room(): number {
-    let free = this.#settings.maxUnacked - this.#held;
+    if (this.#dirty) this.#recount();
+    const free = this.#settings.maxUnacked - this.#held;
     if (free > 0) return free;
-    const n = this.#q().heldLeases(0);
-    if (n >= 0 && n < this.#held) {
-      this.#held = n;
-      free = this.#settings.maxUnacked - n;
+    this.#recount();
+    return Math.max(0, this.#settings.maxUnacked - this.#held);
+  }
+
+  /**
+   * Recounts from the segment (leases that expired and were taken back no longer count). Only
+   * ever lowers the count: records this handle took but has not handed out yet count natively.
+   */
+  #recount(): void {
+    let n: number;
+    try {
+      n = this.#q().heldLeases(0);
+    } catch {
+      return; // released: nothing to recount
     }
-    return Math.max(0, free);
+    if (n < 0) return; // the consumer lock was busy: still dirty, recounted next time
+    if (n < this.#held) this.#held = n;
+    this.#dirty = false;
   }
 
   /** Resolves when this handle settles a message (or after `pollMs`, to recount expired leases). */
@@ -176,7 +195,7 @@ export class LeaseBook<T> {
       return;
     }
     if (-rc === NativeStatus.LeaseLost) {
-      this.#release();
+      this.#lost();
       throw new LeaseLostError(m.id, m.deliveries, 'its lease is no longer held by this handle (settled already, or it expired and was taken back for redelivery)');
     }
     throw new SageQueueError('ERR_INVALID_ARG_VALUE', `cannot settle message ${m.id} on queue ${this.#name}: status ${-rc}`);
@@ -207,13 +226,16 @@ export class LeaseBook<T> {
     const statuses = this.#statuses;
     const ok = this.#q().settleMany(ids, k, SettleOp.Ack, statuses);
     let released = 0;
+    let lost = false;
     for (let j = 0; j < k; j++) {
       const s = statuses[j] as number;
       if (s === 0 || s === NativeStatus.LeaseLost) {
         (messages[idx[j] as number] as LeasedMessage<T>).markSettled();
-        released++;
+        if (s === 0) released++;
+        else lost = true;
       }
     }
+    if (lost) this.#lost();
     this.#release(released);
     return ok;
   }
@@ -248,9 +270,18 @@ export class LeaseBook<T> {
     void p.finally(() => this.#deadLetters.delete(p));
   }
 
+  #lost(): void {
+    this.#dirty = true;
+    this.#wakeWaiters(); // they recount
+  }
+
   #release(n = 1): void {
     if (n === 0) return;
     this.#held = Math.max(0, this.#held - n);
+    this.#wakeWaiters();
+  }
+
+  #wakeWaiters(): void {
     const waiters = this.#roomWaiters;
     if (waiters.length > 0) {
       this.#roomWaiters = [];
