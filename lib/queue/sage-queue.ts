@@ -350,8 +350,7 @@ export class SageQueue<T = unknown, Out = T> implements LoadReporting, Disposabl
       if (room === 0) throw new MaxUnackedError(leases.maxUnacked);
       const n = this.#batchGet(Math.min(limit, room), options, 'getMany', this.#reader);
       const got: unknown[] = n < 0 ? this.#async.takeStashed(-n) : n > 0 ? this.#reader.decodeBatch<unknown>(n, leases) : [];
-      // Only a queue with a dead-letter queue hands out DEAD_LETTERED: no copy of the batch otherwise.
-      const out = (leases.deadLettering ? got.filter((m) => m !== DEAD_LETTERED) : got) as Out[];
+      const out = (leases.deadLettering ? got.filter((m) => m !== DEAD_LETTERED) : got) as Out[]; // no copy without a DLQ
       if (out.length > 0 || got.length === 0) return out;
     }
   }
