@@ -18,6 +18,8 @@ export const THROUGHPUT_ROWS = [
   { row: 'sage-raw-single', label: 'SageQueue raw: put() / get()', cols: ['64', '4096'] },
   { row: 'sage-raw-batch', label: 'SageQueue raw: putMany() / getMany()', cols: ['64', '4096'] },
   { row: 'sage-raw-zero', label: 'SageQueue raw: putMany() / getRawBatch() (zero allocation)', cols: ['64', '4096'] },
+  { row: 'sage-raw-ack-single', label: 'SageQueue raw, explicit acks: put() / get() + ack()', cols: ['64'] },
+  { row: 'sage-raw-ack-batch', label: 'SageQueue raw, explicit acks: putMany() / getMany() + ackMany()', cols: ['64', '4096'] },
   { row: 'sage-v8-single', label: 'SageQueue v8: put() / get()', cols: ['64', '4096', 'obj'] },
   { row: 'sage-v8-batch', label: 'SageQueue v8: putMany() / getMany()', cols: ['64', '4096', 'obj'] },
   { row: 'sage-records-single', label: 'SageQueue records (default codec): put() / get()', cols: ['obj'] },
@@ -35,6 +37,7 @@ export const LATENCY_ROWS = [
   { row: 'sage-sync-spin0', label: 'SageQueue put() / get(true), spinUs 0: sleeps at once' },
   { row: 'sage-async-default', label: 'SageQueue putAsync() / getAsync(), default spinUs (50)' },
   { row: 'sage-async-spin0', label: 'SageQueue putAsync() / getAsync(), spinUs 0' },
+  { row: 'sage-ack-sync', label: 'SageQueue job with an explicit ack: put() / get(true), ack(), reply put() (default spinUs)' },
   { row: 'send-json', label: 'process.send, serialization json' },
   { row: 'send-advanced', label: 'process.send, serialization advanced' },
   { row: 'unix', label: 'Unix socket, one write per message' },
@@ -52,6 +55,10 @@ function throughputCase(row, col, t) {
       return { ...base, transport: 'sage', codec: 'raw', mode: 'batch', batch: BATCH[col], getMax: GET_MAX };
     case 'sage-raw-zero':
       return { ...base, transport: 'sage', codec: 'raw', mode: 'zero', batch: BATCH[col], getMax: GET_MAX };
+    case 'sage-raw-ack-single':
+      return { ...base, transport: 'sage', codec: 'raw', mode: 'single', ack: true };
+    case 'sage-raw-ack-batch':
+      return { ...base, transport: 'sage', codec: 'raw', mode: 'batch', batch: BATCH[col], getMax: GET_MAX, ack: true };
     case 'sage-v8-single':
       return { ...base, transport: 'sage', codec: 'v8', mode: 'single' };
     case 'sage-v8-batch':
@@ -88,6 +95,8 @@ function latencyCase(row, t) {
       return { ...base, transport: 'sage', codec: 'raw', api: 'async' };
     case 'sage-async-spin0':
       return { ...base, transport: 'sage', codec: 'raw', api: 'async', spinUs: 0 };
+    case 'sage-ack-sync':
+      return { ...base, transport: 'sage', codec: 'raw', api: 'sync', ack: true };
     case 'send-json':
       return { ...base, transport: 'process-send', serialization: 'json' };
     case 'send-advanced':
@@ -138,11 +147,17 @@ export const TARGETS = [
   { key: 'batched-records-obj-vs-send-json', label: 'batched records (default codec) small object vs process.send json', num: tp('sage-records-batch', 'obj'), den: tp('send-json', 'obj'), op: '>=', bound: 3 },
   { key: 'single-records-obj-vs-send-json', label: 'single-call records (default codec) small object vs process.send json', num: tp('sage-records-single', 'obj'), den: tp('send-json', 'obj'), op: '>=', bound: 2 },
   { key: 'wakes-per-msg-single-64', label: 'FUTEX_WAKE calls per message, raw 64 B single-call stream', value: wakes('sage-raw-single', '64'), op: '<', bound: 0.01 },
+  { key: 'batched-ack-64-vs-auto', label: 'batched raw 64 B with explicit acks (getMany + ackMany) vs auto acks (getMany)', num: tp('sage-raw-ack-batch', '64'), den: tp('sage-raw-batch', '64'), op: '>=', bound: 0.5 },
+  { key: 'ack-pingpong-p50-vs-send-json', label: 'job round trip p50: process.send json ÷ SageQueue with an explicit ack', num: lat('send-json'), den: lat('sage-ack-sync'), op: '>=', bound: 3 },
   { key: 'wakes-per-msg-batched-64', label: 'FUTEX_WAKE calls per message, raw 64 B batched stream', value: wakes('sage-raw-batch', '64'), op: '<', bound: 0.01 },
 ];
 
 /** Same-run comparisons worth seeing, without a target. */
 export const INFO_RATIOS = [
+  { key: 'batched-ack-4k-vs-auto', label: 'batched raw 4 KiB with explicit acks vs auto acks', num: tp('sage-raw-ack-batch', '4096'), den: tp('sage-raw-batch', '4096') },
+  { key: 'single-ack-64-vs-auto', label: 'single-call raw 64 B with explicit acks (get + ack) vs auto acks (get)', num: tp('sage-raw-ack-single', '64'), den: tp('sage-raw-single', '64') },
+  { key: 'ack-pingpong-p50-vs-send-advanced', label: 'job round trip p50: process.send advanced ÷ SageQueue with an explicit ack', num: lat('send-advanced'), den: lat('sage-ack-sync') },
+  { key: 'ack-pingpong-p50-vs-sync', label: 'ping-pong p50: SageQueue with an explicit ack ÷ without (sync, default)', num: lat('sage-ack-sync'), den: lat('sage-sync-default') },
   { key: 'async-p50-vs-unix', label: 'ping-pong p50: Unix socket ÷ SageQueue async (default spin)', num: lat('unix'), den: lat('sage-async-default') },
   { key: 'sync-spin0-p50-vs-unix', label: 'ping-pong p50: Unix socket ÷ SageQueue sync, spinUs 0', num: lat('unix'), den: lat('sage-sync-spin0') },
   { key: 'batched-raw-4k-vs-cpp', label: 'batched raw 4 KiB vs C++-only ring (batched)', num: tp('sage-raw-batch', '4096'), den: tp('cpp-batch', '4096') },

@@ -68,9 +68,11 @@ export class Runner {
         c._names = c.kind === 'ping' ? [`${name}.a`, `${name}.b`] : [name];
         for (const qn of c._names) {
           this.queueNames.add(qn);
-          this.SageQueue.create(qn, { codec: c.codec }).release();
+          // c.ack: the stream's queue, or the ping's job queue (.a), has explicit acks; replies (.b) do not.
+          const explicit = c.ack === true && !qn.endsWith('.b');
+          this.SageQueue.create(qn, explicit ? { codec: c.codec, ackMode: 'explicit' } : { codec: c.codec }).release();
         }
-        const cfg = { name, size: c.size, payload: c.payload, mode: c.mode, batch: c.batch, getMax: c.getMax, warmMs: c.warmMs, ms: c.ms, spinUs: c.spinUs, api: c.api };
+        const cfg = { name, size: c.size, payload: c.payload, mode: c.mode, batch: c.batch, getMax: c.getMax, warmMs: c.warmMs, ms: c.ms, spinUs: c.spinUs, api: c.api, ack: c.ack === true };
         const [a, b] = c.kind === 'ping' ? ['ping-client', 'ping-server'] : ['stream-producer', 'stream-consumer'];
         const consumer = this.#spawnNode(CONSUMER_CPU, 'sage', b, cfg, procs);
         const producer = this.#spawnNode(PRODUCER_CPU, 'sage', a, cfg, procs);

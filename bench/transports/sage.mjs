@@ -7,7 +7,10 @@
 //   batch:   putMany(items) / getMany(getMax)          one native call per batch each side
 //   zero:    putMany(items) / getRawBatch(getMax)      as batch; the consumer reads records in
 //            place through offsets/lengths (no allocation per message)
+//   cfg.ack: the queue has explicit acks; the consumer acks each message after consuming it
+//            (single: get() + ack(); batch: getMany() + one ackMany() for the batch)
 // ping:   the client puts on <name>.a and waits on <name>.b; the server echoes.
+//   cfg.ack: <name>.a has explicit acks: the server gets the job, acks it, then replies
 //   sync:    put() / get(true)  (get spins spinUs, then sleeps on a futex)
 //   async:   putAsync() / getAsync()  (the event loop polls for spinUs, then a native thread waits
 //            and wakes the loop)
@@ -16,12 +19,15 @@ import { SageQueue, QueueClosedError } from '../../dist/index.mjs';
 import { announceReady, reportAndExit, usageSince, usageSnapshot, waitForGo } from '../lib/child-io.mjs';
 import { consumeAt, consumerFor, latencySummary, makeBytes, makeObject, makeWindow, tally } from '../lib/consume.mjs';
 
-function openOpts(cfg) {
-  return cfg.spinUs === undefined ? {} : { spinUs: cfg.spinUs };
+/** explicit: open the queue in explicit-ack mode (cfg.ack, and not a reply queue). */
+function openOpts(cfg, explicit = false) {
+  const o = cfg.spinUs === undefined ? {} : { spinUs: cfg.spinUs };
+  // maxUnacked above getMax: a getMany is never cut short by the handle's unacked limit.
+  return explicit ? { ...o, ackMode: 'explicit', maxUnacked: 4096 } : o;
 }
 
 export async function streamProducer(cfg) {
-  const q = SageQueue.open(cfg.name, openOpts(cfg));
+  const q = SageQueue.open(cfg.name, openOpts(cfg, cfg.ack));
   announceReady();
   await waitForGo();
   const usage = usageSnapshot();
@@ -77,14 +83,42 @@ export async function streamProducer(cfg) {
 }
 
 export async function streamConsumer(cfg) {
-  const q = SageQueue.open(cfg.name, openOpts(cfg));
+  const q = SageQueue.open(cfg.name, openOpts(cfg, cfg.ack));
   const consume = consumerFor(cfg.payload);
   const win = makeWindow(cfg.warmMs);
   announceReady();
   await waitForGo();
   const usage = usageSnapshot();
   let total = 0;
-  if (cfg.mode === 'single') {
+  if (cfg.ack && cfg.mode === 'single') {
+    for (;;) {
+      let m;
+      try {
+        m = q.get();
+      } catch (e) {
+        if (e instanceof QueueClosedError) break;
+        throw e;
+      }
+      consume(m.value);
+      m.ack();
+      if ((++total & 255) === 0) win.check(total);
+    }
+  } else if (cfg.ack) {
+    const max = cfg.getMax;
+    for (;;) {
+      let batch;
+      try {
+        batch = q.getMany(max);
+      } catch (e) {
+        if (e instanceof QueueClosedError) break;
+        throw e;
+      }
+      for (let i = 0; i < batch.length; i++) consume(batch[i].value);
+      if (q.ackMany(batch) !== batch.length) throw new Error('ackMany acked fewer messages than the batch held');
+      total += batch.length;
+      win.check(total);
+    }
+  } else if (cfg.mode === 'single') {
     for (;;) {
       let m;
       try {
@@ -142,7 +176,7 @@ export async function streamConsumer(cfg) {
 }
 
 export async function pingClient(cfg) {
-  const out = SageQueue.open(`${cfg.name}.a`, openOpts(cfg));
+  const out = SageQueue.open(`${cfg.name}.a`, openOpts(cfg, cfg.ack));
   const back = SageQueue.open(`${cfg.name}.b`, openOpts(cfg));
   const { buf, seq: stamp } = makeBytes(cfg.size);
   const samples = new Float64Array(1 << 20);
@@ -185,7 +219,7 @@ export async function pingClient(cfg) {
 }
 
 export async function pingServer(cfg) {
-  const inq = SageQueue.open(`${cfg.name}.a`, openOpts(cfg));
+  const inq = SageQueue.open(`${cfg.name}.a`, openOpts(cfg, cfg.ack));
   const outq = SageQueue.open(`${cfg.name}.b`, openOpts(cfg));
   announceReady();
   await waitForGo();
@@ -198,7 +232,10 @@ export async function pingServer(cfg) {
       if (e instanceof QueueClosedError) break;
       throw e;
     }
-    if (cfg.api === 'async') await outq.putAsync(m);
+    if (cfg.ack) {
+      m.ack();
+      outq.put(m.value);
+    } else if (cfg.api === 'async') await outq.putAsync(m);
     else outq.put(m);
     echoed++;
   }

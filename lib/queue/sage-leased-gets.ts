@@ -44,7 +44,7 @@ export class LeasedGets<T, Out> {
       const room = this.#book.room();
       if (room === 0) throw new MaxUnackedError(this.#book.maxUnacked);
       const got = take(Math.min(max, room));
-      const out = got.filter((m) => m !== DEAD_LETTERED) as Out[];
+      const out = (this.#book.deadLettering ? got.filter((m) => m !== DEAD_LETTERED) : got) as Out[]; // no copy without a DLQ
       if (out.length > 0 || got.length === 0) return out;
     }
   }

@@ -67,6 +67,10 @@ export const DEAD_LETTERED: unique symbol = Symbol('dead-lettered');
 
 const PREFIX = 16;
 
+function u32(b: Buffer, at: number): number {
+  return ((b[at] as number) | ((b[at + 1] as number) << 8) | ((b[at + 2] as number) << 16) | ((b[at + 3] as number) << 24)) >>> 0;
+}
+
 export class LeaseBook<T> {
   readonly #name: string;
   readonly #q: () => NativeQueue;
@@ -74,10 +78,20 @@ export class LeaseBook<T> {
   readonly #settings: LeaseSettings<T>;
   /** Messages handed out by this handle and not known to be settled. */
   #held = 0;
+  /**
+   * A settle found a lease lost: that message may or may not still be in #held (a recount at the
+   * limit may have dropped it already), so the next room() or held recounts instead of guessing.
+   */
+  #dirty = false;
   /** Async gets waiting for this handle to settle something (maxUnacked reached). */
   #roomWaiters: Array<() => void> = [];
   /** Dead-letter puts in flight (their leases are held until they complete). */
   readonly #deadLetters = new Set<Promise<void>>();
+  /** ackMany's scratch (reused: it runs no user code between filling and reading them). */
+  #ids = new Uint32Array(0);
+  #statuses = new Uint8Array(0);
+  /** ackMany: index in `messages` of each id triple sent. */
+  #idx = new Uint32Array(0);
 
   constructor(name: string, q: () => NativeQueue, codec: Codec, settings: LeaseSettings<T>) {
     this.#name = name;
@@ -87,6 +101,7 @@ export class LeaseBook<T> {
   }
 
   get held(): number {
+    if (this.#dirty) this.#recount();
     return this.#held;
   }
 
@@ -94,19 +109,37 @@ export class LeaseBook<T> {
     return this.#settings.maxUnacked;
   }
 
+  /** True when wrap() may return DEAD_LETTERED (the queue has a dead-letter queue). */
+  get deadLettering(): boolean {
+    return this.#settings.deadLetter !== undefined;
+  }
+
   /**
    * How many more messages this handle may take now (≥ 1, or 0 at maxUnacked). At the limit it
    * recounts from the segment first: leases that expired and were taken back no longer count.
    */
   room(): number {
-    let free = this.#settings.maxUnacked - this.#held;
+    if (this.#dirty) this.#recount();
+    const free = this.#settings.maxUnacked - this.#held;
     if (free > 0) return free;
-    const n = this.#q().heldLeases(0);
-    if (n >= 0 && n < this.#held) {
-      this.#held = n;
-      free = this.#settings.maxUnacked - n;
+    this.#recount();
+    return Math.max(0, this.#settings.maxUnacked - this.#held);
+  }
+
+  /**
+   * Recounts from the segment (leases that expired and were taken back no longer count). Only
+   * ever lowers the count: records this handle took but has not handed out yet count natively.
+   */
+  #recount(): void {
+    let n: number;
+    try {
+      n = this.#q().heldLeases(0);
+    } catch {
+      return; // released: nothing to recount
     }
-    return Math.max(0, free);
+    if (n < 0) return; // the consumer lock was busy: still dirty, recounted next time
+    if (n < this.#held) this.#held = n;
+    this.#dirty = false;
   }
 
   /** Resolves when this handle settles a message (or after `pollMs`, to recount expired leases). */
@@ -131,13 +164,21 @@ export class LeaseBook<T> {
 
   /** The message for a raw record (prefix + payload), or DEAD_LETTERED when it was sent to the dead-letter queue. */
   wrap(raw: Buffer): SageMessage<T> | typeof DEAD_LETTERED {
-    const lo = raw.readUInt32LE(0);
-    const hi = raw.readUInt32LE(4);
-    const deliveries = raw.readUInt32LE(8);
+    return this.decodeAt(raw, 0, raw.length);
+  }
+
+  /**
+   * wrap() of the record at [off, off + len) of `slab`, read in place: SlabReader.decodeBatch
+   * calls it so that a batch makes one view per message (the value's), not two.
+   */
+  decodeAt(slab: Buffer, off: number, len: number): SageMessage<T> | typeof DEAD_LETTERED {
+    // The prefix is little-endian u32s (lo, hi, deliveries, 0); read inline (per message, hot).
+    const lo = u32(slab, off);
+    const hi = u32(slab, off + 4);
+    const deliveries = u32(slab, off + 8);
     this.#held++;
-    const value = this.#codec.decode(raw.subarray(PREFIX)) as T;
-    const id = hi < 0x200000 ? String(hi * 0x1_0000_0000 + lo) : ((BigInt(hi) << 32n) | BigInt(lo)).toString();
-    const message = new LeasedMessage<T>(this, lo, hi, id, deliveries, value);
+    const value = this.#codec.decode(slab.subarray(off + PREFIX, off + len)) as T;
+    const message = new LeasedMessage<T>(this, lo, hi, deliveries, value);
     const dlq = this.#settings.deadLetter;
     if (dlq !== undefined && deliveries > this.#settings.maxDeliveries) {
       this.#track(message.deadLetter('max-deliveries').catch(() => undefined));
@@ -154,7 +195,7 @@ export class LeaseBook<T> {
       return;
     }
     if (-rc === NativeStatus.LeaseLost) {
-      this.#release();
+      this.#lost();
       throw new LeaseLostError(m.id, m.deliveries, 'its lease is no longer held by this handle (settled already, or it expired and was taken back for redelivery)');
     }
     throw new SageQueueError('ERR_INVALID_ARG_VALUE', `cannot settle message ${m.id} on queue ${this.#name}: status ${-rc}`);
@@ -162,30 +203,40 @@ export class LeaseBook<T> {
 
   /** Acks many messages with one native call; returns how many were acked (the others' leases were lost). */
   ackMany(messages: readonly SageMessage<T>[]): number {
-    const ids = new Uint32Array(messages.length * 3);
-    const list: LeasedMessage<T>[] = [];
+    if (this.#idx.length < messages.length) {
+      this.#ids = new Uint32Array(messages.length * 3);
+      this.#statuses = new Uint8Array(messages.length);
+      this.#idx = new Uint32Array(messages.length);
+    }
+    const ids = this.#ids;
+    const idx = this.#idx;
+    let k = 0;
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i];
       if (!(m instanceof LeasedMessage) || m.book !== this) {
         throw new SageQueueError('ERR_INVALID_ARG_VALUE', `messages[${i}] is not a message this handle handed out: ${describe(m)}`);
       }
       if (m.settled) continue;
-      ids[3 * list.length] = m.lo;
-      ids[3 * list.length + 1] = m.hi;
-      ids[3 * list.length + 2] = m.deliveries;
-      list.push(m);
+      ids[3 * k] = m.lo;
+      ids[3 * k + 1] = m.hi;
+      ids[3 * k + 2] = m.deliveries;
+      idx[k++] = i;
     }
-    if (list.length === 0) return 0;
-    const statuses = new Uint8Array(list.length);
-    const ok = this.#q().settleMany(ids, list.length, SettleOp.Ack, statuses);
-    for (let i = 0; i < list.length; i++) {
-      const s = statuses[i] as number;
-      const m = list[i] as LeasedMessage<T>;
+    if (k === 0) return 0;
+    const statuses = this.#statuses;
+    const ok = this.#q().settleMany(ids, k, SettleOp.Ack, statuses);
+    let released = 0;
+    let lost = false;
+    for (let j = 0; j < k; j++) {
+      const s = statuses[j] as number;
       if (s === 0 || s === NativeStatus.LeaseLost) {
-        m.markSettled();
-        this.#release();
+        (messages[idx[j] as number] as LeasedMessage<T>).markSettled();
+        if (s === 0) released++;
+        else lost = true;
       }
     }
+    if (lost) this.#lost();
+    this.#release(released);
     return ok;
   }
 
@@ -219,8 +270,18 @@ export class LeaseBook<T> {
     void p.finally(() => this.#deadLetters.delete(p));
   }
 
-  #release(): void {
-    if (this.#held > 0) this.#held--;
+  #lost(): void {
+    this.#dirty = true;
+    this.#wakeWaiters(); // they recount
+  }
+
+  #release(n = 1): void {
+    if (n === 0) return;
+    this.#held = Math.max(0, this.#held - n);
+    this.#wakeWaiters();
+  }
+
+  #wakeWaiters(): void {
     const waiters = this.#roomWaiters;
     if (waiters.length > 0) {
       this.#roomWaiters = [];
@@ -233,18 +294,26 @@ class LeasedMessage<T> implements SageMessage<T> {
   readonly book: LeaseBook<T>;
   readonly lo: number;
   readonly hi: number;
-  readonly id: string;
   readonly deliveries: number;
   readonly value: T;
   #settled = false;
+  /** The id string, made on first use (most consumers never read it). */
+  #id: string | undefined = undefined;
 
-  constructor(book: LeaseBook<T>, lo: number, hi: number, id: string, deliveries: number, value: T) {
+  constructor(book: LeaseBook<T>, lo: number, hi: number, deliveries: number, value: T) {
     this.book = book;
     this.lo = lo;
     this.hi = hi;
-    this.id = id;
     this.deliveries = deliveries;
     this.value = value;
+  }
+
+  get id(): string {
+    if (this.#id === undefined) {
+      const { lo, hi } = this;
+      this.#id = hi < 0x200000 ? String(hi * 0x1_0000_0000 + lo) : ((BigInt(hi) << 32n) | BigInt(lo)).toString();
+    }
+    return this.#id;
   }
 
   get deliveryCount(): number {

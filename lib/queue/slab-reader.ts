@@ -77,11 +77,23 @@ export class SlabReader {
     }
   }
 
-  /** Decodes the `n` messages the last takeBatch laid back to back, and moves past them. */
-  decodeBatch<T>(n: number, codec: Pick<Codec, 'decode'>): T[] {
+  /**
+   * Decodes the `n` messages the last takeBatch laid back to back, and moves past them. A codec
+   * with decodeAt reads each in place (the lease book: it skips the prefix without a view of it).
+   */
+  decodeBatch<T>(n: number, codec: Pick<Codec, 'decode'> & { decodeAt?: (slab: Buffer, off: number, len: number) => unknown }): T[] {
     const out = new Array<T>(n);
     let off = this.#off;
     const slab = this.#slab;
+    if (codec.decodeAt !== undefined) {
+      for (let i = 0; i < n; i++) {
+        const len = this.#lengths[i] as number;
+        out[i] = codec.decodeAt(slab, off, len) as T;
+        off += len;
+      }
+      this.#off = (off + 7) & ~7;
+      return out;
+    }
     for (let i = 0; i < n; i++) {
       const len = this.#lengths[i] as number;
       out[i] = codec.decode(slab.subarray(off, off + len)) as T;

@@ -10,6 +10,8 @@
 // Every logged put that was not delivered must be one of those lost messages.
 import { readFileSync } from 'node:fs';
 
+import { ackBooks } from './analyze-ack.mjs';
+
 const RECOVERY_WINDOW_US = 250_000;
 // Puts that may still land in the last 40% of a backpressure phase, beyond one ring's worth: a
 // replacement producer's first small message can fit where the others' larger ones could not.
@@ -22,7 +24,7 @@ const RSS_BOUND_MIB = 300;
 const RSS_GROWTH_BOUND_MIB = 32;
 
 /** Calls fn(fields, isBad) for each complete line of a log: numbers split on spaces. */
-function eachLine(file, fn) {
+export function eachLine(file, fn) {
   let buf;
   try {
     buf = readFileSync(file);
@@ -90,7 +92,9 @@ export function analyze(t) {
   }
   const messagesPut = [...logged.values()].reduce((a, b) => a + b, 0);
 
-  // --- consumers: what was delivered ---
+  // --- consumers: what was delivered (explicit-ack mode: analyze-ack.mjs) ---
+  const ack = t.o.ack ? ackBooks(t, { consumers, producers, logged, byProducer }) : null;
+  if (ack) for (const [c, tus] of ack.firstAt) firstAt.set(c, tus);
   const seen = new Map(); // producer id -> Uint8Array of delivery counts by seq
   for (const p of producers) seen.set(p.id, new Uint8Array((logged.get(p.id) ?? 0) + 1));
   let delivered = 0;
@@ -101,8 +105,9 @@ export function analyze(t) {
   let unloggedDelivered = 0;
   const corruptSamples = [];
   const unexpectedSamples = [];
-  const times = [];
-  for (const c of consumers) {
+  const times = ack ? ack.times : [];
+  if (ack) delivered = ack.delivered;
+  for (const c of ack ? [] : consumers) {
     const last = new Map();
     eachLine(c.logFile, (f, bad) => {
       if (bad) {
@@ -310,23 +315,33 @@ export function analyze(t) {
     maxProducerRssMiB,
     maxRssGrowthInPauseMiB,
   };
+  if (ack) {
+    // The auto-mode books (one delivery per message, losses counted from the counters) do not apply.
+    for (const k of ['duplicates', 'orderViolations', 'unexpected', 'missingLogged', 'unloggedDelivered', 'lostAfterGet', 'lostUnlogged']) delete figures[k];
+    Object.assign(figures, ack.figures, { ackMode: 'explicit' });
+  }
 
   const checks = [];
   const check = (name, ok, detail) => checks.push({ name, ok: Boolean(ok), detail });
-  check('no corrupted message delivered', corrupted === 0 && t.own.bad === 0, corrupted ? corruptSamples.join('; ') : `${delivered} delivered messages verified (header, length, CRC-32, payload)`);
-  check('no message delivered twice', duplicates === 0, `${duplicates} duplicates`);
-  check("each consumer sees each producer's messages in order", orderViolations === 0, `${orderViolations} out of order`);
-  check('every delivered message was put', unexpected === 0 && producerLogAnomalies === 0,
-    unexpected || producerLogAnomalies ? `${unexpected} unexpected ids (${unexpectedSamples.join('; ')}), ${producerLogAnomalies} producer log anomalies` : `${unloggedDelivered} delivered from puts in flight when their producer was killed`);
-  check('the queue drains completely', t.depthAfterDrain === 0 && s.enqueued === s.dequeued && t.own.got === t.own.put && t.own.errors.length === 0,
-    `depth after drain ${t.depthAfterDrain}; enqueued ${s.enqueued}, dequeued ${s.dequeued}; controller ${t.own.got}/${t.own.put}` +
-      (t.own.errors.length ? `; errors: ${t.own.errors.join('; ')}` : ''));
-  check('only a dying consumer loses a message, at most one each', lostAfterGet >= 0 && lost <= consumerKills,
-    `${lost} lost (${lostInRead} lostInRead + ${lostAfterGet} after get returned) for ${consumerKills} consumer kills`);
-  check('every logged put is delivered or one of those lost messages', missingLogged <= lost && lostUnlogged <= inFlightUndelivered,
-    `${missingLogged} logged puts undelivered, ${lost} lost; the other ${lostUnlogged} lost were puts in flight at a producer kill (${inFlightUndelivered} such puts undelivered)${missingSamples.length && missingLogged > lost ? `: ${missingSamples.join(', ')}` : ''}`);
-  check('lostInRead counts every consumer killed while reading, and nothing else', lostInRead >= readKills && lostInRead - readKills <= consumerKills - readKills,
-    `lostInRead ${lostInRead}; ${readKills} consumers killed parked at after-take/mid-read, ${consumerKills - readKills} other consumer kills`);
+  if (ack) {
+    checks.push(...ack.checks);
+    check('every producer logged its puts in order', producerLogAnomalies === 0, `${producerLogAnomalies} producer log anomalies`);
+  } else {
+    check('no corrupted message delivered', corrupted === 0 && t.own.bad === 0, corrupted ? corruptSamples.join('; ') : `${delivered} delivered messages verified (header, length, CRC-32, payload)`);
+    check('no message delivered twice', duplicates === 0, `${duplicates} duplicates`);
+    check("each consumer sees each producer's messages in order", orderViolations === 0, `${orderViolations} out of order`);
+    check('every delivered message was put', unexpected === 0 && producerLogAnomalies === 0,
+      unexpected || producerLogAnomalies ? `${unexpected} unexpected ids (${unexpectedSamples.join('; ')}), ${producerLogAnomalies} producer log anomalies` : `${unloggedDelivered} delivered from puts in flight when their producer was killed`);
+    check('the queue drains completely', t.depthAfterDrain === 0 && s.enqueued === s.dequeued && t.own.got === t.own.put && t.own.errors.length === 0,
+      `depth after drain ${t.depthAfterDrain}; enqueued ${s.enqueued}, dequeued ${s.dequeued}; controller ${t.own.got}/${t.own.put}` +
+        (t.own.errors.length ? `; errors: ${t.own.errors.join('; ')}` : ''));
+    check('only a dying consumer loses a message, at most one each', lostAfterGet >= 0 && lost <= consumerKills,
+      `${lost} lost (${lostInRead} lostInRead + ${lostAfterGet} after get returned) for ${consumerKills} consumer kills`);
+    check('every logged put is delivered or one of those lost messages', missingLogged <= lost && lostUnlogged <= inFlightUndelivered,
+      `${missingLogged} logged puts undelivered, ${lost} lost; the other ${lostUnlogged} lost were puts in flight at a producer kill (${inFlightUndelivered} such puts undelivered)${missingSamples.length && missingLogged > lost ? `: ${missingSamples.join(', ')}` : ''}`);
+    check('lostInRead counts every consumer killed while reading, and nothing else', lostInRead >= readKills && lostInRead - readKills <= consumerKills - readKills,
+      `lostInRead ${lostInRead}; ${readKills} consumers killed parked at after-take/mid-read, ${consumerKills - readKills} other consumer kills`);
+  }
   check('abandoned claims: every producer killed mid-put, only killed producers', abandoned >= claimKills && abandoned <= producerKills,
     `${abandoned} abandoned claims; ${claimKills} producers killed parked between claim and commit, ${producerKills} producer kills`);
   check('a lock holder killed inside its critical section is recovered', s.lockRecoveries >= lockKills,

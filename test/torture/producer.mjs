@@ -20,7 +20,8 @@ const id = Number(idText);
 const parent = process.ppid;
 const stopFile = path.join(controlDir, 'stop');
 
-const q = SageQueue.open(name, { codec: 'raw' });
+// run.mjs --ack: an explicit-ack queue, opened as one.
+const q = SageQueue.open(name, process.env.SAGE_TORTURE_ACK === '1' ? { codec: 'raw', ackMode: 'explicit' } : { codec: 'raw' });
 const fd = openSync(logFile, 'a');
 let seq = 0;
 let lastCheck = 0;

@@ -26,6 +26,22 @@ What is measured:
   \`lostAfterGet\` are messages whose \`get\` had returned in a consumer killed before its log write.
   A consumer takes one message per get, so each consumer death may lose at most one message, and
   every logged put must be delivered or be one of those.
+- **Explicit acks (\`npm run torture -- --ack [--quick]\`).** The same faults on an explicit-ack
+  queue (\`ackMode: 'explicit'\`, a 10 s lease, far above any SIGSTOP). Consumers
+  (test/torture/consumer-ack.mjs) work in rounds: take one message or a \`getMany\` batch of up to
+  16, log one line per message received, "work" 0-8 ms in half the rounds, then settle in receive
+  order (\`ack()\` each, one \`ackMany\`, or \`nack()\` some with a 0-5 ms delay), logging each
+  settle after it returned. So a killed consumer's log says exactly what it held at death: the
+  first unsettled message was in the settle call in flight (the whole batch for \`ackMany\`), the
+  rest were certainly unacked. test/torture/analyze-ack.mjs matches every delivery of every
+  message: every logged put received, every message's last delivery acked (0 lost); a message
+  delivered again only after a nack or its consumer's death with its ack not returned, never
+  after an ack returned, never twice with the same delivery count; first deliveries in put order
+  per consumer. The queue's counters must agree with the logs (\`acks\` = ack lines + in-flight
+  acks that went through + the controller's; \`enqueued\` = distinct messages + abandoned claims +
+  the controller's), and after the drain nothing is redeliverable and the controller can fill the
+  whole ring (nothing still leased). \`npm test\` runs a 12 s quick one; its figures are not
+  written here.
 - **Recovery gap.** For each SIGKILL, the longest pause between two consecutive deliveries (by any
   consumer) overlapping the 250 ms after it, leaving out pauses that a SIGSTOPped process or a
   backpressure phase explains (FIFO waits for a stopped producer's claim, by design), and pauses

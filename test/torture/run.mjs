@@ -9,6 +9,10 @@
 //
 //   node test/torture/run.mjs --minutes N     long run; regenerates docs/reliability.md
 //   node test/torture/run.mjs --quick         < 60 s (npm test); writes to a temp dir only
+//   node test/torture/run.mjs --ack [--quick]  explicit-ack queue: consumers (consumer-ack.mjs) ack,
+//                                              ackMany or nack what they got, and are killed holding
+//                                              leases; checked per message by analyze-ack.mjs (0 lost,
+//                                              redelivered only if not acked). No report unless --report.
 // Options: --seconds N, --producers P, --consumers C, --capacity BYTES, --seed N,
 //   --json FILE (figures and checks), --report FILE (markdown), --fuzz-seconds N (run
 //   scripts/fuzz.sh first and include it), --fuzz-summary FILE, --keep (keep the logs), --quiet.
@@ -33,6 +37,8 @@ const HOOKS = {
   consumer: ['after-take', 'mid-read', 'in-cons-lock'],
 };
 const HOOK_PROBABILITY = 0.25;
+/** --ack: the lease length; far above the longest SIGSTOP, so no lease expires in a run. */
+const ACK_TIMEOUT_MS = 10_000;
 const REPO = path.resolve(HERE, '..', '..');
 // Replacements arm the core's test hooks: every child (and this controller) loads the hooks-enabled
 // addon (`npm run build:test-addon`; SAGE_QUEUE_NATIVE_ADDON, inherited by the children).
@@ -43,7 +49,7 @@ process.env.SAGE_QUEUE_NATIVE_ADDON = createRequire(import.meta.url)('../fixture
 
 function parseArgs(argv) {
   const o = {
-    quick: false, seconds: undefined, producers: 3, consumers: 2, capacity: 256 * 1024, seed: undefined,
+    quick: false, ack: false, seconds: undefined, producers: 3, consumers: 2, capacity: 256 * 1024, seed: undefined,
     json: undefined, report: undefined, fuzzSeconds: 0, fuzzSummary: undefined, keep: false, quiet: false,
   };
   const num = (i) => {
@@ -55,6 +61,7 @@ function parseArgs(argv) {
     const a = argv[i];
     switch (a) {
       case '--quick': o.quick = true; break;
+      case '--ack': o.ack = true; break;
       case '--minutes': o.seconds = num(i) * 60; i++; break;
       case '--seconds': o.seconds = num(i); i++; break;
       case '--producers': o.producers = Math.max(1, Math.floor(num(i))); i++; break;
@@ -77,7 +84,8 @@ function parseArgs(argv) {
   if (o.seconds === undefined) o.seconds = o.quick ? 22 : 180;
   o.seed ??= randomBytes(4).readUInt32LE(0);
   // The quick run (npm test) never touches the committed report.
-  if (o.report === undefined) o.report = o.quick ? undefined : path.join(REPO, 'docs', 'reliability.md');
+  // Nor does an explicit-ack run (docs/reliability.md holds the auto-ack run's figures).
+  if (o.report === undefined) o.report = o.quick || o.ack ? undefined : path.join(REPO, 'docs', 'reliability.md');
   return o;
 }
 
@@ -111,6 +119,8 @@ class Torture {
   constructor(o) {
     this.o = o;
     this.rand = prng(o.seed);
+    // Producers open the queue in the same ack mode (children inherit the environment).
+    if (o.ack) process.env.SAGE_TORTURE_ACK = '1';
     this.dir = mkdtempSync(path.join(os.tmpdir(), 'sage-torture-'));
     this.logs = path.join(this.dir, 'logs');
     this.control = path.join(this.dir, 'control');
@@ -124,7 +134,7 @@ class Torture {
     this.samples = []; // { t, enqueued, dequeued, depth, usedBytes, spaceWaiters }
     this.pauses = []; // { start, end, maxUsed, spaceWaitersSeen, enqueuedAtLastHalf, enqueuedAtEnd }
     this.harnessErrors = [];
-    this.own = { put: 0, got: 0, bad: 0, errors: [] };
+    this.own = { put: 0, got: 0, acked: 0, bad: 0, errors: [] };
   }
 
   log(msg) {
@@ -141,7 +151,7 @@ class Torture {
   spawnChild(role, hook) {
     const id = this.nextId[role]++;
     const logFile = path.join(this.logs, `${role}-${id}.log`);
-    const script = path.join(HERE, `${role}.mjs`);
+    const script = path.join(HERE, role === 'consumer' && this.o.ack ? 'consumer-ack.mjs' : `${role}.mjs`);
     const args = [script, this.name, String(id), logFile, this.control];
     if (hook) args.push(hook);
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -280,7 +290,10 @@ class Torture {
   async run() {
     const o = this.o;
     this.t0 = nowUs();
-    this.q = SageQueue.create(this.name, { capacity: o.capacity, codec: 'raw' });
+    // Explicit acks: a lease outlives any SIGSTOP here (20-300 ms), so only nacks and deaths redeliver.
+    this.q = o.ack
+      ? SageQueue.create(this.name, { capacity: o.capacity, codec: 'raw', ackMode: 'explicit', ackTimeoutMs: ACK_TIMEOUT_MS })
+      : SageQueue.create(this.name, { capacity: o.capacity, codec: 'raw' });
     this.capacity = this.q.capacity;
     for (let i = 0; i < o.producers; i++) this.spawnChild('producer');
     for (let i = 0; i < o.consumers; i++) this.spawnChild('consumer');
@@ -353,6 +366,7 @@ class Torture {
     await this.waitExit(this.procs, 5_000, 'exit');
     this.drainedAt = nowUs();
     const before = this.q.stats();
+    this.drainStats = before;
     this.depthAfterDrain = before.depth;
     // Fill the ring with the controller's own messages until it is full: the reclaim this forces
     // walks every record the consumers left behind, so records of consumers that died mid-read are
@@ -378,7 +392,16 @@ class Torture {
         break;
       }
       this.own.got++;
-      if (verify(m) !== null || m.readUInt32LE(4) !== CONTROLLER_ID) this.own.bad++;
+      const value = this.o.ack ? m.value : m;
+      if (verify(value) !== null || value.readUInt32LE(4) !== CONTROLLER_ID) this.own.bad++;
+      if (this.o.ack) {
+        try {
+          m.ack();
+          this.own.acked++;
+        } catch (e) {
+          this.own.errors.push(`ack: ${e.code ?? ''} ${e.message}`);
+        }
+      }
     }
     this.finalStats = this.q.stats();
   }
@@ -459,6 +482,7 @@ async function main() {
   t.cleanup();
   result.wallSeconds = (Date.now() - started) / 1000;
   result.mode = o.quick ? 'quick' : 'long';
+  result.ackMode = o.ack ? 'explicit' : 'auto';
   result.machine = {
     cpus: os.cpus().length,
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
