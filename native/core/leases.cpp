@@ -189,6 +189,11 @@ Status Queue::scan_leases_locked(uint64_t now, size_t dst_cap, uint32_t* lengths
   // A scan that stopped early (corruption) leaves the check due, so it is reported again.
   if (result != Status::Ok) next = now;
   hdr_->redeliverable.store(waiting, std::memory_order_relaxed);
+  // The leases this scan took are out now too. (Leases are only taken under the consumer lock, so
+  // no other handle leased anything meanwhile; the only concurrent lowering is a nack, of a record
+  // this walk saw leased to a live owner or already nacked: `next` covers it. So replacing our
+  // own fallback by `next`, which may be later, loses nothing.)
+  if (*k > 0 && now + kLivenessScanNs < next) next = now + kLivenessScanNs;
   uint64_t expected = fallback;
   if (!hdr_->lease_check_ns.compare_exchange_strong(expected, next, std::memory_order_acq_rel)) lower_lease_check(next);
   *pending = waiting != 0;
