@@ -2,6 +2,8 @@
 // return numbers (a count, or a negative status) and throw only for malformed arguments.
 #include "native_queue.h"
 
+#include <vector>
+
 namespace sage_binding {
 
 namespace {
@@ -58,14 +60,16 @@ Napi::Value NativeQueue::SettleMany(const Napi::CallbackInfo& info) {
   if (static_cast<size_t>(count) * 3 > ids.ElementLength() || count > out.ElementLength()) {
     throw Napi::RangeError::New(env, "settleMany: count exceeds ids or statuses");
   }
-  uint32_t ok = 0;
+  thread_local std::vector<sage::LeasePrefix> leases;
+  thread_local std::vector<sage::Status> statuses;
+  leases.resize(count);
+  statuses.resize(count);
   for (uint32_t i = 0; i < count; ++i) {
-    const uint64_t position = (static_cast<uint64_t>(ids[3 * i + 1]) << 32) | ids[3 * i];
-    const sage::Status s = q_->settle(position, ids[3 * i + 2], op, 0);
-    out[i] = static_cast<uint8_t>(s);
-    if (s == sage::Status::Ok) ++ok;
+    leases[i] = sage::LeasePrefix{(static_cast<uint64_t>(ids[3 * i + 1]) << 32) | ids[3 * i], ids[3 * i + 2], 0};
   }
-  return Napi::Number::New(env, ok);
+  const size_t ok = q_->settle_many(leases.data(), count, op, statuses.data());
+  for (uint32_t i = 0; i < count; ++i) out[i] = static_cast<uint8_t>(statuses[i]);
+  return Napi::Number::New(env, static_cast<double>(ok));
 }
 
 // heldLeases(timeoutMs) -> leases this handle holds, or -status (Empty/TimedOut: the lock was busy).

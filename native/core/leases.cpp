@@ -205,6 +205,34 @@ Status Queue::settle(uint64_t position, uint32_t deliveries, Settle op, uint64_t
   if (hdr_ == nullptr || !attached_) return Status::InvalidArgument;
   if (forked()) return Status::Forked;
   if (damaged()) return Status::Truncated;
+  const Status s = settle_one(position, deliveries, op, delay_ms);
+  if (s == Status::Ok && op == Settle::Ack) {
+    hdr_->acks.fetch_add(1, std::memory_order_relaxed);
+    wake(false);  // a producer waiting for space moves the floor itself
+  }
+  return s;
+}
+
+size_t Queue::settle_many(const LeasePrefix* ids, size_t n, Settle op, Status* out) {
+  if (hdr_ == nullptr || !attached_ || forked() || damaged()) {
+    const Status s = hdr_ == nullptr || !attached_ ? Status::InvalidArgument : forked() ? Status::Forked : Status::Truncated;
+    for (size_t i = 0; i < n; ++i) out[i] = s;
+    return 0;
+  }
+  size_t ok = 0;
+  for (size_t i = 0; i < n; ++i) {
+    out[i] = settle_one(ids[i].position, ids[i].deliveries, op, 0);
+    if (out[i] == Status::Ok) ++ok;
+  }
+  // One counter update and one wake check for the batch.
+  if (ok != 0 && op == Settle::Ack) {
+    hdr_->acks.fetch_add(ok, std::memory_order_relaxed);
+    wake(false);
+  }
+  return ok;
+}
+
+Status Queue::settle_one(uint64_t position, uint32_t deliveries, Settle op, uint64_t delay_ms) {
   if (!ack_ || deliveries == 0 || delay_ms > 86400000ull) return Status::InvalidArgument;
   // Below the ack floor: settled long ago (its memory may belong to another record by now).
   const uint64_t floor = hdr_->reclaim_limit.load(std::memory_order_acquire);
@@ -234,7 +262,7 @@ Status Queue::settle(uint64_t position, uint32_t deliveries, Settle op, uint64_t
     return stale();
   }
   const bool was_redeliver = rec_kind(st) == kRecRedeliver;
-  const uint64_t now = monotonic_ns();
+  const uint64_t now = op == Settle::Ack ? 0 : monotonic_ns();  // an ack needs no clock
   switch (op) {
     case Settle::Ack:
       r->state.store(rec_state(kRecConsumed, owner_), std::memory_order_release);
@@ -244,9 +272,7 @@ Status Queue::settle(uint64_t position, uint32_t deliveries, Settle op, uint64_t
         while (cur != 0 && !hdr_->redeliverable.compare_exchange_weak(cur, cur - 1, std::memory_order_relaxed)) {
         }
       }
-      hdr_->acks.fetch_add(1, std::memory_order_relaxed);
-      wake(false);  // a producer waiting for space moves the floor itself
-      return Status::Ok;
+      return Status::Ok;  // (the caller counts it and wakes a producer waiting for space)
     case Settle::Nack:
       m->deadline_ns.store(now + delay_ms * 1000000ull, std::memory_order_relaxed);
       r->state.store(rec_state(kRecRedeliver, 0), std::memory_order_release);

@@ -232,6 +232,9 @@ class Queue {
   // (already settled, or expired and taken back / delivered again); an Ack of an expired lease
   // that nobody took yet still succeeds. InvalidArgument for an id that names no record.
   [[nodiscard]] Status settle(uint64_t position, uint32_t deliveries, Settle op, uint64_t delay_ms = 0);
+  // Settles n leases (ids as handed out; delay 0), out[i] = each one's status; returns how many
+  // succeeded. One counter update and one wake check for the whole batch.
+  size_t settle_many(const LeasePrefix* ids, size_t n, Settle op, Status* out);
   // How many leases this handle holds (counted under the consumer lock, waiting up to timeout_ms).
   [[nodiscard]] Status held_leases(uint64_t* count, int64_t timeout_ms);
   bool explicit_ack() const { return ack_; }
@@ -313,6 +316,8 @@ class Queue {
   // Marks a record taken from the head LEASED to this handle (consumer lock held).
   void lease_locked(RecordHeader* r, uint64_t now);
   void lower_lease_check(uint64_t when);
+  // settle() without the ack counter and the producer wake (settle / settle_many do those).
+  [[nodiscard]] Status settle_one(uint64_t position, uint32_t deliveries, Settle op, uint64_t delay_ms);
   void set_ack_mode(bool on, uint64_t timeout_ns) {
     ack_ = on;
     meta_ = on ? kLeaseMetaSize : 0;
