@@ -54,7 +54,7 @@ void Queue::lease_locked(RecordHeader* r, uint64_t now) {
   lower_lease_check(now + kLivenessScanNs);
 }
 
-void Queue::advance_floor_locked() {
+bool Queue::advance_floor_locked() {
   // Only over settled records and padding: anything else holds its memory.
   uint64_t f = hdr_->reclaim_limit.load(std::memory_order_relaxed);
   const uint64_t start = f;
@@ -76,7 +76,9 @@ void Queue::advance_floor_locked() {
     if (size > head - f) break;
     f += size;
   }
-  if (f != start) hdr_->reclaim_limit.store(f, std::memory_order_release);
+  if (f == start) return false;
+  hdr_->reclaim_limit.store(f, std::memory_order_release);
+  return true;
 }
 
 Status Queue::scan_leases_locked(uint64_t now, size_t dst_cap, uint32_t* lengths, size_t max, size_t* k,
@@ -208,9 +210,19 @@ Status Queue::settle(uint64_t position, uint32_t deliveries, Settle op, uint64_t
   const Status s = settle_one(position, deliveries, op, delay_ms);
   if (s == Status::Ok && op == Settle::Ack) {
     hdr_->acks.fetch_add(1, std::memory_order_relaxed);
-    wake(false);  // a producer waiting for space moves the floor itself
+    acked_wake();
   }
   return s;
+}
+
+void Queue::acked_wake() {
+  // A producer waiting for space needs the ack floor past what was acked: move it now if the
+  // consumer lock is free (else its holder's get moves it, and wakes the producer).
+  if (hdr_->space_waiters.load(std::memory_order_relaxed) != 0 && lock_cons(kLockTryOnly) == Status::Ok) {
+    advance_floor_locked();
+    unlock_cons();
+  }
+  wake(false);
 }
 
 size_t Queue::settle_many(const LeasePrefix* ids, size_t n, Settle op, Status* out) {
@@ -227,7 +239,7 @@ size_t Queue::settle_many(const LeasePrefix* ids, size_t n, Settle op, Status* o
   // One counter update and one wake check for the batch.
   if (ok != 0 && op == Settle::Ack) {
     hdr_->acks.fetch_add(ok, std::memory_order_relaxed);
-    wake(false);
+    acked_wake();
   }
   return ok;
 }

@@ -632,9 +632,10 @@ Status Queue::get_attempt(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_
   size_t k = 0;
   size_t bytes = 0;
   bool pending = false;  // explicit mode: REDELIVER records left (delayed, or beyond this batch)
+  bool floor_moved = false;  // explicit mode: acked space became reusable (wake a producer)
   Status scan = Status::Ok;
   if (ack_) {
-    advance_floor_locked();
+    floor_moved = advance_floor_locked();
     if (now >= hdr_->lease_check_ns.load(std::memory_order_relaxed)) {
       scan = scan_leases_locked(now, dst_cap, lengths, max, &k, &bytes, needed, &pending);
     } else {
@@ -732,7 +733,7 @@ Status Queue::get_attempt(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_
         !pending) {
       return Status::Closed;
     }
-    if (h != head) wake(false);  // padding skipped: space to reclaim
+    if (h != head || floor_moved) wake(false);  // padding skipped, or acked space: space to reclaim
     return Status::Empty;
   }
   SAGE_HOOK(AfterTake);
@@ -766,7 +767,7 @@ Status Queue::get_attempt(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_
     r->state.store(rec_state(kRecConsumed, owner_), std::memory_order_release);  // space reusable
     at += len;
   }
-  if (!ack_) wake(false);
+  if (!ack_ || floor_moved) wake(false);
   *got = k;
   return Status::Ok;  // a corrupt record after these is reported by the next get
 }

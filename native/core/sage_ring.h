@@ -308,7 +308,10 @@ class Queue {
                                bool spin = true);
   RecordHeader* record_at(uint64_t pos) const;
   // Explicit mode (leases.cpp), consumer lock held: moves the ack floor over settled records.
-  void advance_floor_locked();
+  // Returns whether the floor moved.
+  bool advance_floor_locked();
+  // After acks: moves the floor for a producer waiting for space (if the consumer lock is free) and wakes it.
+  void acked_wake();
   // Takes expired and dead leases back (REDELIVER) and leases deliverable REDELIVER records to
   // this handle, appending them to taken_/lengths (in ring order) within max and dst_cap.
   [[nodiscard]] Status scan_leases_locked(uint64_t now, size_t dst_cap, uint32_t* lengths, size_t max, size_t* k,
