@@ -48,11 +48,14 @@ export function openRecordCodec(tablePath: string, mode: number): BoundCodec {
   const log = new StructureLog(tablePath, mode);
   // From loadMsgpackr(): the registered codec extensions (codec-extensions.ts) apply here too.
   const Ctor = loadMsgpackr().Packr;
+  // Set when msgpackr asked for the table (it met a structure id it did not know).
+  let reloaded = false;
   const packr: Packr = new Ctor({
     moreTypes: true,
     maxSharedStructures: MAX_SHARED_STRUCTURES,
     writeFunction: refuseFunction,
     getStructures(): Keys[] {
+      reloaded = true;
       log.refresh();
       // msgpackr annotates the arrays it is given: hand it copies.
       return log.entries.map((k) => k.slice());
@@ -81,6 +84,13 @@ export function openRecordCodec(tablePath: string, mode: number): BoundCodec {
     },
     decode(bytes) {
       try {
+        reloaded = false;
+        const value = packr.unpack(bytes) as unknown;
+        if (!reloaded) return value;
+        // msgpackr decodes the rest of a message in which it had to load the table from a plain
+        // Uint8Array copy of it (its saveState), so the Buffers after that point came out as
+        // Uint8Arrays. The table is loaded now: decode the message again.
+        reloaded = false;
         return packr.unpack(bytes) as unknown;
       } catch (e) {
         const err = new SerializationError(
