@@ -176,8 +176,16 @@ export class LeaseBook<T> {
     const lo = u32(slab, off);
     const hi = u32(slab, off + 4);
     const deliveries = u32(slab, off + 8);
+    let value: T;
+    try {
+      value = this.#codec.decode(slab.subarray(off + PREFIX, off + len)) as T;
+    } catch (e) {
+      // A record this queue's codec cannot decode is consumed, as in auto mode (the error carries
+      // its bytes): redelivering it could only fail again, at every consumer.
+      this.#q().settle(lo, hi, deliveries, SettleOp.Ack, 0);
+      throw e;
+    }
     this.#held++;
-    const value = this.#codec.decode(slab.subarray(off + PREFIX, off + len)) as T;
     const message = new LeasedMessage<T>(this, lo, hi, deliveries, value);
     const dlq = this.#settings.deadLetter;
     if (dlq !== undefined && deliveries > this.#settings.maxDeliveries) {

@@ -6,8 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import {
   InvalidArgumentTypeError, InvalidArgumentValueError, LeaseLostError, collectMetrics, LocalQueue, MaxUnackedError, QueueDescriptor, QueueEmptyError, QueueFullError, SageQueue,
-  SageQueueError, resolveDescriptor,
+  SageQueueError, SerializationError, resolveDescriptor,
 } from '../../lib/index';
+import { native } from '../../lib/native';
 import type { SageDeadLetter, SageMessage } from '../../lib/index';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -271,6 +272,24 @@ describe('explicit acks in one process', () => {
     const again = q.getMany(10, { timeoutMs: 2000 });
     const all = again.length >= 3 ? again : [...again, ...q.getMany(10, { timeoutMs: 2000 })];
     expect(all.map((m) => [m.value.n, m.deliveries])).toEqual([[0, 2], [1, 2], [2, 1]]);
+  });
+
+  it('a record the codec cannot decode is consumed (as in auto mode), its error carrying the bytes: it is not redelivered to fail again', () => {
+    const q = track(SageQueue.create<Job>(queueName('undecodable'), { ackMode: 'explicit', codec: 'json', ackTimeoutMs: 30 }));
+    const raw = new (native().NativeQueue)(q.name, 'open', {}, () => undefined, 1000);
+    try {
+      expect(raw.tryPut(Buffer.from('{not json'))).toBe(0);
+    } finally {
+      raw.release();
+    }
+    q.put({ n: 1 });
+    const e = thrown(() => q.get(), SerializationError, 'ERR_SERIALIZATION');
+    expect(String((e as unknown as { raw: Buffer }).raw)).toBe('{not json');
+    expect(q.unacked).toBe(0);
+    spin(50); // past its lease timeout: it would be redelivered had it not been consumed
+    const next = q.get();
+    expect([next.value, next.deliveries]).toEqual([{ n: 1 }, 1]);
+    expect(q.stats().leases).toMatchObject({ acks: 1, redeliveries: 0, expiredLeases: 0 });
   });
 
   it('bad settle arguments get typed errors and change nothing', async () => {
