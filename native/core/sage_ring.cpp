@@ -705,6 +705,7 @@ Status Queue::get_attempt(uint8_t* dst, size_t dst_cap, uint32_t* lengths, size_
       bytes += len;
       h += record_size(len);
       ++hm;
+      if (k == 2) SAGE_HOOK(MidTake);  // inside the consumer lock, two records already marked
     } else if (kind == kRecClaimed) {
       if (owner_alive(rec_owner(s))) break;  // FIFO: wait for it to commit
       // Its producer died before committing: the record becomes padding, never delivered. (Kept

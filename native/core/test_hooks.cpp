@@ -17,7 +17,8 @@ const struct {
                   {"after-take", HookPoint::AfterTake}, {"mid-read", HookPoint::MidRead},
                   {"in-prod-lock", HookPoint::InProdLock}, {"in-cons-lock", HookPoint::InConsLock},
                   {"mid-create", HookPoint::MidCreate},
-                  {"in-settle", HookPoint::InSettle}, {"in-scan", HookPoint::InScan}};
+                  {"in-settle", HookPoint::InSettle}, {"in-scan", HookPoint::InScan},
+                  {"mid-take", HookPoint::MidTake}};
 }  // namespace
 
 namespace detail {

@@ -12,7 +12,7 @@
 
 namespace sage {
 
-enum class HookPoint : int { None = 0, AfterClaim, MidCopy, BeforeCommit, AfterTake, MidRead, InProdLock, InConsLock, MidCreate, InSettle, InScan };
+enum class HookPoint : int { None = 0, AfterClaim, MidCopy, BeforeCommit, AfterTake, MidRead, InProdLock, InConsLock, MidCreate, InSettle, InScan, MidTake };
 
 void set_test_hook(HookPoint p);
 [[nodiscard]] bool parse_hook_point(const std::string& name, HookPoint* out);

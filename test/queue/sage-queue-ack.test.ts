@@ -379,6 +379,7 @@ describe('explicit acks across processes, with real SIGKILLs', () => {
 
   it.each([
     ['in-cons-lock', 'inside the consumer lock, before its take was committed', 1],
+    ['mid-take', 'inside the consumer lock with two records already marked (rolled back)', 1],
     ['after-take', 'after its take was committed (leases recorded, not yet handed out)', 2],
   ] as const)('a consumer killed %s (%s): every message is delivered, in order, none lost', async (point, _what, deliveries) => {
     const q = explicitQueue(`hook-${point}`);
