@@ -2,7 +2,7 @@
 export { WorkerPool } from './worker-pool';
 export type { WorkerPoolOptions, PoolReadyOptions, PoolInbound, PoolAckOptions } from './worker-pool';
 export type {
-  WorkerPoolEvents, WorkerPoolStats, WorkerState, WorkerStartInfo, WorkerReadyInfo, WorkerExitInfo, WorkerCrashLoopInfo,
+  WorkerPoolEvents, WorkerPoolStats, WorkerState, WorkerStartInfo, WorkerReadyInfo, WorkerExitInfo, WorkerCrashLoopInfo, JobsRehomedInfo,
 } from './pool-events';
 export { joinWorkerPool } from './join';
 export type { PoolWorker, WorkerBatchOptions } from './join';

@@ -40,6 +40,18 @@ export interface WorkerCrashLoopInfo {
   signal: NodeJS.Signals | null;
 }
 
+/**
+ * A pool with `ack` gave up on a slot (respawn: false, or a crash loop): the jobs left in its
+ * queue — those never taken and those its dead worker held unacked — were routed again to the
+ * workers in rotation (each acked in the dead slot's queue once routed). `failed`: jobs the
+ * router could not place (given back to the slot's queue).
+ */
+export interface JobsRehomedInfo {
+  index: number;
+  rehomed: number;
+  failed: number;
+}
+
 /** The events of a WorkerPool and their listeners' arguments. */
 export interface WorkerPoolEvents {
   'worker-start': [info: WorkerStartInfo];
@@ -48,6 +60,8 @@ export interface WorkerPoolEvents {
   /** A replacement worker attached (after a 'worker-exit'). */
   'worker-replaced': [info: WorkerReadyInfo];
   'worker-crash-loop': [info: WorkerCrashLoopInfo];
+  /** A pool with `ack` moved a given-up slot's jobs to the workers in rotation. */
+  'jobs-rehomed': [info: JobsRehomedInfo];
   /** A worker process could not be forked or signalled (the child's 'error'). */
   error: [error: Error];
 }

@@ -20,6 +20,7 @@ import { Packet } from '../router/packet';
 import type { PacketWire } from '../router/packet';
 import { SageQueue } from '../queue/sage-queue';
 import type { SageAutoOptions } from '../queue/sage-queue';
+import type { SageMessage } from '../queue/sage-leases';
 import { checkBoolean, checkInteger, checkKnownKeys, checkOptions, checkSignal, checkTimeoutMs } from '../validate';
 import type { WorkerPoolEvents, WorkerPoolStats, WorkerState } from './pool-events';
 import { POOL_ENV, READY_MESSAGE } from './pool-env';
@@ -326,6 +327,53 @@ export class WorkerPool<In = unknown, Out = unknown> extends EventEmitter<Worker
     child.once('exit', (code, signal) => this.#exited(slot, child, code, signal));
   }
 
+  /**
+   * A pool with `ack`, a slot given up: route what is left in its queue (never taken, or held by
+   * its dead worker and given back by the queue's lease scan) to the workers in rotation, acking
+   * each job in the slot's queue once the router placed it elsewhere. A job the router cannot
+   * place is nacked back (it stays for close() to account).
+   */
+  #rehome(slot: Slot): void {
+    if (!this.ack) return;
+    const queue = slot.queue as unknown as SageQueue<PoolInbound<unknown>, SageMessage<PoolInbound<unknown>>>;
+    let rehomed = 0;
+    let failed = 0;
+    const run = async (): Promise<void> => {
+      let quietSince = Date.now();
+      while (!this.#closing && Date.now() - quietSince < REHOME_SETTLE_MS) {
+        const jobs = queue.getMany(1024, { block: false });
+        if (jobs.length === 0) {
+          await new Promise((r) => setTimeout(r, 5));
+          continue;
+        }
+        quietSince = Date.now();
+        // One route() per job (rare, and each job's outcome decides its ack): in order, so that
+        // per-key order holds on the new worker.
+        const before = rehomed;
+        for (const m of jobs) {
+          const packet = m.value instanceof Packet ? m.value : Packet.from(m.value as PacketWire<unknown>);
+          const report = await this.router.route(packet as Packet<In>);
+          try {
+            if (report.ok) {
+              m.ack();
+              rehomed++;
+            } else {
+              failed++;
+              m.nack();
+            }
+          } catch {
+            // its lease was lost meanwhile: it is delivered again anyway
+          }
+        }
+        if (rehomed === before) return; // nowhere to put them (no worker in rotation): they stay
+      }
+    };
+    run().then(
+      () => this.emit('jobs-rehomed', { index: slot.index, rehomed, failed }),
+      (e: unknown) => this.emit('error', e instanceof Error ? e : new Error(String(e))),
+    );
+  }
+
   /** A worker exited while the pool runs: out of rotation, then replaced (with backoff) or given up. */
   #exited(slot: Slot, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (this.#closing) return;
@@ -334,12 +382,16 @@ export class WorkerPool<In = unknown, Out = unknown> extends EventEmitter<Worker
     slot.connection.markDown(`worker ${slot.index} (pid ${child.pid}) exited (code ${code}, signal ${signal})`);
     const pid = child.pid ?? -1;
     this.emit('worker-exit', { index: slot.index, pid, code, signal });
-    if (this.#opts.respawn === false) return;
+    if (this.#opts.respawn === false) {
+      this.#rehome(slot);
+      return;
+    }
     const now = Date.now();
     slot.restartTimes = slot.restartTimes.filter((t) => now - t < this.#restartWindowMs);
     if (slot.restartTimes.length >= this.#maxRestarts) {
       slot.state = 'gave-up';
       this.emit('worker-crash-loop', { index: slot.index, pid, restarts: slot.restartTimes.length, windowMs: this.#restartWindowMs, code, signal });
+      this.#rehome(slot);
       return;
     }
     // The replacement attaches to the same queue: what the dead worker left there is not lost.
@@ -358,6 +410,9 @@ export class WorkerPool<In = unknown, Out = unknown> extends EventEmitter<Worker
     else setTimeout(respawn, delay).unref();
   }
 }
+
+/** How long a rehoming waits for a dead worker's leases to come back (lease scans run every 10 ms). */
+const REHOME_SETTLE_MS = 50;
 
 function checkMaxRestarts(value: unknown): number {
   if (value === undefined) return 5;

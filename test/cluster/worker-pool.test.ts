@@ -575,6 +575,44 @@ describe('WorkerPool: a worker dies', () => {
   });
 });
 
+describe('WorkerPool: ack: true and a slot given up', () => {
+  it('respawn: false: the jobs a killed worker left (queued, and the one it held unacked) are routed to the survivor; nothing lost, per-key order kept', async () => {
+    const stallFile = path.join(tmpdir(), `${uniq('stall')}.json`);
+    writeFileSync(stallFile, JSON.stringify({ index: 1, after: 20 }));
+    tmpFiles.push(stallFile);
+    const pool = makePool({ workers: 2, ack: true, respawn: false, router: { strategy: 'hash' }, env: { ...process.env, CT_POOL_STALL_FILE: stallFile } });
+    await ready(pool);
+    const replies = collect(pool.replies as SageQueue);
+    const rehomed = withTimeout(once(pool, 'jobs-rehomed'), 15_000, "'jobs-rehomed'");
+    const total = 300;
+    for (let seq = 0; seq < total; seq++) expect((await pool.route({ seq, body: bodyFor(seq) }, `key-${seq % 30}`)).ok).toBe(true);
+    // Worker 1 answers 20 of its packets, then stops inside its loop body (the 21st unacked).
+    await until('worker 1 to stall', () => replies.items.some((r) => r.kind === 'stalled'));
+    const victim = pool.pids[1] as number;
+    const leftInQueue = (pool.queues[1] as SageQueue).stats().depth;
+    expect(leftInQueue).toBeGreaterThan(0);
+    process.kill(victim, 'SIGKILL');
+    const [info] = (await rehomed) as [{ index: number; rehomed: number; failed: number }];
+    // The queued ones, plus the one it held (answered but never acked: its body never finished).
+    expect(info).toEqual({ index: 1, rehomed: leftInQueue + 1, failed: 0 });
+    await until('every packet to be answered', () => new Set(seenOf(replies.items).map((s) => s.seq)).size >= total, 15_000);
+    await replies.stop();
+    const seen = seenOf(replies.items);
+    expect(seen.every((s) => s.ok)).toBe(true);
+    expect(new Set(seen.map((s) => s.seq)).size).toBe(total); // nothing lost
+    const twice = seen.length - total;
+    expect(twice).toBeLessThanOrEqual(1); // at most the job the victim held, answered before it stalled
+    for (const s of seen.filter((x) => x.pid !== victim)) expect(s.index).toBe(0);
+    const byKey = new Map<string, number[]>();
+    for (const s of seen) byKey.set(s.key, [...(byKey.get(s.key) ?? []), s.seq]);
+    for (const [key, seqs] of byKey) {
+      const firsts = seqs.filter((seq, i) => seqs.indexOf(seq) === i);
+      expect(firsts, `key ${key}`).toEqual([...firsts].sort((x, y) => x - y));
+    }
+    expect((pool.queues[1] as SageQueue).stats()).toMatchObject({ depth: 0, leases: expect.objectContaining({ redeliverable: 0 }) });
+  });
+});
+
 describe('WorkerPool: lifetime', () => {
   it('pool.close() with packets in flight waits for every worker to exit and leaves no segment behind', async () => {
     const pool = makePool({ workers: 2, router: { strategy: 'consistent_hash' } });
