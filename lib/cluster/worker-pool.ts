@@ -370,7 +370,9 @@ export class WorkerPool<In = unknown, Out = unknown> extends EventEmitter<Worker
     };
     run().then(
       () => this.emit('jobs-rehomed', { index: slot.index, rehomed, failed }),
-      (e: unknown) => this.emit('error', e instanceof Error ? e : new Error(String(e))),
+      (e: unknown) => {
+        if (!this.#closing) this.emit('error', e instanceof Error ? e : new Error(String(e))); // (close() releases the queue under it)
+      },
     );
   }
 
