@@ -5,6 +5,7 @@ import { resolveDescriptor } from '../queue/registry';
 import { isStopSignal } from '../router/base-router';
 import { Packet } from '../router/packet';
 import type { PacketWire } from '../router/packet';
+import { giveBack } from '../queue/sage-leases';
 import type { SageMessage } from '../queue/sage-leases';
 import type { SageQueue } from '../queue/sage-queue';
 import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
@@ -56,18 +57,6 @@ export interface WorkerBatchOptions {
 /** A queued item as a Packet (a records/msgpack queue revives Packets itself; json/v8 give the toJSON form). */
 function toPacket<T>(item: PacketWire<T> | Packet<T>): Packet<T> {
   return item instanceof Packet ? item : Packet.from(item);
-}
-
-/** Nacks messages taken but not handled (delivered again at once); a lease lost meanwhile is being redelivered anyway. */
-function giveBack(messages: ReadonlyArray<SageMessage<unknown>>): void {
-  for (const m of messages) {
-    if (m.settled) continue;
-    try {
-      m.nack();
-    } catch {
-      // its lease was lost: it is being delivered again anyway (or the handle was released)
-    }
-  }
 }
 
 /**

@@ -7,7 +7,7 @@ import { MaxUnackedError, QueueClosedError, QueueEmptyError } from '../errors';
 import { checkInteger, checkKnownKeys, checkOptions, checkSignal } from '../validate';
 import type { AsyncWaitOptions } from './queue-like';
 import type { SageAsync } from './sage-async';
-import { DEAD_LETTERED } from './sage-leases';
+import { DEAD_LETTERED, giveBack } from './sage-leases';
 import type { LeaseBook, SageMessage } from './sage-leases';
 import type { BatchOptions, IterateOptions } from './sage-options';
 import { parseWaitOptions } from './skeleton';
@@ -93,7 +93,7 @@ export class LeasedGets<T, Out> {
           for (; i < items.length; i++) yield items[i] as Out;
         } finally {
           // Left early (break, return, throw): give back what was taken but never yielded.
-          for (let j = i + 1; j < items.length; j++) nackQuietly(items[j]);
+          giveBack(items.slice(i + 1) as unknown as Array<SageMessage<unknown>>);
         }
         continue;
       }
@@ -106,13 +106,5 @@ export class LeasedGets<T, Out> {
       }
       yield m;
     }
-  }
-}
-
-function nackQuietly(m: unknown): void {
-  try {
-    (m as SageMessage).nack();
-  } catch {
-    // its lease was lost meanwhile: it is being delivered again anyway
   }
 }

@@ -372,3 +372,15 @@ class LeasedMessage<T> implements SageMessage<T> {
     return `SageMessage(${this.id}, delivery ${this.deliveries})`;
   }
 }
+
+/** Nacks messages taken but not handled (delivered again at once); a lease lost meanwhile is being redelivered anyway. */
+export function giveBack(messages: ReadonlyArray<SageMessage<unknown>>): void {
+  for (const m of messages) {
+    if (m.settled) continue;
+    try {
+      m.nack();
+    } catch {
+      // its lease was lost: it is being delivered again anyway (or the handle was released)
+    }
+  }
+}

@@ -103,7 +103,7 @@ export class SageQueue<T = unknown, Out = T> implements LoadReporting, Disposabl
         encode: (item) => this.#encode(item),
         // Explicit mode: the async side hands out SageMessages (or DEAD_LETTERED, which
         // LeasedGets filters out); it only passes decoded values through, whatever their type.
-        decode: leases === null ? (raw: Buffer) => codec.decode(raw) as T : (raw: Buffer) => leases.wrap(raw) as unknown as T,
+        decode: (raw: Buffer) => this.#out(raw) as T,
         statusError: (status) => this.#statusError(status),
       },
       this.#reader,

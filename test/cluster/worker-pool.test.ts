@@ -139,6 +139,36 @@ function checkKeyed(seen: Seen[], total: number, keys: number): Map<string, Seen
   return byKey;
 }
 
+/**
+ * Three rounds of `perRound` keyed packets (routeMany); in round i worker i is SIGKILLed from the
+ * reply stream right after it answered its 300th packet of the round, while it still has hundreds
+ * queued (somewhere inside its take/answer loop), and each round waits for its replacement.
+ */
+async function killWorkersWhileBusy(pool: WorkerPool, perRound: number, keys: number): Promise<{ replies: ReturnType<typeof collect>; victims: number[] }> {
+  let hook: ((item: Reply) => void) | undefined;
+  const replies = collect(pool.replies as SageQueue, (item) => hook?.(item));
+  const victims: number[] = [];
+  for (let round = 0; round < 3; round++) {
+    const victim = round;
+    const victimPid = pool.pids[victim] as number;
+    victims.push(victimPid);
+    let answered = 0;
+    hook = (item) => {
+      if (item.kind === 'seen' && item.pid === victimPid && ++answered === 300) process.kill(victimPid, 'SIGKILL');
+    };
+    const replaced = withTimeout(once(pool, 'worker-replaced'), 15_000, `the replacement of worker ${victim}`);
+    const batch = Array.from({ length: perRound }, (_, i) => {
+      const seq = round * perRound + i;
+      return new Packet({ seq, body: bodyFor(seq) }, { partitionKey: `key-${seq % keys}` });
+    });
+    expect((await pool.router.routeMany(batch)).ok).toBe(true);
+    const [replacement] = (await replaced) as [{ index: number; pid: number }];
+    expect(replacement.index).toBe(victim);
+  }
+  hook = undefined;
+  return { replies, victims };
+}
+
 function segmentsOf(poolName: string): string[] {
   return readdirSync('/dev/shm').filter((f) => f.startsWith(`sageq.${poolName}.`));
 }
@@ -414,33 +444,10 @@ describe('WorkerPool: a worker dies', () => {
   it('workers SIGKILLed while busy (3 rounds, a different worker each time): nothing is delivered twice or corrupt, at most the packet in hand is lost, the replacement drains the rest', async () => {
     const pool = makePool({ router: { strategy: 'hash' }, queue: { capacity: 1 << 21 }, replies: { capacity: 1 << 20 } });
     await ready(pool);
-    let hook: ((item: Reply) => void) | undefined;
-    const replies = collect(pool.replies as SageQueue, (item) => hook?.(item));
     const perRound = 3000;
     const keys = 90;
-    const victims: number[] = [];
-    for (let round = 0; round < 3; round++) {
-      const victim = round;
-      const victimPid = pool.pids[victim] as number;
-      victims.push(victimPid);
-      // Killed from the reply stream: right after it answered its 300th packet of this round,
-      // while it still has hundreds queued, i.e. somewhere inside its take/answer loop.
-      let answered = 0;
-      hook = (item) => {
-        if (item.kind === 'seen' && item.pid === victimPid && ++answered === 300) process.kill(victimPid, 'SIGKILL');
-      };
-      const replaced = withTimeout(once(pool, 'worker-replaced'), 15_000, `the replacement of worker ${victim}`);
-      const batch = Array.from({ length: perRound }, (_, i) => {
-        const seq = round * perRound + i;
-        return new Packet({ seq, body: bodyFor(seq) }, { partitionKey: `key-${seq % keys}` });
-      });
-      const report = await pool.router.routeMany(batch);
-      expect(report.ok).toBe(true);
-      const [replacement] = (await replaced) as [{ index: number; pid: number }];
-      expect(replacement.index).toBe(victim);
-      expect(gone(victimPid)).toBe(true);
-    }
-    hook = undefined;
+    const { replies, victims } = await killWorkersWhileBusy(pool, perRound, keys);
+    for (const pid of victims) expect(gone(pid)).toBe(true);
     const total = 3 * perRound;
     const drained = (): boolean => pool.queues.every((q) => q.stats().depth === 0) && (pool.replies as SageQueue).stats().depth === 0;
     await until('every queue to drain', drained);
@@ -484,29 +491,9 @@ describe('WorkerPool: a worker dies', () => {
       });
       expect(pool.ack).toBe(true);
       await ready(pool);
-      let hook: ((item: Reply) => void) | undefined;
-      const replies = collect(pool.replies as SageQueue, (item) => hook?.(item));
       const perRound = 3000;
       const keys = 90;
-      const victims: number[] = [];
-      for (let round = 0; round < 3; round++) {
-        const victim = round;
-        const victimPid = pool.pids[victim] as number;
-        victims.push(victimPid);
-        let answered = 0;
-        hook = (item) => {
-          if (item.kind === 'seen' && item.pid === victimPid && ++answered === 300) process.kill(victimPid, 'SIGKILL');
-        };
-        const replaced = withTimeout(once(pool, 'worker-replaced'), 15_000, `the replacement of worker ${victim}`);
-        const batch = Array.from({ length: perRound }, (_, i) => {
-          const seq = round * perRound + i;
-          return new Packet({ seq, body: bodyFor(seq) }, { partitionKey: `key-${seq % keys}` });
-        });
-        expect((await pool.router.routeMany(batch)).ok).toBe(true);
-        const [replacement] = (await replaced) as [{ index: number; pid: number }];
-        expect(replacement.index).toBe(victim);
-      }
-      hook = undefined;
+      const { replies, victims } = await killWorkersWhileBusy(pool, perRound, keys);
       const total = 3 * perRound;
       await until('every packet to be answered', () => new Set(seenOf(replies.items).map((s) => s.seq)).size >= total, 30_000);
       await new Promise((r) => setTimeout(r, 200)); // a late duplicate would have arrived by then
