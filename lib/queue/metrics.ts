@@ -159,26 +159,22 @@ export function registerQueueMetrics(registry: Registry, samples: () => readonly
   gauge('unacked_bytes', 'Explicit-ack queues: ring bytes held from the oldest unacked message to the head.', ['queue'], (g) => {
     for (const s of readable()) if (s.stats.leases !== null) g.set({ queue: s.name }, s.stats.leases.unackedBytes);
   });
-  for (const [suffix, help, key] of LEASE_COUNTERS) {
+  /** A counter family per queue: `read` gives its value, or undefined for a queue without it. */
+  const counter = (suffix: string, help: string, read: (stats: NativeStats) => number | undefined): void => {
     names.push(`${p}${suffix}`);
     new Counter({
       name: `${p}${suffix}`, help, labelNames: ['queue'], registers: [registry],
       collect(this: Counter) {
         this.reset();
-        for (const s of readable()) if (s.stats.leases !== null) this.inc({ queue: s.name }, s.stats.leases[key]);
+        for (const s of readable()) {
+          const v = read(s.stats);
+          if (v !== undefined) this.inc({ queue: s.name }, v);
+        }
       },
     });
-  }
-  for (const [suffix, help, key] of COUNTERS) {
-    names.push(`${p}${suffix}`);
-    new Counter({
-      name: `${p}${suffix}`, help, labelNames: ['queue'], registers: [registry],
-      collect(this: Counter) {
-        this.reset();
-        for (const s of readable()) this.inc({ queue: s.name }, s.stats[key]);
-      },
-    });
-  }
+  };
+  for (const [suffix, help, key] of LEASE_COUNTERS) counter(suffix, help, (st) => st.leases?.[key]);
+  for (const [suffix, help, key] of COUNTERS) counter(suffix, help, (st) => st[key]);
   return () => {
     for (const n of names) registry.removeSingleMetric(n);
   };
