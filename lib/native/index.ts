@@ -196,7 +196,11 @@ export interface NativeQueueInfo {
 /** One attached handle. Methods return a count/length, or a negated NativeStatus. */
 export interface NativeQueue {
   tryPut(data: Uint8Array): number;
-  tryPutBatch(data: Uint8Array, lengths: Uint32Array, count: number): number;
+  /**
+   * Writes `count` records: back to back from data[0], or, with `starts` (the gather form), record
+   * i at data[starts[first + i]] with length lengths[first + i].
+   */
+  tryPutBatch(data: Uint8Array, lengths: Uint32Array, count: number, starts?: Uint32Array, first?: number): number;
   tryGet(slab: Uint8Array, offset: number): number;
   tryGetBatch(slab: Uint8Array, offset: number, lengths: Uint32Array, max: number): number;
   /**
@@ -204,7 +208,7 @@ export interface NativeQueue {
    * n, see interruptSignals()) makes it return -Interrupted when one of them arrives, so that a
    * JS listener of that signal can run. After an error status, lastWritten() says how many went in.
    */
-  putBlocking(data: Uint8Array, lengths: Uint32Array, count: number, timeoutMs: number, signals?: number): number;
+  putBlocking(data: Uint8Array, lengths: Uint32Array, count: number, timeoutMs: number, signals?: number, starts?: Uint32Array, first?: number): number;
   /** Blocks the calling thread (sync API only). timeoutMs < 0 = forever. `signals`: see putBlocking. */
   getBlocking(slab: Uint8Array, offset: number, lengths: Uint32Array, max: number, timeoutMs: number, signals?: number): number;
   /** How many messages the last tryPutBatch/putBlocking wrote (also when it returned an error status). */

@@ -32,8 +32,42 @@ export interface Codec {
   /** True when the codec must be bound to a queue's shared structure table before use. */
   readonly shared?: boolean;
   encode(item: unknown): Uint8Array;
+  /**
+   * encode() without a Buffer per record (the batch path): sets `at` to where the record lies, in
+   * a buffer the codec keeps writing forward (never over a record it handed out), so the
+   * records of a batch can be written to the ring from there without being copied together.
+   */
+  encodeAt?(item: unknown, at: EncodedAt): void;
   decode(bytes: Buffer): unknown;
 }
+
+/** Where encodeAt put a record: bytes [start, start + length) of `buffer`. */
+export interface EncodedAt {
+  buffer: Uint8Array;
+  start: number;
+  length: number;
+}
+
+/**
+ * packr.pack(item) in REUSE_BUFFER_MODE: msgpackr then returns its own output buffer with the
+ * record's bounds in `start`/`end` instead of a new Buffer view; when it saved shared structures
+ * during that pack it returns a view of its own (without those own properties).
+ */
+export function packAt(packr: Packr, item: unknown, at: EncodedAt): void {
+  const out = packr.pack(item, REUSE_BUFFER_MODE) as Uint8Array & { start?: unknown; end?: unknown };
+  at.buffer = out;
+  if (typeof out.start === 'number') {
+    at.start = out.start as number;
+    at.length = (out.end as number) - (out.start as number);
+  } else {
+    at.start = 0;
+    at.length = out.length;
+  }
+}
+
+/** msgpackr's encodeOptions flag (its REUSE_BUFFER_MODE export; a test checks they agree), kept
+ * here so that msgpackr is still loaded only on first use. */
+export const REUSE_BUFFER_MODE = 512;
 
 function encodeFailed(codec: string, item: unknown, cause?: unknown): SerializationError {
   const why = cause instanceof Error ? `: ${cause.message}` : '';
@@ -124,6 +158,14 @@ const msgpack: Codec = {
     if (typeof item === 'function' || typeof item === 'symbol' || item === undefined) throw encodeFailed('msgpack', item);
     try {
       return packr().pack(item);
+    } catch (e) {
+      throw encodeFailed('msgpack', item, e);
+    }
+  },
+  encodeAt(item, at) {
+    if (typeof item === 'function' || typeof item === 'symbol' || item === undefined) throw encodeFailed('msgpack', item);
+    try {
+      packAt(packr(), item, at);
     } catch (e) {
       throw encodeFailed('msgpack', item, e);
     }

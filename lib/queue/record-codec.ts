@@ -18,6 +18,7 @@ import type { Packr } from 'msgpackr';
 
 import { SerializationError, describe } from '../errors';
 import { loadMsgpackr } from './codec-extensions';
+import { packAt } from './codecs';
 import type { Codec } from './codecs';
 import { StructureLog, sameKeys } from './structure-log';
 import type { Keys } from './structure-log';
@@ -78,6 +79,14 @@ export function openRecordCodec(tablePath: string, mode: number): BoundCodec {
       if (typeof item === 'function' || typeof item === 'symbol') throw refuse(item);
       try {
         return packr.pack(item);
+      } catch (e) {
+        throw refuse(item, e);
+      }
+    },
+    encodeAt(item, at) {
+      if (typeof item === 'function' || typeof item === 'symbol') throw refuse(item);
+      try {
+        packAt(packr, item, at);
       } catch (e) {
         throw refuse(item, e);
       }

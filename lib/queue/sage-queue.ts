@@ -38,6 +38,7 @@ import type { SageMessage } from './sage-leases';
 import { LeasedGets } from './sage-leased-gets';
 import { SageAsync } from './sage-async';
 import { BatchWriter } from './batch-writer';
+import type { StagedResult } from './batch-writer';
 import { RawBatchReader } from './raw-batch';
 import type { RawBatch } from './raw-batch';
 import { BATCH_MAX, NO_WAIT, SlabReader } from './slab-reader';
@@ -301,17 +302,15 @@ export class SageQueue<T = unknown, Out = T> implements LoadReporting, Disposabl
     const q = this.#handle();
     let done = 0;
     while (done < items.length) {
-      // Encode the whole batch first: encoding runs user code (toJSON, getters) that may itself
-      // use this handle, so the shared staging buffer and lengths are filled only afterwards.
       const count = Math.min(items.length - done, BATCH_MAX);
-      const encoded = new Array<Uint8Array>(count);
+      let result: StagedResult;
       try {
-        for (let i = 0; i < count; i++) encoded[i] = this.#encode(items[done + i] as T);
+        result = this.#writer.encodeAndPut(q, this.#codec, this.#maxMessageSize, items, done, count, wait, timeout);
       } catch (e) {
         // Earlier batches are in the queue already: say how many, so nobody sends them twice.
         throw Object.assign(e as Error, { written: done });
       }
-      const { sent, status } = this.#writer.put(q, encoded, wait, timeout);
+      const { sent, status } = result;
       if (status === NativeStatus.Full) {
         throw Object.assign(new QueueFullError(`putMany timed out after ${timeout} ms with ${done + sent} of ${items.length} put`, true), {
           written: done + sent,

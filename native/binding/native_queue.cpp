@@ -226,8 +226,11 @@ Napi::Value NativeQueue::TryGet(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, length);
 }
 
-// (data: Uint8Array, lengths: Uint32Array, count) → slices into t_slices; throws on bad arguments.
-size_t NativeQueue::ParsePutArgs(const Napi::CallbackInfo& info, const char* usage) {
+// (data: Uint8Array, lengths: Uint32Array, count[, starts: Uint32Array, first]) → slices into
+// t_slices; throws on bad arguments. Without `starts` the records lie back to back from data[0];
+// with it (the gather form), record i is data[starts[first + i] .. + lengths[first + i]), so a
+// codec's own output buffer is written without first copying its records together.
+size_t NativeQueue::ParsePutArgs(const Napi::CallbackInfo& info, size_t starts_arg, const char* usage) {
   napi_env env = info.Env();
   uint8_t* data;
   size_t len, nlens;
@@ -236,6 +239,20 @@ size_t NativeQueue::ParsePutArgs(const Napi::CallbackInfo& info, const char* usa
     throw Napi::TypeError::New(env, usage);
   }
   const size_t count = static_cast<size_t>(info[2].As<Napi::Number>().Int64Value());
+  if (info.Length() > starts_arg && !info[starts_arg].IsUndefined()) {
+    uint32_t* starts;
+    size_t nstarts;
+    if (!u32s_of(env, info[starts_arg], &starts, &nstarts) || !info[starts_arg + 1].IsNumber()) throw Napi::TypeError::New(env, usage);
+    const size_t first = static_cast<size_t>(info[starts_arg + 1].As<Napi::Number>().Int64Value());
+    if (first > nlens || count > nlens - first || nstarts < nlens) throw Napi::RangeError::New(env, "first + count exceeds lengths or starts");
+    t_slices.resize(count);
+    for (size_t i = 0; i < count; ++i) {
+      const size_t at = starts[first + i], n = lens[first + i];
+      if (at > len || n > len - at) throw Napi::RangeError::New(env, "a record lies outside data");
+      t_slices[i] = sage::Slice{data + at, n};
+    }
+    return count;
+  }
   if (count > nlens) throw Napi::RangeError::New(env, "count exceeds lengths");
   t_slices.resize(count);
   size_t at = 0;
@@ -263,7 +280,8 @@ NativeQueue::GetArgs NativeQueue::ParseGetArgs(const Napi::CallbackInfo& info, c
   return GetArgs{data + off, len - off, lens, max};
 }
 
-// tryPutBatch(data, lengths, count) / putBlocking(data, lengths, count, timeoutMs, signals)
+// tryPutBatch(data, lengths, count[, starts, first]) /
+// putBlocking(data, lengths, count, timeoutMs, signals[, starts, first])
 // -> written (>= 0) or -status. putBlocking blocks this thread (sync API only); `signals` (a bit
 // mask) makes it return -Interrupted when one of them arrives (see signal_watch.h). After an
 // error status, lastWritten() says how many messages went in before it.
@@ -271,8 +289,10 @@ Napi::Value NativeQueue::PutBatch(const Napi::CallbackInfo& info, bool blocking)
   napi_env env = info.Env();
   written_ = 0;
   if (!Usable(info)) return Napi::Number::New(env, neg(sage::Status::InvalidArgument));
-  const size_t count = ParsePutArgs(info, blocking ? "putBlocking(data: Uint8Array, lengths: Uint32Array, count, timeoutMs, signals?)"
-                                                   : "tryPutBatch(data: Uint8Array, lengths: Uint32Array, count)");
+  const size_t count =
+      ParsePutArgs(info, blocking ? 5 : 3,
+                   blocking ? "putBlocking(data: Uint8Array, lengths: Uint32Array, count, timeoutMs, signals?, starts?: Uint32Array, first?)"
+                            : "tryPutBatch(data: Uint8Array, lengths: Uint32Array, count, starts?: Uint32Array, first?)");
   size_t w = 0;
   sage::Status st;
   if (blocking) {

@@ -64,7 +64,7 @@ class NativeQueue : public Napi::ObjectWrap<NativeQueue> {
     uint32_t* lengths;
     size_t max;
   };
-  size_t ParsePutArgs(const Napi::CallbackInfo& info, const char* usage);
+  size_t ParsePutArgs(const Napi::CallbackInfo& info, size_t starts_arg, const char* usage);
   GetArgs ParseGetArgs(const Napi::CallbackInfo& info, const char* usage);
   Napi::Value ArmReadable(const Napi::CallbackInfo& info);
   Napi::Value ArmWritable(const Napi::CallbackInfo& info);
