@@ -103,9 +103,12 @@ export interface BatchRouting {
   deliver(packet: Packet, broadcastIndex: number, strategy: StrategyName, fixed?: Connection): Promise<DeliveryReport>;
 }
 
-interface Batched {
-  packet: Packet;
-  strategy: StrategyName;
+/** One target's share of a batch: the copies to put, and (same index) what to retry each as. */
+interface TargetBatch {
+  /** What is put: the packets themselves, or (tracing) copies with this hop added. */
+  copies: Packet[];
+  packets: Packet[];
+  strategies: StrategyName[];
 }
 
 type PutMany = (items: readonly unknown[], o: { block: boolean }) => number;
@@ -114,40 +117,42 @@ type PutMany = (items: readonly unknown[], o: { block: boolean }) => number;
 export async function dispatchBatch(packets: readonly Packet[], strategies: readonly StrategyName[], routing: BatchRouting): Promise<RouteManyReport> {
   const report: RouteManyReport = { packets: packets.length, delivered: 0, deadLettered: 0, failed: 0, problems: [], ok: false };
   const slow: Array<Promise<DeliveryReport>> = [];
-  const { policy, keyOrder } = routing;
+  const { policy, keyOrder, trace } = routing;
   for (const [b, group] of routing.groups) {
-    const batches = new Map<Connection, Packet[]>();
-    const origin = new Map<Packet, Batched>(); // batched copy → what to retry
+    const batches = new Map<Connection, TargetBatch>();
     const add = (target: Connection, packet: Packet, strategy: StrategyName): void => {
-      const copy = routing.trace ? packet.withHop(routing.name, target.targetName) : packet;
       let batch = batches.get(target);
       if (batch === undefined) {
-        batch = [];
+        const packets: Packet[] = [];
+        batch = { copies: trace ? [] : packets, packets, strategies: [] };
         batches.set(target, batch);
       }
-      batch.push(copy);
-      origin.set(copy, { packet, strategy });
+      batch.packets.push(packet);
+      batch.strategies.push(strategy);
+      if (trace) batch.copies.push(packet.withHop(routing.name, target.targetName));
     };
-    packets.forEach((packet, i) => {
+    for (let i = 0; i < packets.length; i++) {
+      const packet = packets[i] as Packet;
       const strategy = strategies[i] as StrategyName;
       if (strategy === 'broadcast') {
         for (const c of group) add(c, packet, strategy);
-        return;
+        continue;
       }
       if (KEYED_STRATEGIES.has(strategy) && keyOrder.busy(packet, b)) {
         slow.push(keyOrder.run(packet, b, () => routing.deliver(packet, b, strategy)));
-        return;
+        continue;
       }
       const target = routing.select(packet, group, strategy, { broadcastIndex: b, attempt: 1, exclude: NO_EXCLUDE, now: routing.now });
       if (target === undefined) slow.push(routing.deliver(packet, b, strategy));
       else add(target, packet, strategy);
-    });
+    }
     for (const [target, batch] of batches) {
-      const put = putBatch(target, batch, b, policy);
+      const put = putBatch(target, batch.copies, b, policy);
       if (put > 0) report.delivered += put;
       // The rest (in order) goes the per-packet way, chained per key behind each other.
-      for (const copy of batch.slice(put)) {
-        const { packet, strategy } = origin.get(copy) as Batched;
+      for (let k = put; k < batch.packets.length; k++) {
+        const packet = batch.packets[k] as Packet;
+        const strategy = batch.strategies[k] as StrategyName;
         const run = (): Promise<DeliveryReport> => routing.deliver(packet, b, strategy, strategy === 'broadcast' ? target : undefined);
         slow.push(KEYED_STRATEGIES.has(strategy) ? keyOrder.run(packet, b, run) : run());
       }
