@@ -20,6 +20,7 @@ import { Runner } from './lib/runner.mjs';
 import { buildRingBench } from './transports/cpp-ring.mjs';
 import { benchRouter } from './router.mjs';
 import { benchMpmc, mpmcTable } from './mpmc.mjs';
+import { benchPrimary, primaryTable } from './primary.mjs';
 import { benchRedis } from './redis.mjs';
 import { benchGateway, gatewayTable } from './gateway.mjs';
 
@@ -230,6 +231,11 @@ async function main() {
     extra.push('', '| end to end: 1 producer → 2 consumer processes | packets/s |', '|---|---:|');
     for (const e of doc.router.endToEnd) extra.push(`| ${e.name} | ${Math.round(e.packetsPerSec).toLocaleString('en-US')} |`);
     extra.push('', `SageQueue pipeline ÷ process.send pipeline: **${doc.router.ratio.toFixed(1)}×**`);
+  }
+  if (!opts.only && opts.router) {
+    log('primary: where the demo primary\'s CPU per packet goes, stage by stage (one process)');
+    doc.primary = await benchPrimary({ rounds: opts.quick ? 3 : 5, iters: opts.quick ? 150 : 400 });
+    extra.push('', '### The demo primary, per packet', '', ...primaryTable(doc.primary));
   }
   if (!opts.only) {
     log('mpmc: 1x1, 2x2, 4x4 producers x consumers on one queue beside as many independent queues');
