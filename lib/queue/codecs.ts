@@ -39,6 +39,8 @@ export interface Codec {
    */
   encodeAt?(item: unknown, at: EncodedAt): void;
   decode(bytes: Buffer): unknown;
+  /** decode(slab.subarray(off, off + len)) without the view (the batch path). */
+  decodeAt?(slab: Buffer, off: number, len: number): unknown;
 }
 
 /** Where encodeAt put a record: bytes [start, start + length) of `buffer`. */
@@ -175,6 +177,15 @@ const msgpack: Codec = {
       return packr().unpack(bytes) as unknown;
     } catch (e) {
       throw decodeFailed('msgpack', bytes, e);
+    }
+  },
+  decodeAt(slab, off, len) {
+    // (A zero-length range would read as "to the end" in msgpackr.)
+    if (len === 0) return this.decode(slab.subarray(off, off));
+    try {
+      return packr().unpack(slab, { start: off, end: off + len }) as unknown;
+    } catch (e) {
+      throw decodeFailed('msgpack', slab.subarray(off, off + len), e);
     }
   },
 };

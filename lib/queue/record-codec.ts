@@ -71,6 +71,32 @@ export function openRecordCodec(tablePath: string, mode: number): BoundCodec {
     },
   } as ConstructorParameters<PackrClass>[0]);
 
+  // decodeAt's range, reused: msgpackr reads it at once.
+  const range = { start: 0, end: 0 };
+  /** One record: `source` whole, or source[range.start, range.end) (no view, no DataView per record). */
+  const decodeRange = (source: Buffer, at: typeof range | undefined, len: number): unknown => {
+    const start = at === undefined ? 0 : at.start;
+    const end = start + len;
+    try {
+      reloaded = false;
+      const value = packr.unpack(source, at) as unknown;
+      if (!reloaded) return value;
+      // msgpackr decodes the rest of a message in which it had to load the table from a plain
+      // Uint8Array copy of it (its saveState), so the Buffers after that point came out as
+      // Uint8Arrays. The table is loaded now: decode the message again.
+      reloaded = false;
+      return packr.unpack(source, at === undefined ? undefined : { start, end }) as unknown;
+    } catch (e) {
+      const err = new SerializationError(
+        `a ${len}-byte record could not be decoded with the records codec ` +
+          `(written with another codec, or with a structure this queue's table does not hold); the raw bytes are on error.raw`,
+        { cause: e },
+      );
+      Object.defineProperty(err, 'raw', { value: Buffer.from(source.subarray(start, end)), enumerable: false });
+      throw err;
+    }
+  };
+
   const codec: BoundCodec = {
     id: 4,
     name: 'records',
@@ -92,24 +118,14 @@ export function openRecordCodec(tablePath: string, mode: number): BoundCodec {
       }
     },
     decode(bytes) {
-      try {
-        reloaded = false;
-        const value = packr.unpack(bytes) as unknown;
-        if (!reloaded) return value;
-        // msgpackr decodes the rest of a message in which it had to load the table from a plain
-        // Uint8Array copy of it (its saveState), so the Buffers after that point came out as
-        // Uint8Arrays. The table is loaded now: decode the message again.
-        reloaded = false;
-        return packr.unpack(bytes) as unknown;
-      } catch (e) {
-        const err = new SerializationError(
-          `a ${bytes.length}-byte record could not be decoded with the records codec ` +
-            `(written with another codec, or with a structure this queue's table does not hold); the raw bytes are on error.raw`,
-          { cause: e },
-        );
-        Object.defineProperty(err, 'raw', { value: Buffer.from(bytes), enumerable: false });
-        throw err;
-      }
+      return decodeRange(bytes, undefined, bytes.length);
+    },
+    decodeAt(slab, off, len) {
+      // (A zero-length range would read as "to the end" in msgpackr: decode it as a view.)
+      if (len === 0) return decodeRange(slab.subarray(off, off), undefined, 0);
+      range.start = off;
+      range.end = off + len;
+      return decodeRange(slab, range, len);
     },
     close() {
       closeOnCollect.unregister(codec);

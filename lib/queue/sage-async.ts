@@ -175,7 +175,14 @@ export class SageAsync<T> {
   takeStashed(max: number): T[] {
     const out: T[] = [];
     for (let raw = this.stash.shift(); raw !== undefined; raw = out.length < max ? this.stash.shift() : undefined) {
-      out.push(this.#host.decode(raw));
+      try {
+        out.push(this.#host.decode(raw));
+      } catch (e) {
+        // As SlabReader.decodeBatch: the messages before it are handed out; it throws next time.
+        if (out.length === 0) throw e;
+        this.stash.unshift(raw);
+        return out;
+      }
       if (out.length >= max) break;
     }
     return out;

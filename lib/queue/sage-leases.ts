@@ -78,6 +78,8 @@ export class LeaseBook<T> {
   readonly #settings: LeaseSettings<T>;
   /** Messages handed out by this handle and not known to be settled. */
   #held = 0;
+  /** The position of the last record that could not be decoded (acked already). */
+  readonly #undecodable = { lo: -1, hi: -1 };
   /**
    * A settle found a lease lost: that message may or may not still be in #held (a recount at the
    * limit may have dropped it already), so the next room() or held recounts instead of guessing.
@@ -178,11 +180,18 @@ export class LeaseBook<T> {
     const deliveries = u32(slab, off + 8);
     let value: T;
     try {
-      value = this.#codec.decode(slab.subarray(off + PREFIX, off + len)) as T;
+      const codec = this.#codec;
+      value = (codec.decodeAt === undefined ? codec.decode(slab.subarray(off + PREFIX, off + len)) : codec.decodeAt(slab, off + PREFIX, len - PREFIX)) as T;
     } catch (e) {
       // A record this queue's codec cannot decode is consumed, as in auto mode (the error carries
-      // its bytes): redelivering it could only fail again, at every consumer.
-      this.#q().settle(lo, hi, deliveries, SettleOp.Ack, 0);
+      // its bytes): redelivering it could only fail again, at every consumer. (A batch that met it
+      // after other messages hands those out first and decodes it again on the next call: it is
+      // acked once.)
+      if (this.#undecodable.lo !== lo || this.#undecodable.hi !== hi) {
+        this.#undecodable.lo = lo;
+        this.#undecodable.hi = hi;
+        this.#q().settle(lo, hi, deliveries, SettleOp.Ack, 0);
+      }
       throw e;
     }
     this.#held++;

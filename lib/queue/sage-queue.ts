@@ -333,11 +333,11 @@ export class SageQueue<T = unknown, Out = T> implements LoadReporting, Disposabl
     if (leases === null) {
       const n = this.#batchGet(max, options, 'getMany', this.#reader);
       if (n < 0) return this.#async.takeStashed(-n) as unknown as Out[];
-      return n > 0 ? this.#reader.decodeBatch<Out>(n, this.#codec) : [];
+      return n > 0 ? this.#reader.decodeBatch<Out>(n, this.#codec, this.#async.stash) : [];
     }
     return (this.#leased as LeasedGets<T, Out>).getMany(checkInteger(max, 'max', 1, BATCH_MAX), (limit) => {
       const n = this.#batchGet(limit, options, 'getMany', this.#reader);
-      return n < 0 ? this.#async.takeStashed(-n) : n > 0 ? this.#reader.decodeBatch<unknown>(n, leases) : [];
+      return n < 0 ? this.#async.takeStashed(-n) : n > 0 ? this.#reader.decodeBatch<unknown>(n, leases, this.#async.stash) : [];
     });
   }
 

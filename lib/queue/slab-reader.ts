@@ -79,25 +79,46 @@ export class SlabReader {
 
   /**
    * Decodes the `n` messages the last takeBatch laid back to back, and moves past them. A codec
-   * with decodeAt reads each in place (the lease book: it skips the prefix without a view of it).
+   * with decodeAt reads each in place (no view per message).
+   *
+   * A message that cannot be decoded loses no other: the ones before it are returned, and it and
+   * the ones after it go (as views) to `leftover`, which the handle serves first next time, so the
+   * next call throws its error (that message is then consumed, as documented) and the calls after
+   * it get the rest. When it is the first, its error is thrown now and the rest go to `leftover`.
    */
-  decodeBatch<T>(n: number, codec: Pick<Codec, 'decode'> & { decodeAt?: (slab: Buffer, off: number, len: number) => unknown }): T[] {
+  decodeBatch<T>(n: number, codec: Pick<Codec, 'decode' | 'decodeAt'>, leftover: { push(raw: Buffer): void }): T[] {
     const out = new Array<T>(n);
-    let off = this.#off;
     const slab = this.#slab;
-    if (codec.decodeAt !== undefined) {
-      for (let i = 0; i < n; i++) {
-        const len = this.#lengths[i] as number;
-        out[i] = codec.decodeAt(slab, off, len) as T;
-        off += len;
+    const lengths = this.#lengths;
+    const first = this.#off;
+    let off = first;
+    let i = 0;
+    try {
+      if (codec.decodeAt !== undefined) {
+        for (; i < n; i++) {
+          const len = lengths[i] as number;
+          out[i] = codec.decodeAt(slab, off, len) as T;
+          off += len;
+        }
+      } else {
+        for (; i < n; i++) {
+          const len = lengths[i] as number;
+          out[i] = codec.decode(slab.subarray(off, off + len)) as T;
+          off += len;
+        }
       }
-      this.#off = (off + 7) & ~7;
+    } catch (e) {
+      // Message i failed: keep it (unless it is the first: its error is thrown now) and the rest.
+      let at = off;
+      for (let j = i; j < n; j++) {
+        const len = lengths[j] as number;
+        if (j > 0 || i > 0) leftover.push(slab.subarray(at, at + len));
+        at += len;
+      }
+      this.#off = (at + 7) & ~7;
+      if (i === 0) throw e;
+      out.length = i;
       return out;
-    }
-    for (let i = 0; i < n; i++) {
-      const len = this.#lengths[i] as number;
-      out[i] = codec.decode(slab.subarray(off, off + len)) as T;
-      off += len;
     }
     this.#off = (off + 7) & ~7;
     return out;

@@ -26,6 +26,12 @@ export class TakenStash {
     return raw;
   }
 
+  /** Puts `raw` back in front (a message that was shifted and could not be handed out now). */
+  unshift(raw: Buffer): void {
+    if (this.#head > 0) this.#items[--this.#head] = raw;
+    else this.#items.unshift(raw);
+  }
+
   /** Drops everything (the handle was released: what it held goes with it). */
   clear(): void {
     this.#items = [];
