@@ -107,3 +107,37 @@ describe('the v8 and json codecs carry the plain form', () => {
     expect(Packet.from(wire as never)).toBeInstanceOf(Packet);
   });
 });
+
+describe("the codecs' own Buffer extension", () => {
+  /** What MessagePack says a Buffer of `n` bytes is: bin 8, bin 16 or bin 32, then the bytes. */
+  function bin(bytes: Buffer): Buffer {
+    const n = bytes.length;
+    const head = n < 0x100 ? [0xc4, n] : n < 0x10000 ? [0xc5, n >> 8, n & 0xff] : [0xc6, (n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
+    return Buffer.concat([Buffer.from(head), bytes]);
+  }
+
+  it('writes a Buffer of every length class as MessagePack bin (the bytes msgpackr writes) and reads it back as a Buffer', () => {
+    const msgpack = codecByName('msgpack');
+    const records = openRecordCodec(path.join(dir, 'buffers.structs'), 0o600);
+    try {
+      for (const n of [0, 1, 255, 256, 65_535, 65_536, 200_000]) {
+        const b = Buffer.alloc(n, n & 0xff);
+        expect(Buffer.from(msgpack.encode(b)).equals(bin(b))).toBe(true);
+        const back = msgpack.decode(Buffer.from(msgpack.encode(b)));
+        expect(Buffer.isBuffer(back) && (back as Buffer).equals(b)).toBe(true);
+        const viaRecords = records.decode(Buffer.from(records.encode({ b }))) as { b: Buffer };
+        expect(Buffer.isBuffer(viaRecords.b) && viaRecords.b.equals(b)).toBe(true);
+      }
+      // A view into a larger buffer carries only its own bytes.
+      const big = Buffer.from('0123456789');
+      expect(Buffer.from(msgpack.encode(big.subarray(3, 6))).equals(bin(Buffer.from('345')))).toBe(true);
+    } finally {
+      records.close();
+    }
+  });
+
+  it('its type (78) is refused to other registrations', () => {
+    class Other {}
+    thrown(() => registerCodecExtension({ type: 78, Class: Other, write: () => 0, read: () => new Other() }), InvalidArgumentValueError, 'ERR_INVALID_ARG_VALUE');
+  });
+});
