@@ -40,6 +40,10 @@ export class QueueConsumer {
   #closedCheckedAt = 0;
   #unconfirmed: { seq: number; entries: RawEntry[] } | undefined;
   #confirming: Promise<void> | undefined;
+  /** The last read filled its count: more entries are likely waiting (read again without blocking). */
+  #more = false;
+  /** A non-blocking read issued while the previous batch is settled and handed out (read-ahead). */
+  #ahead: Promise<void> | undefined;
 
   constructor(backend: QueueBackend) {
     this.#b = backend;
@@ -50,6 +54,11 @@ export class QueueConsumer {
     this.#nextClaimAt = 0;
     if (this.#getters.size > 0) void this.pump();
   };
+
+  /** release(): waits for a read-ahead in flight, so what it read is in the buffer. */
+  async quiesce(): Promise<void> {
+    await this.#ahead;
+  }
 
   /** release(): the ids read ahead and not handed out (given back by the caller); the buffer is emptied. */
   takeBuffered(): string[] {
@@ -96,6 +105,7 @@ export class QueueConsumer {
 
   /** timeoutMs 0: one non-blocking attempt (buffer, reclaim when due, read). */
   async #getNow(max: number, what: string): Promise<unknown[]> {
+    await this.#ahead;
     await this.#confirmAck();
     if (this.#buffer.length === 0) {
       if (Date.now() >= this.#nextClaimAt || this.#b.closed) await this.#reclaim(max);
@@ -121,19 +131,28 @@ export class QueueConsumer {
     const s = this.#b.settings;
     try {
       while (this.#getters.size > 0 && !this.#b.released) {
+        await this.#ahead;
         await this.#confirmAck();
         this.#dropStale();
+        const want = Math.max(1, Math.min(READ_MAX, this.#want));
         if (this.#buffer.length > 0) {
+          // The last read was full and this batch empties the buffer: read the next one while
+          // this one is settled (auto ack) and handed out — one pipelined write for both.
+          if (this.#more && this.#buffer.length <= this.#want && !this.#b.closed) this.#readAhead(want);
           await this.#serve();
           continue;
         }
-        const want = Math.max(1, Math.min(READ_MAX, this.#want));
         const closing = this.#b.closed;
         if (closing || Date.now() >= this.#nextClaimAt) {
           if ((await this.#reclaim(want)) > 0) continue;
         }
-        // A non-blocking read also checks the close marker: done when closing, and otherwise at
-        // most once per block slice (a blocking read returns at once when entries are there).
+        // After a read that filled its count (more is likely there): read again at once.
+        if (this.#more && !closing && Date.now() - this.#closedCheckedAt < s.sliceMs) {
+          if (await this.#read(want)) continue;
+        }
+        // A non-blocking read that also checks the close marker: done when closing, and
+        // otherwise at most once per block slice (a blocking read returns at once when entries
+        // are there).
         if (closing || Date.now() - this.#closedCheckedAt >= s.sliceMs) {
           const closed = await this.#readNow(want);
           if (this.#buffer.length > 0) continue;
@@ -143,7 +162,7 @@ export class QueueConsumer {
           }
         }
         const slice = Math.max(1, Math.min(s.sliceMs, this.#nextClaimAt - Date.now()));
-        if (!(await this.#readBlocking(want, slice))) this.#closedCheckedAt = 0; // empty: check the marker next
+        if (!(await this.#read(want, slice))) this.#closedCheckedAt = 0; // empty: check the marker next
       }
     } catch (e) {
       if (!this.#b.released) this.#getters.rejectAll(() => e);
@@ -192,11 +211,28 @@ export class QueueConsumer {
     for (const e of entries) if (!have.has(e.id)) this.#buffer.push(e);
   }
 
+  /**
+   * A non-blocking read in the background; a failure is left to the next read to meet again (an
+   * entry whose reply was lost is reclaimed after claimIdleMs, as for any read).
+   */
+  #readAhead(count: number): void {
+    this.#ahead = this.#read(count).then(
+      () => {
+        this.#ahead = undefined;
+      },
+      () => {
+        this.#ahead = undefined;
+        this.#more = false;
+      },
+    );
+  }
+
   /** Non-blocking read of new entries into the buffer; returns the closed flag. */
   async #readNow(count: number): Promise<boolean> {
     const s = this.#b.settings;
     const reply = await this.#b.script<unknown>('sageqRead', [s.stream, s.closedKey], [s.group, s.consumer, count]);
     const { closed, entries } = parseReadReply(reply, Date.now());
+    this.#more = entries.length >= count;
     if (closed) this.#b.closedSeen = true;
     this.#closedCheckedAt = Date.now();
     this.#b.groupReady = true;
@@ -204,34 +240,45 @@ export class QueueConsumer {
     return closed;
   }
 
-  /** XREADGROUP BLOCK on the blocking connection (never abandoned: a late reply still lands in the buffer). */
-  async #readBlocking(count: number, blockMs: number): Promise<boolean> {
+  /**
+   * XREADGROUP of new entries into the buffer; returns whether it got any. With `blockMs`: BLOCK
+   * on the blocking connection (never abandoned: a late reply still lands in the buffer);
+   * without: a plain read on the command connection (pipelined with whatever else goes there).
+   */
+  async #read(count: number, blockMs?: number): Promise<boolean> {
     await this.#b.ensureGroup();
     const s = this.#b.settings;
-    this.#b.blockingRead = true;
+    const blocking = blockMs !== undefined;
+    if (blocking) this.#b.blockingRead = true;
     let reply: unknown;
     try {
-      reply = await this.#b.call(
-        'blk',
-        'XREADGROUP',
-        (c) => c.callBuffer('XREADGROUP', 'GROUP', s.group, s.consumer, 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', s.stream, '>'),
-        blockMs + s.commandTimeoutMs,
-      );
+      reply = blocking
+        ? await this.#b.call(
+            'blk',
+            'XREADGROUP',
+            (c) => c.callBuffer('XREADGROUP', 'GROUP', s.group, s.consumer, 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', s.stream, '>'),
+            blockMs + s.commandTimeoutMs,
+          )
+        : await this.#b.call('cmd', 'XREADGROUP', (c) => c.callBuffer('XREADGROUP', 'GROUP', s.group, s.consumer, 'COUNT', count, 'STREAMS', s.stream, '>'));
     } catch (e) {
       if (e instanceof RedisBackendError && /NOGROUP/.test(e.message)) {
         this.#b.groupReady = false;
+        this.#more = false;
         return false;
       }
-      if (e instanceof RedisBackendError && e.code === 'ERR_REDIS_TIMEOUT') {
+      if (blocking && e instanceof RedisBackendError && e.code === 'ERR_REDIS_TIMEOUT') {
         // A read that outlived its BLOCK by commandTimeoutMs: the connection is likely dead.
         this.#b.resetBlocking();
         return false;
       }
       throw e;
     } finally {
-      this.#b.blockingRead = false;
+      if (blocking) this.#b.blockingRead = false;
     }
-    if (reply === null || reply === undefined) return false;
+    if (reply === null || reply === undefined) {
+      this.#more = false;
+      return false;
+    }
     const streams = reply as Array<[Buffer, Array<[Buffer, Buffer[] | null]>]>;
     const now = Date.now();
     const entries: RawEntry[] = [];
@@ -241,6 +288,7 @@ export class QueueConsumer {
         entries.push({ id: id.toString(), deliveries: 1, field: (fields[0] as Buffer).toString(), value: fields[1] as Buffer, readAt: now });
       }
     }
+    this.#more = entries.length >= count;
     this.#addToBuffer(entries);
     return entries.length > 0;
   }
