@@ -5,7 +5,7 @@
 // LPUSH + BLMPOP COUNT), RedisQueue batched and single calls, and ping-pong latency.
 //
 //   import { benchRedis } from './bench/redis.mjs'; const rows = await benchRedis({ quick: true });
-//   node bench/redis.mjs [--quick] [--only REGEX] [--json results.json]
+//   node bench/redis.mjs [--quick] [--only REGEX] [--batch N] [--server] [--json results.json]
 //
 // Each row: { name, msgsPerSec, p50us, p99us, commandsPerBatch? }. Throughput rows report the
 // end-to-end latency of each message (put → get, through Redis) and the commands ioredis sent per
@@ -403,14 +403,14 @@ async function rawPingPong(url, rounds) {
  * whose name matches `only` (a RegExp or string, default all) and returns the rows. Starts and
  * stops its own redis-server.
  */
-export async function benchRedis({ quick = false, only = null } = {}) {
+export async function benchRedis({ quick = false, only = null, batch = 256 } = {}) {
   const n = quick ? 30_000 : 100_000;
   const singles = quick ? 10_000 : 50_000;
   const rounds = quick ? 300 : 2000;
   const runs = quick ? 1 : 3;
   const filter = only === null ? null : new RegExp(only);
   const redis = await startRedis();
-  const B = 256;
+  const B = batch;
   const rows = [];
   const stats = new Redis(redis.url);
   const measure = async (name, fn) => {
@@ -522,7 +522,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const quick = process.argv.includes('--quick');
   const jsonAt = process.argv.indexOf('--json');
   const onlyAt = process.argv.indexOf('--only');
-  const rows = await benchRedis({ quick, only: onlyAt > 0 ? process.argv[onlyAt + 1] : null });
+  const batchAt = process.argv.indexOf('--batch');
+  const rows = await benchRedis({ quick, only: onlyAt > 0 ? process.argv[onlyAt + 1] : null, batch: batchAt > 0 ? Number(process.argv[batchAt + 1]) : 256 });
   printTable(rows);
   if (jsonAt > 0 && process.argv[jsonAt + 1]) {
     const out = { machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version }, quick, rows };

@@ -187,9 +187,13 @@ else
   for i = 11, #ARGV do ids[#ids + 1] = ARGV[i] end
 end
 if op == 'ack' and #ids > 1 then
-  -- Many acks: one XPENDING over the ids' range for this consumer, then one XACK and one XDEL
-  -- for those it holds; an id the range reply did not list (cut off by the count) is checked alone.
-  -- The range's ends are found with one parse of each id (ms and sequence as numbers).
+  -- Many acks: one XPENDING over the ids' range for this consumer, then one XACK for those it
+  -- holds; an id the range reply did not list (cut off by the count) is checked alone. Then the
+  -- acked entries are deleted: those older than every entry still pending in the group (and not
+  -- newer than one delivered: ids are delivered in order) by one XTRIM MINID — every entry below
+  -- that bound was delivered and is no longer pending, so acked, and acked entries are deleted
+  -- anyway — and any others by XDEL. The range's ends are found with one parse of each id.
+  local msOf, seqOf = {}, {}
   local lo, hi, loMs, loSeq, hiMs, hiSeq
   for i = 1, #ids do
     local id = ids[i]
@@ -200,6 +204,7 @@ if op == 'ack' and #ids > 1 then
     else
       ms, sq = tonumber(id), 0
     end
+    msOf[i], seqOf[i] = ms, sq
     if lo == nil or ms < loMs or (ms == loMs and sq < loSeq) then lo, loMs, loSeq = id, ms, sq end
     if hi == nil or ms > hiMs or (ms == hiMs and sq > hiSeq) then hi, hiMs, hiSeq = id, ms, sq end
   end
@@ -211,7 +216,8 @@ if op == 'ack' and #ids > 1 then
     for _, e in ipairs(p) do held[e[1]] = true end
     listed = #p
   end
-  local mine = {}
+  local mine, mineAt = {}, {}
+  local topMs, topSeq
   for i = 1, n do
     local id = ids[i]
     local ok = held[id]
@@ -221,15 +227,39 @@ if op == 'ack' and #ids > 1 then
     end
     if ok then
       mine[#mine + 1] = id
+      mineAt[#mineAt + 1] = i
+      if topMs == nil or msOf[i] > topMs or (msOf[i] == topMs and seqOf[i] > topSeq) then topMs, topSeq = msOf[i], seqOf[i] end
       flags[#flags + 1] = '1'
     else
       flags[#flags + 1] = '0'
     end
   end
   for at = 1, #mine, 1000 do
-    local part = {unpack(mine, at, math.min(#mine, at + 999))}
-    redis.call('XACK', KEYS[1], group, unpack(part))
-    redis.call('XDEL', KEYS[1], unpack(part))
+    redis.call('XACK', KEYS[1], group, unpack(mine, at, math.min(#mine, at + 999)))
+  end
+  if #mine > 0 then
+    -- The bound: the oldest entry still pending in the group, or just past the newest acked here.
+    local boundMs, boundSeq = topMs, topSeq + 1
+    local summary = redis.call('XPENDING', KEYS[1], group)
+    local oldest = summary[2]
+    if oldest then
+      local d = string.find(oldest, '-', 1, true)
+      local ms, sq = tonumber(string.sub(oldest, 1, d - 1)), tonumber(string.sub(oldest, d + 1))
+      if ms < boundMs or (ms == boundMs and sq < boundSeq) then boundMs, boundSeq = ms, sq end
+    end
+    local rest = mine
+    -- (Ids past 1e14 do not survive the number round trip exactly: those are deleted one by one.)
+    if boundMs < 1e14 and boundSeq < 1e14 then
+      redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', boundMs, boundSeq))
+      rest = {}
+      for k = 1, #mine do
+        local i = mineAt[k]
+        if msOf[i] > boundMs or (msOf[i] == boundMs and seqOf[i] >= boundSeq) then rest[#rest + 1] = mine[k] end
+      end
+    end
+    for at = 1, #rest, 1000 do
+      redis.call('XDEL', KEYS[1], unpack(rest, at, math.min(#rest, at + 999)))
+    end
   end
   local s = table.concat(flags)
   ${recordOutcome('KEYS[2]', 's')}

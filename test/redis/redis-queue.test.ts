@@ -407,6 +407,39 @@ describe('RedisQueue scripts', () => {
   });
 });
 
+describe('RedisQueue settle script: deleting acked entries', () => {
+  it('trims the acked entries older than everything pending in the group, deletes the others one by one, and never an entry another consumer holds', async () => {
+    const c = server.client();
+    try {
+      const s = stream();
+      const settle = QUEUE_SCRIPTS.find((x) => x.name === 'sageqSettle')!;
+      for (let i = 1; i <= 5; i++) await c.xadd(s, '*', 'j', String(i));
+      await c.xgroup('CREATE', s, 'g', '0');
+      const read = async (consumer: string, count: number) =>
+        ((await c.xreadgroup('GROUP', 'g', consumer, 'COUNT', count, 'STREAMS', s, '>')) as Array<[string, Array<[string, string[]]>]>)[0]![1].map(([id]) => id);
+      const [e1, e2] = await read('a', 2);
+      const [e3] = await read('b', 1);
+      const [e4, e5] = await read('a', 2);
+      let seq = 0;
+      const ack = (consumer: string, ids: string[]) => c.eval(settle.lua, 3, s, `${s}:s`, `${s}:dead`, String(++seq), 4096, 60_000, 'ack', 'g', consumer, 1000, 100, '', 0, ids.join(','));
+      const left = async () => ((await c.xrange(s, '-', '+')) as Array<[string, string[]]>).map(([id]) => id);
+      expect(await ack('a', [e1!, e2!])).toBe('11');
+      expect(await left()).toEqual([e3, e4, e5]);
+      // e3 (b's, pending) is older than a's e4 and e5: they go, it stays.
+      expect(await ack('a', [e5!, e4!])).toBe('11');
+      expect(await left()).toEqual([e3]);
+      expect(await c.xlen(s)).toBe(1);
+      // Not a's: left alone.
+      expect(await ack('a', [e3!, '0-1'])).toBe('00');
+      expect(await left()).toEqual([e3]);
+      expect(await ack('b', [e3!, '0-1'])).toBe('10');
+      expect(await c.xlen(s)).toBe(0);
+    } finally {
+      c.disconnect();
+    }
+  });
+});
+
 describe('RedisQueue across a Redis crash (SIGKILL, restart with --appendonly yes --appendfsync always)', () => {
   /**
    * A producer puts 0..total-1 in batches while a consumer takes them; Redis is SIGKILLed and
