@@ -20,6 +20,11 @@ import { parseWaitOptions } from '../queue/skeleton';
 import type { WaitOptions as Wait } from '../queue/skeleton';
 import { parseReadReply, parseReclaimReply } from './queue-scripts';
 
+/** ioredis has it at run time (every command has a Buffer-reply twin); its typings lack it. */
+interface XReadGroupBuffer {
+  xreadgroupBuffer(...args: Array<string | number>): Promise<unknown>;
+}
+
 /** Most entries one get (or one read) takes. */
 export const READ_MAX = 1000;
 
@@ -259,7 +264,8 @@ export class QueueConsumer {
             (c) => c.callBuffer('XREADGROUP', 'GROUP', s.group, s.consumer, 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', s.stream, '>'),
             blockMs + s.commandTimeoutMs,
           )
-        : await this.#b.call('cmd', 'XREADGROUP', (c) => c.callBuffer('XREADGROUP', 'GROUP', s.group, s.consumer, 'COUNT', count, 'STREAMS', s.stream, '>'));
+        : // (not callBuffer: under auto-pipelining ioredis would drop its command name)
+          await this.#b.call('cmd', 'XREADGROUP', (c) => (c as unknown as XReadGroupBuffer).xreadgroupBuffer('GROUP', s.group, s.consumer, 'COUNT', count, 'STREAMS', s.stream, '>'));
     } catch (e) {
       if (e instanceof RedisBackendError && /NOGROUP/.test(e.message)) {
         this.#b.groupReady = false;
