@@ -141,9 +141,11 @@ export class QueueConsumer {
         this.#dropStale();
         const want = Math.max(1, Math.min(READ_MAX, this.#want));
         if (this.#buffer.length > 0) {
-          // The last read was full and this batch empties the buffer: read the next one while
-          // this one is settled (auto ack) and handed out — one pipelined write for both.
-          if (this.#more && this.#buffer.length <= this.#want && !this.#b.closed) this.#readAhead(want);
+          // Auto ack, the last read was full and this batch empties the buffer: read the next
+          // one while this one is acked and handed out — one pipelined write for both. (Not in
+          // explicit mode: there is no ack to overlap, and an entry read ahead by a consumer that
+          // then crashes waits claimIdleMs before another consumer gets it.)
+          if (this.#more && this.#b.settings.ackMode === 'auto' && this.#buffer.length <= this.#want && !this.#b.closed) this.#readAhead(want);
           await this.#serve();
           continue;
         }
