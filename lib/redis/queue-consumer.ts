@@ -25,6 +25,19 @@ interface XReadGroupBuffer {
   xreadgroupBuffer(...args: Array<string | number>): Promise<unknown>;
 }
 
+/** The entries of an XREADGROUP reply (Buffer replies; deleted entries, listed without fields, skipped). */
+function entriesOf(reply: unknown, now: number): RawEntry[] {
+  const entries: RawEntry[] = [];
+  if (reply === null || reply === undefined) return entries;
+  for (const [, list] of reply as Array<[Buffer, Array<[Buffer, Buffer[] | null]>]>) {
+    for (const [id, fields] of list) {
+      if (!Array.isArray(fields) || fields.length < 2) continue;
+      entries.push({ id: id.toString(), deliveries: 1, field: (fields[0] as Buffer).toString(), value: fields[1] as Buffer, readAt: now });
+    }
+  }
+  return entries;
+}
+
 /** Most entries one get (or one read) takes. */
 export const READ_MAX = 1000;
 
@@ -49,6 +62,8 @@ export class QueueConsumer {
   #more = false;
   /** A non-blocking read issued while the previous batch is settled and handed out (read-ahead). */
   #ahead: Promise<void> | undefined;
+  /** Auto ack: a read failed after it may have been applied; re-read this consumer's pending entries. */
+  #recover = false;
 
   constructor(backend: QueueBackend) {
     this.#b = backend;
@@ -138,6 +153,7 @@ export class QueueConsumer {
       while (this.#getters.size > 0 && !this.#b.released) {
         await this.#ahead;
         await this.#confirmAck();
+        if (this.#recover) await this.#recoverPending();
         this.#dropStale();
         const want = Math.max(1, Math.min(READ_MAX, this.#want));
         if (this.#buffer.length > 0) {
@@ -230,8 +246,21 @@ export class QueueConsumer {
       () => {
         this.#ahead = undefined;
         this.#more = false;
+        this.#recover = true;
       },
     );
+  }
+
+  /**
+   * Auto ack: entries a failed read may have delivered to this consumer (pending for it, never
+   * seen here) are read again from its own pending list, rather than waiting claimIdleMs to be
+   * reclaimed. One being acked meanwhile is harmless: the ack hands out only entries it removed.
+   */
+  async #recoverPending(): Promise<void> {
+    this.#recover = false;
+    const s = this.#b.settings;
+    const reply = await this.#b.call('cmd', 'XREADGROUP', (c) => (c as unknown as XReadGroupBuffer).xreadgroupBuffer('GROUP', s.group, s.consumer, 'COUNT', READ_MAX, 'STREAMS', s.stream, '0'));
+    this.#addToBuffer(entriesOf(reply, Date.now()));
   }
 
   /** Non-blocking read of new entries into the buffer; returns the closed flag. */
@@ -277,6 +306,7 @@ export class QueueConsumer {
       if (blocking && e instanceof RedisBackendError && e.code === 'ERR_REDIS_TIMEOUT') {
         // A read that outlived its BLOCK by commandTimeoutMs: the connection is likely dead.
         this.#b.resetBlocking();
+        if (this.#b.settings.ackMode === 'auto') this.#recover = true;
         return false;
       }
       throw e;
@@ -287,15 +317,7 @@ export class QueueConsumer {
       this.#more = false;
       return false;
     }
-    const streams = reply as Array<[Buffer, Array<[Buffer, Buffer[] | null]>]>;
-    const now = Date.now();
-    const entries: RawEntry[] = [];
-    for (const [, list] of streams) {
-      for (const [id, fields] of list) {
-        if (!Array.isArray(fields) || fields.length < 2) continue;
-        entries.push({ id: id.toString(), deliveries: 1, field: (fields[0] as Buffer).toString(), value: fields[1] as Buffer, readAt: now });
-      }
-    }
+    const entries = entriesOf(reply, Date.now());
     this.#more = entries.length >= count;
     this.#addToBuffer(entries);
     return entries.length > 0;

@@ -345,6 +345,32 @@ describe('RedisQueue explicit ack and dead letters', () => {
     expect(await q.getAsync({ timeoutMs: 2000 })).toBe('precious');
   });
 
+  it('auto ack: entries a read-ahead delivered but whose reply timed out are read again from the consumer\'s pending list, not left for claimIdleMs', async () => {
+    const q = make<number>({ codec: 'json', commandTimeoutMs: 300, blockSliceMs: 5000 });
+    const first = rejected(q.getManyAsync(10, { timeoutMs: 5000 }), RedisBackendError, 'ERR_REDIS_TIMEOUT');
+    await sleep(150); // blocked in XREADGROUP COUNT 10
+    const c = server.client();
+    try {
+      // The blocked read gets 10 of the 20 (a full count): the consumer then acks them and reads
+      // the next 10 ahead, both held by the pause past their timeout, both applied after it.
+      await c
+        .pipeline()
+        .eval("for i = 0, 19 do redis.call('XADD', KEYS[1], '*', 'j', tostring(i)) end", 1, q.stream)
+        .client('PAUSE', 700, 'WRITE')
+        .exec();
+      expect((await first).maybeApplied).toBe(true);
+      await sleep(800);
+    } finally {
+      c.disconnect();
+    }
+    const got: number[] = [];
+    const t0 = Date.now();
+    while (got.length < 20) got.push(...(await q.getManyAsync(20, { timeoutMs: 2000 })));
+    expect(Date.now() - t0).toBeLessThan(3000); // claimIdleMs is 30 s
+    expect(got.sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect((await q.stats()).length).toBe(0);
+  });
+
   it('explicit ack: ack() repeated after a timed-out ack() answers what the first one did', async () => {
     const q = makeExplicit<string>({ codec: 'json', commandTimeoutMs: 300 });
     await q.putAsync('job');
