@@ -25,6 +25,8 @@ interface XReadGroupBuffer {
   xreadgroupBuffer(...args: Array<string | number>): Promise<unknown>;
 }
 
+const ASCII: readonly string[] = Array.from({ length: 128 }, (_, i) => String.fromCharCode(i));
+
 /** The entries of an XREADGROUP reply (Buffer replies; deleted entries, listed without fields, skipped). */
 function entriesOf(reply: unknown, now: number): RawEntry[] {
   const entries: RawEntry[] = [];
@@ -32,7 +34,10 @@ function entriesOf(reply: unknown, now: number): RawEntry[] {
   for (const [, list] of reply as Array<[Buffer, Array<[Buffer, Buffer[] | null]>]>) {
     for (const [id, fields] of list) {
       if (!Array.isArray(fields) || fields.length < 2) continue;
-      entries.push({ id: id.toString(), deliveries: 1, field: (fields[0] as Buffer).toString(), value: fields[1] as Buffer, readAt: now });
+      const f = fields[0] as Buffer;
+      // Ids are ASCII; a one-letter field (every RedisQueue entry's) comes from a table, not a decode.
+      const field = f.length === 1 ? ASCII[f[0] as number] ?? f.toString() : f.toString();
+      entries.push({ id: id.toString('latin1'), deliveries: 1, field, value: fields[1] as Buffer, readAt: now });
     }
   }
   return entries;
