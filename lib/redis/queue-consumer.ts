@@ -165,18 +165,15 @@ export class QueueConsumer {
           // Auto ack, the last read was full and this batch empties the buffer: read the next
           // one while this one is acked and handed out — one pipelined write for both. (Not in
           // explicit mode: there is no ack to overlap, and an entry read ahead by a consumer that
-          // then crashes waits claimIdleMs before another consumer gets it.)
-          if (this.#more && this.#b.settings.ackMode === 'auto' && this.#buffer.length <= this.#want && !this.#b.closed) this.#readAhead(want);
+          // then crashes waits claimIdleMs before another consumer gets it. Nor for one entry at
+          // a time: a full read of 1 says nothing of a backlog, and the extra read costs latency.)
+          if (this.#more && want > 1 && this.#b.settings.ackMode === 'auto' && this.#buffer.length <= this.#want && !this.#b.closed) this.#readAhead(want);
           await this.#serve();
           continue;
         }
         const closing = this.#b.closed;
         if (closing || Date.now() >= this.#nextClaimAt) {
           if ((await this.#reclaim(want)) > 0) continue;
-        }
-        // After a read that filled its count (more is likely there): read again at once.
-        if (this.#more && !closing && Date.now() - this.#closedCheckedAt < s.sliceMs) {
-          if (await this.#read(want)) continue;
         }
         // A non-blocking read that also checks the close marker: done when closing, and
         // otherwise at most once per block slice (a blocking read returns at once when entries
