@@ -1,15 +1,17 @@
 #!/usr/bin/env node
-// Redis benchmark: RedisQueue throughput (batches and single calls) and ping-pong latency, beside a
-// raw ioredis LPUSH/BRPOP baseline measured in the same run against the same redis-server (started
-// here on a free loopback port, no persistence, stopped by pid at the end).
+// Redis benchmark, one run against one redis-server (started here on a free loopback port, no
+// persistence, stopped by pid at the end): what the server alone does (redis-benchmark -P 32), the
+// ceilings a Node client reaches with raw ioredis pipelines (XADD + XREADGROUP COUNT + XACK, and
+// LPUSH + BLMPOP COUNT), RedisQueue batched and single calls, and ping-pong latency.
 //
 //   import { benchRedis } from './bench/redis.mjs'; const rows = await benchRedis({ quick: true });
-//   node bench/redis.mjs [--quick] [--json results.json]
+//   node bench/redis.mjs [--quick] [--only REGEX] [--batch N] [--server] [--json results.json]
 //
-// Each row: { name, msgsPerSec, p50us, p99us }. Throughput rows report the end-to-end latency of
-// each message (put → get, through Redis); ping-pong rows report the round trip. Figures are the
-// median of several runs (1 with quick).
-import { spawn, spawnSync } from 'node:child_process';
+// Each row: { name, msgsPerSec, p50us, p99us, commandsPerBatch? }. Throughput rows report the
+// end-to-end latency of each message (put → get, through Redis) and the commands ioredis sent per
+// batch of 256 messages (both sides); ping-pong rows report the round trip. Figures are the median
+// of several runs (1 with quick).
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
@@ -18,6 +20,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import * as v8 from 'node:v8';
+import { commandStats, redisBenchmark, serverCpuUs, serverTime } from './lib/redis-stats.mjs';
 
 const require = createRequire(import.meta.url);
 const { Redis } = require('ioredis');
@@ -90,141 +93,156 @@ function summarize(name, count, ms, latenciesUs) {
 
 function median(rows) {
   const by = (k) => [...rows].sort((a, b) => a[k] - b[k])[Math.floor(rows.length / 2)][k];
-  return { name: rows[0].name, msgsPerSec: by('msgsPerSec'), p50us: by('p50us'), p99us: by('p99us') };
+  const row = { name: rows[0].name, msgsPerSec: by('msgsPerSec'), p50us: by('p50us'), p99us: by('p99us') };
+  if (rows[0].commandsPerBatch !== undefined) row.commandsPerBatch = by('commandsPerBatch');
+  return row;
 }
 
 let streamNo = 0;
 const newStream = () => `{bench-${process.pid}-${++streamNo}}`;
 
+// Every throughput row encodes and decodes its messages with the same codec (msgpack unless the
+// row says otherwise), so raw pipelines and RedisQueue are compared like for like.
+const { statelessCodecByName } = require('../dist/queue/codecs.js');
+const msgpack = statelessCodecByName('msgpack');
+
+// Commands ioredis sends (pipelined and auto-pipelined ones included: they all go through
+// Redis#sendCommand), so a row can report commands per batch.
+let commandsSent = 0;
+const sendCommand = Redis.prototype.sendCommand;
+Redis.prototype.sendCommand = function countedSendCommand(...args) {
+  commandsSent++;
+  return sendCommand.apply(this, args);
+};
+
 // ------------------------------------------------------------------------------------------------
 
 /**
- * A producer that stays at most `window` messages ahead of the consumer (so the latencies are
- * those of the path, not of an ever-growing backlog), and a consumer; returns the row.
+ * A producer that keeps up to `depth` sends of `chunk` messages in flight (pipelined, never
+ * awaiting one before issuing the next) while at most `window` messages ahead of the consumer
+ * (so the latencies are those of the path, not of an ever-growing backlog), and a consumer loop;
+ * returns the row, with the commands sent per `chunk` messages.
  */
-async function flow(name, n, window, send, receive) {
+async function flow(name, n, { window, chunk, depth = 4 }, send, receive) {
   const lat = [];
-  let sent = 0;
+  let issued = 0;
   let got = 0;
-  let wake = null;
+  let inflight = 0;
+  let failure;
+  let parked = [];
+  const kick = () => {
+    const w = parked;
+    parked = [];
+    for (const r of w) r();
+  };
+  const park = () => new Promise((r) => parked.push(r));
+  const commandsBefore = commandsSent;
+  const cpuBefore = process.cpuUsage();
   const started = performance.now();
   const produce = (async () => {
-    while (sent < n) {
-      while (sent - got >= window) await new Promise((r) => (wake = r));
-      sent += await send(sent, Math.min(n, sent + Math.max(1, window >> 2)));
+    while (issued < n && failure === undefined) {
+      if (issued - got >= window || inflight >= depth) {
+        await park();
+        continue;
+      }
+      const from = issued;
+      const to = Math.min(n, issued + chunk);
+      issued = to;
+      inflight++;
+      send(from, to).then(
+        (k) => {
+          if (k !== to - from) failure ??= new Error(`${name}: sent ${k} of ${to - from}`);
+          inflight--;
+          kick();
+        },
+        (e) => {
+          failure ??= e;
+          inflight--;
+          kick();
+        },
+      );
     }
+    while (inflight > 0) await park();
   })();
-  while (got < n) {
+  while (got < n && failure === undefined) {
     got += await receive(n - got, lat);
-    if (wake) {
-      const w = wake;
-      wake = null;
-      w();
-    }
+    kick();
   }
   const ms = performance.now() - started;
   await produce;
-  return summarize(name, n, ms, lat);
+  const cpu = process.cpuUsage(cpuBefore);
+  if (failure !== undefined) throw failure;
+  return {
+    ...summarize(name, n, ms, lat),
+    commandsPerBatch: Number((((commandsSent - commandsBefore) * chunk) / n).toFixed(1)),
+    clientCpuUs: Number(((cpu.user + cpu.system) / n).toFixed(2)),
+  };
 }
 
-/** Raw ioredis: variadic LPUSH pipelined on one connection, BRPOP pipelined on another. */
-async function rawThroughput(url, n, batch) {
-  const producer = new Redis(url);
-  const consumer = new Redis(url);
-  const key = `bench-raw-${process.pid}-${++streamNo}`;
-  const row = await flow(
-    `ioredis LPUSH/BRPOP pipelined x${batch} (baseline)`,
-    n,
-    batch * 4,
-    async (from, to) => {
-      const p = producer.pipeline();
-      for (let i = from; i < to; i += 64) {
-        const values = [];
-        for (let k = i; k < Math.min(to, i + 64); k++) values.push(v8.serialize({ t: performance.now(), i: k, pad: PAD }));
-        p.lpush(key, ...values);
-      }
-      await p.exec();
-      return to - from;
-    },
-    async (left, lat) => {
-      const p = consumer.pipeline();
-      const want = Math.min(batch, left);
-      for (let k = 0; k < want; k++) p.brpopBuffer(key, 1);
-      let got = 0;
-      const results = await p.exec();
-      const now = performance.now();
-      for (const [err, reply] of results) {
-        if (err || reply === null) continue;
-        lat.push((now - v8.deserialize(reply[1]).t) * 1000);
-        got++;
-      }
-      return got;
-    },
-  );
-  await producer.del(key);
-  producer.disconnect();
-  consumer.disconnect();
-  return row;
-}
+const FLOW = (batch) => ({ window: batch * 8, chunk: batch, depth: 4 });
+const message = (i) => msgpack.encode({ t: performance.now(), i, pad: PAD });
 
 /**
- * The stream ceiling: XADD pipelined (one per message), XREADGROUP COUNT `batch` (BLOCK on its
- * own connection) and one variadic XACK per batch, v8 codec like RedisQueue's default.
+ * The stream ceiling of a Node client: XADD pipelined (one per message); XREADGROUP COUNT
+ * `batch` BLOCK with the previous batch's XACK (and XDEL) in the same pipeline, so a batch costs
+ * the consumer one round trip.
  */
 async function rawStreams(url, n, batch, del) {
   const producer = new Redis(url);
   const consumer = new Redis(url);
   const key = `bench-rawx-${process.pid}-${++streamNo}`;
   await producer.xgroup('CREATE', key, 'g', '0', 'MKSTREAM');
+  let toAck = [];
   const row = await flow(
-    `ioredis XADD pipelined + XREADGROUP COUNT ${batch} + XACK${del ? '+XDEL' : ''} (ceiling)`,
+    `ioredis XADD pipelined + XREADGROUP COUNT ${batch} + XACK${del ? '+XDEL' : ''} (raw pipeline)`,
     n,
-    batch * 4,
+    FLOW(batch),
     async (from, to) => {
       const p = producer.pipeline();
-      for (let k = from; k < to; k++) p.xadd(key, '*', 'v', v8.serialize({ t: performance.now(), i: k, pad: PAD }));
+      for (let k = from; k < to; k++) p.xadd(key, '*', 'm', message(k));
       await p.exec();
       return to - from;
     },
     async (left, lat) => {
-      const reply = await consumer.xreadgroupBuffer('GROUP', 'g', 'c', 'COUNT', Math.min(batch, left), 'BLOCK', 1000, 'STREAMS', key, '>');
+      const p = consumer.pipeline();
+      if (toAck.length > 0) {
+        p.xack(key, 'g', ...toAck);
+        if (del) p.xdel(key, ...toAck);
+      }
+      p.xreadgroupBuffer('GROUP', 'g', 'c', 'COUNT', Math.min(batch, left), 'BLOCK', 1000, 'STREAMS', key, '>');
+      const results = await p.exec();
+      for (const [err] of results) if (err) throw err;
+      const reply = results[results.length - 1][1];
+      toAck = [];
       if (reply === null) return 0;
       const entries = reply[0][1];
       const now = performance.now();
-      const ids = [];
       for (const [id, fields] of entries) {
-        lat.push((now - v8.deserialize(fields[1]).t) * 1000);
-        ids.push(id);
-      }
-      if (del) {
-        const p = consumer.pipeline();
-        p.xack(key, 'g', ...ids);
-        p.xdel(key, ...ids);
-        await p.exec();
-      } else {
-        await consumer.xack(key, 'g', ...ids);
+        lat.push((now - msgpack.decode(fields[1]).t) * 1000);
+        toAck.push(id);
       }
       return entries.length;
     },
   );
+  if (toAck.length > 0) await consumer.xack(key, 'g', ...toAck);
   await producer.del(key);
   producer.disconnect();
   consumer.disconnect();
   return row;
 }
 
-/** The list ceiling: variadic LPUSH pipelined, BLMPOP COUNT `batch` (one call per batch). */
+/** The list ceiling: one variadic LPUSH per chunk (pipelined), BLMPOP COUNT `batch` (one call per batch). */
 async function rawLists(url, n, batch) {
   const producer = new Redis(url);
   const consumer = new Redis(url);
   const key = `bench-rawl-${process.pid}-${++streamNo}`;
   const row = await flow(
-    `ioredis LPUSH pipelined + BLMPOP COUNT ${batch} (ceiling)`,
+    `ioredis LPUSH pipelined + BLMPOP COUNT ${batch} (raw pipeline)`,
     n,
-    batch * 4,
+    FLOW(batch),
     async (from, to) => {
       const values = [];
-      for (let k = from; k < to; k++) values.push(v8.serialize({ t: performance.now(), i: k, pad: PAD }));
+      for (let k = from; k < to; k++) values.push(message(k));
       await producer.lpush(key, ...values);
       return to - from;
     },
@@ -232,39 +250,26 @@ async function rawLists(url, n, batch) {
       const reply = await consumer.callBuffer('BLMPOP', 1, 1, key, 'RIGHT', 'COUNT', Math.min(batch, left));
       if (reply === null) return 0;
       const now = performance.now();
-      for (const v of reply[1]) lat.push((now - v8.deserialize(v).t) * 1000);
+      for (const v of reply[1]) lat.push((now - msgpack.decode(v).t) * 1000);
       return reply[1].length;
     },
   );
+  await producer.del(key);
   producer.disconnect();
   consumer.disconnect();
   return row;
 }
 
-/** redis-benchmark of the same server: XADD and LPUSH of 64 B values, 32 pipelined, 50 clients. */
-function redisBenchmark(port, n) {
-  const value = 'x'.repeat(64);
-  const rows = [];
-  for (const [name, args] of [
-    ['redis-benchmark XADD 64 B -P 32 (server ceiling)', ['XADD', `rb-${process.pid}`, 'MAXLEN', '~', '100000', '*', 'v', value]],
-    ['redis-benchmark LPUSH 64 B -P 32 (server ceiling)', ['-t', 'lpush', '-d', '64']],
-  ]) {
-    const r = spawnSync('redis-benchmark', ['-p', String(port), '-P', '32', '-q', '-n', String(n), ...args], { encoding: 'utf8', timeout: 60_000 });
-    const found = [...String(r.stdout).matchAll(/([\d.]+) requests per second/g)].pop();
-    rows.push({ name, msgsPerSec: found ? Math.round(Number(found[1])) : 0, p50us: 0, p99us: 0 });
-  }
-  return rows;
-}
-
 /** RedisQueue putManyAsync / getManyAsync batches. */
-async function queueBatches(url, n, batch, ackMode) {
+async function queueBatches(url, n, batch, ackMode, codec = 'msgpack') {
   const stream = newStream();
-  const producer = new RedisQueue({ url, stream });
+  const producer = new RedisQueue({ url, stream, codec });
   const consumer = new RedisQueue({ url, stream, ackMode });
+  const acks = [];
   const row = await flow(
-    `RedisQueue putManyAsync/getManyAsync x${batch} (${ackMode} ack)`,
+    `RedisQueue putManyAsync/getManyAsync x${batch} (${ackMode} ack, ${codec})`,
     n,
-    batch * 4,
+    FLOW(batch),
     async (from, to) => {
       const items = [];
       for (let k = from; k < to; k++) items.push({ t: performance.now(), i: k, pad: PAD });
@@ -274,10 +279,11 @@ async function queueBatches(url, n, batch, ackMode) {
       const items = await consumer.getManyAsync(Math.min(batch, left), { timeoutMs: 10_000 });
       const now = performance.now();
       for (const it of items) lat.push((now - (ackMode === 'explicit' ? it.value.t : it.t)) * 1000);
-      if (ackMode === 'explicit') await consumer.ackMany(items);
+      if (ackMode === 'explicit') acks.push(consumer.ackMany(items)); // settled while the next batch is read
       return items.length;
     },
   );
+  await Promise.all(acks);
   await consumer.destroy();
   await Promise.all([producer.release(), consumer.release()]);
   return row;
@@ -373,59 +379,99 @@ async function rawPingPong(url, rounds) {
 
 /**
  * Runs every measurement (quick: fewer messages, one run each; otherwise the median of 3 runs)
- * and returns the rows. Starts and stops its own redis-server.
+ * whose name matches `only` (a RegExp or string, default all) and returns the rows. Starts and
+ * stops its own redis-server.
  */
-export async function benchRedis({ quick = false } = {}) {
-  const n = quick ? 20_000 : 100_000;
+export async function benchRedis({ quick = false, only = null, batch = 256 } = {}) {
+  const n = quick ? 30_000 : 100_000;
   const singles = quick ? 10_000 : 50_000;
   const rounds = quick ? 300 : 2000;
   const runs = quick ? 1 : 3;
+  const filter = only === null ? null : new RegExp(only);
   const redis = await startRedis();
+  const B = batch;
+  const rows = [];
+  const stats = new Redis(redis.url);
+  const measure = async (name, fn) => {
+    if (filter !== null && !filter.test(name)) return;
+    const got = [];
+    for (let r = 0; r < runs; r++) {
+      const before = await commandStats(stats);
+      const cpuBefore = await serverCpuUs(stats);
+      const row = await fn();
+      if (row.commandsPerBatch !== undefined) {
+        row.serverCpuUs = Number((((await serverCpuUs(stats)) - cpuBefore) / n).toFixed(2));
+        row.server = serverTime(before, await commandStats(stats), n);
+      }
+      got.push(row);
+    }
+    const row = median(got);
+    row.server = got[0].server;
+    if (got[0].clientCpuUs !== undefined) {
+      const mid = (k) => got.map((g) => g[k]).sort((a, b) => a - b)[Math.floor(got.length / 2)];
+      row.clientCpuUs = mid('clientCpuUs');
+      row.serverCpuUs = mid('serverCpuUs');
+    }
+    rows.push(row);
+  };
   try {
-    const measure = async (fn) => {
-      const rows = [];
-      for (let r = 0; r < runs; r++) rows.push(await fn());
-      return median(rows);
-    };
-    const rows = [];
-    rows.push(...redisBenchmark(redis.port, quick ? 100_000 : 300_000));
-    rows.push(await measure(() => rawStreams(redis.url, n, 256, false)));
-    rows.push(await measure(() => rawStreams(redis.url, n, 256, true)));
-    rows.push(await measure(() => rawLists(redis.url, n, 256)));
-    rows.push(await measure(() => rawThroughput(redis.url, n, 256)));
-    rows.push(await measure(() => queueBatches(redis.url, n, 256, 'auto')));
-    rows.push(await measure(() => queueBatches(redis.url, n, 256, 'explicit')));
-    rows.push(await measure(() => queueSingles(redis.url, singles, 64)));
-    rows.push(await measure(() => rawPingPong(redis.url, rounds)));
-    rows.push(await measure(() => queuePingPong(redis.url, rounds)));
+    if (filter === null || filter.test('redis-benchmark')) rows.push(...redisBenchmark(redis.port, quick ? 100_000 : 300_000));
+    await measure('ioredis XADD XREADGROUP XACK', () => rawStreams(redis.url, n, B, false));
+    await measure('ioredis XADD XREADGROUP XACK+XDEL', () => rawStreams(redis.url, n, B, true));
+    await measure('ioredis LPUSH BLMPOP', () => rawLists(redis.url, n, B));
+    await measure('RedisQueue auto msgpack', () => queueBatches(redis.url, n, B, 'auto'));
+    await measure('RedisQueue explicit msgpack', () => queueBatches(redis.url, n, B, 'explicit'));
+    await measure('RedisQueue auto v8', () => queueBatches(redis.url, n, B, 'auto', 'v8'));
+    await measure('RedisQueue singles', () => queueSingles(redis.url, singles, 64));
+    await measure('ioredis ping-pong', () => rawPingPong(redis.url, rounds));
+    await measure('RedisQueue ping-pong', () => queuePingPong(redis.url, rounds));
     return rows;
   } finally {
+    stats.disconnect();
     await redis.stop();
   }
 }
 
+/** The best raw ioredis pipeline of a run: the ceiling RedisQueue's throughput rows are compared with. */
+export function bestRawPipeline(rows) {
+  return rows.filter((r) => r.name.endsWith('(raw pipeline)')).sort((a, b) => b.msgsPerSec - a.msgsPerSec)[0];
+}
+
+/** Ratio column: throughput vs the best raw pipeline, ping-pong p50 vs raw ioredis ping-pong. */
+export function redisRatio(rows, r) {
+  if (r.name.includes('ping-pong')) {
+    const base = rows.find((x) => x.name.startsWith('ioredis LPUSH/BRPOP ping-pong'));
+    return base ? `${(base.p50us / r.p50us).toFixed(2)}x speed` : '';
+  }
+  const base = bestRawPipeline(rows);
+  return base ? `${(r.msgsPerSec / base.msgsPerSec).toFixed(2)}x` : '';
+}
+
 function printTable(rows) {
-  // Throughput rows are compared with the best raw ioredis pipeline of this run (the ceiling a
-  // Node client reaches); redis-benchmark rows show what the server alone does.
-  const baseT = rows.filter((r) => r.name.startsWith('ioredis') && !r.name.includes('ping-pong')).sort((a, b) => b.msgsPerSec - a.msgsPerSec)[0];
-  const baseL = rows.find((r) => r.name.startsWith('ioredis LPUSH/BRPOP ping-pong'));
   console.log(`machine: ${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`);
-  const header = ['vs baseline', 'msgs/s', 'p50 µs', 'p99 µs', 'benchmark'];
-  const lines = rows.map((r) => {
-    const base = r.name.includes('ping-pong') ? baseL : baseT;
-    const ratio = base ? (r.name.includes('ping-pong') ? `${(base.p50us / r.p50us).toFixed(2)}x speed` : `${(r.msgsPerSec / base.msgsPerSec).toFixed(2)}x`) : '';
-    return [ratio, String(r.msgsPerSec), String(r.p50us), String(r.p99us), r.name];
-  });
+  const header = ['vs best raw', 'msgs/s', 'p50 µs', 'p99 µs', 'cmds/batch', 'node cpu µs/msg', 'redis cpu µs/msg', 'benchmark'];
+  const opt = (v) => (v === undefined ? '' : String(v));
+  const lines = rows.map((r) => [redisRatio(rows, r), String(r.msgsPerSec), String(r.p50us), String(r.p99us), opt(r.commandsPerBatch), opt(r.clientCpuUs), opt(r.serverCpuUs), r.name]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
-  const fmt = (cols) => cols.map((c, i) => (i < 4 ? c.padStart(widths[i]) : c)).join('  ');
+  const fmt = (cols) => cols.map((c, i) => (i < 7 ? c.padStart(widths[i]) : c)).join('  ');
   console.log(fmt(header));
   for (const l of lines) console.log(fmt(l));
+  if (process.argv.includes('--server')) {
+    console.log('\nserver time per message, by command (µs/msg, calls per 1000 msgs; commands run inside scripts are counted under their own name too):');
+    for (const r of rows) {
+      if (r.server === undefined) continue;
+      const parts = Object.entries(r.server).sort((a, b) => b[1].usPerMsg - a[1].usPerMsg).map(([c, v]) => `${c} ${v.usPerMsg}µs/${v.callsPer1k}`);
+      console.log(`  ${r.name}: ${parts.join(', ')}`);
+    }
+  }
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const quick = process.argv.includes('--quick');
   const jsonAt = process.argv.indexOf('--json');
-  const rows = await benchRedis({ quick });
+  const onlyAt = process.argv.indexOf('--only');
+  const batchAt = process.argv.indexOf('--batch');
+  const rows = await benchRedis({ quick, only: onlyAt > 0 ? process.argv[onlyAt + 1] : null, batch: batchAt > 0 ? Number(process.argv[batchAt + 1]) : 256 });
   printTable(rows);
   if (jsonAt > 0 && process.argv[jsonAt + 1]) {
     const out = { machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version }, quick, rows };

@@ -21,7 +21,7 @@ import { buildRingBench } from './transports/cpp-ring.mjs';
 import { benchRouter } from './router.mjs';
 import { benchMpmc, mpmcTable } from './mpmc.mjs';
 import { benchPrimary, primaryTable } from './primary.mjs';
-import { benchRedis } from './redis.mjs';
+import { benchRedis, redisRatio } from './redis.mjs';
 import { benchGateway, gatewayTable } from './gateway.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -250,15 +250,18 @@ async function main() {
     if (spawnSync('redis-server', ['--version']).status !== 0) {
       warnings.push('redis-server is not installed: the Redis rows were skipped (apt-get install redis-server)');
     } else {
-      log('redis: RedisQueue beside raw ioredis LPUSH/BRPOP (its own redis-server on loopback)');
+      log('redis: redis-benchmark, raw ioredis pipelines and RedisQueue (its own redis-server on loopback)');
       doc.redis = await benchRedis({ quick: opts.quick });
-      const base = (ping) => doc.redis.find((r) => r.name.startsWith(ping ? 'ioredis LPUSH/BRPOP ping-pong' : 'ioredis LPUSH/BRPOP pipelined'));
-      extra.push('', '### Leaving the machine: Redis', '', '| benchmark | msgs/s | vs ioredis baseline | p50 µs | p99 µs |', '|---|---:|---:|---:|---:|');
+      extra.push(
+        '',
+        '### Leaving the machine: Redis',
+        '',
+        '| benchmark | msgs/s | vs best raw pipeline | p50 µs | p99 µs | commands / 256 msgs | node CPU µs/msg | redis CPU µs/msg |',
+        '|---|---:|---:|---:|---:|---:|---:|---:|',
+      );
       for (const r of doc.redis) {
-        const ping = r.name.includes('ping-pong');
-        const b = base(ping);
-        const ratio = b ? (ping ? `${(b.p50us / r.p50us).toFixed(2)}× speed` : `${(r.msgsPerSec / b.msgsPerSec).toFixed(2)}×`) : '';
-        extra.push(`| ${r.name} | ${Math.round(r.msgsPerSec).toLocaleString('en-US')} | ${ratio} | ${r.p50us} | ${r.p99us} |`);
+        const opt = (v) => (v === undefined ? '' : String(v));
+        extra.push(`| ${r.name} | ${Math.round(r.msgsPerSec).toLocaleString('en-US')} | ${redisRatio(doc.redis, r).replace('x', '×')} | ${r.p50us} | ${r.p99us} | ${opt(r.commandsPerBatch)} | ${opt(r.clientCpuUs)} | ${opt(r.serverCpuUs)} |`);
       }
     }
   }

@@ -123,7 +123,8 @@ export class QueueBackend {
   }
 
   /**
-   * Settles entries this consumer holds (sageqSettle); returns one '1'/'0' flag per id.
+   * Settles entries this consumer holds (sageqSettle, the ids comma-separated in one argument);
+   * returns one '1'/'0' flag per id.
    * `fixedSeq` repeats an earlier call whose outcome is unknown (Redis answers what it did then).
    */
   async settle(op: SettleOp, ids: string[], reason: string, fixedSeq?: number): Promise<string> {
@@ -131,7 +132,7 @@ export class QueueBackend {
     const s = this.settings;
     const flags = await this.withSeq((next) =>
       this.script<Buffer | string>('sageqSettle', [s.stream, s.sessionKey, s.deadLetterStream], [
-        fixedSeq ?? next, SESSION_WINDOW, SESSION_TTL_MS, op, s.group, s.consumer, s.claimIdleMs, s.deadMaxLen, reason, Date.now(), ...ids,
+        fixedSeq ?? next, SESSION_WINDOW, SESSION_TTL_MS, op, s.group, s.consumer, s.claimIdleMs, s.deadMaxLen, reason, Date.now(), ids.join(','),
       ]),
     );
     return parseSettleReply(flags, ids.length);

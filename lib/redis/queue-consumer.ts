@@ -20,6 +20,29 @@ import { parseWaitOptions } from '../queue/skeleton';
 import type { WaitOptions as Wait } from '../queue/skeleton';
 import { parseReadReply, parseReclaimReply } from './queue-scripts';
 
+/** ioredis has it at run time (every command has a Buffer-reply twin); its typings lack it. */
+interface XReadGroupBuffer {
+  xreadgroupBuffer(...args: Array<string | number>): Promise<unknown>;
+}
+
+const ASCII: readonly string[] = Array.from({ length: 128 }, (_, i) => String.fromCharCode(i));
+
+/** The entries of an XREADGROUP reply (Buffer replies; deleted entries, listed without fields, skipped). */
+function entriesOf(reply: unknown, now: number): RawEntry[] {
+  const entries: RawEntry[] = [];
+  if (reply === null || reply === undefined) return entries;
+  for (const [, list] of reply as Array<[Buffer, Array<[Buffer, Buffer[] | null]>]>) {
+    for (const [id, fields] of list) {
+      if (!Array.isArray(fields) || fields.length < 2) continue;
+      const f = fields[0] as Buffer;
+      // Ids are ASCII; a one-letter field (every RedisQueue entry's) comes from a table, not a decode.
+      const field = f.length === 1 ? ASCII[f[0] as number] ?? f.toString() : f.toString();
+      entries.push({ id: id.toString('latin1'), deliveries: 1, field, value: fields[1] as Buffer, readAt: now });
+    }
+  }
+  return entries;
+}
+
 /** Most entries one get (or one read) takes. */
 export const READ_MAX = 1000;
 
@@ -40,6 +63,12 @@ export class QueueConsumer {
   #closedCheckedAt = 0;
   #unconfirmed: { seq: number; entries: RawEntry[] } | undefined;
   #confirming: Promise<void> | undefined;
+  /** The last read filled its count: more entries are likely waiting (read again without blocking). */
+  #more = false;
+  /** A non-blocking read issued while the previous batch is settled and handed out (read-ahead). */
+  #ahead: Promise<void> | undefined;
+  /** Auto ack: a read failed after it may have been applied; re-read this consumer's pending entries. */
+  #recover = false;
 
   constructor(backend: QueueBackend) {
     this.#b = backend;
@@ -50,6 +79,11 @@ export class QueueConsumer {
     this.#nextClaimAt = 0;
     if (this.#getters.size > 0) void this.pump();
   };
+
+  /** release(): waits for a read-ahead in flight, so what it read is in the buffer. */
+  async quiesce(): Promise<void> {
+    await this.#ahead;
+  }
 
   /** release(): the ids read ahead and not handed out (given back by the caller); the buffer is emptied. */
   takeBuffered(): string[] {
@@ -96,6 +130,7 @@ export class QueueConsumer {
 
   /** timeoutMs 0: one non-blocking attempt (buffer, reclaim when due, read). */
   async #getNow(max: number, what: string): Promise<unknown[]> {
+    await this.#ahead;
     await this.#confirmAck();
     if (this.#buffer.length === 0) {
       if (Date.now() >= this.#nextClaimAt || this.#b.closed) await this.#reclaim(max);
@@ -121,19 +156,28 @@ export class QueueConsumer {
     const s = this.#b.settings;
     try {
       while (this.#getters.size > 0 && !this.#b.released) {
+        await this.#ahead;
         await this.#confirmAck();
+        if (this.#recover) await this.#recoverPending();
         this.#dropStale();
+        const want = Math.max(1, Math.min(READ_MAX, this.#want));
         if (this.#buffer.length > 0) {
+          // Auto ack, the last read was full and this batch empties the buffer: read the next
+          // one while this one is acked and handed out — one pipelined write for both. (Not in
+          // explicit mode: there is no ack to overlap, and an entry read ahead by a consumer that
+          // then crashes waits claimIdleMs before another consumer gets it. Nor for one entry at
+          // a time: a full read of 1 says nothing of a backlog, and the extra read costs latency.)
+          if (this.#more && want > 1 && this.#b.settings.ackMode === 'auto' && this.#buffer.length <= this.#want && !this.#b.closed) this.#readAhead(want);
           await this.#serve();
           continue;
         }
-        const want = Math.max(1, Math.min(READ_MAX, this.#want));
         const closing = this.#b.closed;
         if (closing || Date.now() >= this.#nextClaimAt) {
           if ((await this.#reclaim(want)) > 0) continue;
         }
-        // A non-blocking read also checks the close marker: done when closing, and otherwise at
-        // most once per block slice (a blocking read returns at once when entries are there).
+        // A non-blocking read that also checks the close marker: done when closing, and
+        // otherwise at most once per block slice (a blocking read returns at once when entries
+        // are there).
         if (closing || Date.now() - this.#closedCheckedAt >= s.sliceMs) {
           const closed = await this.#readNow(want);
           if (this.#buffer.length > 0) continue;
@@ -143,7 +187,7 @@ export class QueueConsumer {
           }
         }
         const slice = Math.max(1, Math.min(s.sliceMs, this.#nextClaimAt - Date.now()));
-        if (!(await this.#readBlocking(want, slice))) this.#closedCheckedAt = 0; // empty: check the marker next
+        if (!(await this.#read(want, slice))) this.#closedCheckedAt = 0; // empty: check the marker next
       }
     } catch (e) {
       if (!this.#b.released) this.#getters.rejectAll(() => e);
@@ -192,11 +236,41 @@ export class QueueConsumer {
     for (const e of entries) if (!have.has(e.id)) this.#buffer.push(e);
   }
 
+  /**
+   * A non-blocking read in the background; a failure is left to the next read to meet again (an
+   * entry whose reply was lost is reclaimed after claimIdleMs, as for any read).
+   */
+  #readAhead(count: number): void {
+    this.#ahead = this.#read(count).then(
+      () => {
+        this.#ahead = undefined;
+      },
+      () => {
+        this.#ahead = undefined;
+        this.#more = false;
+        this.#recover = true;
+      },
+    );
+  }
+
+  /**
+   * Auto ack: entries a failed read may have delivered to this consumer (pending for it, never
+   * seen here) are read again from its own pending list, rather than waiting claimIdleMs to be
+   * reclaimed. One being acked meanwhile is harmless: the ack hands out only entries it removed.
+   */
+  async #recoverPending(): Promise<void> {
+    this.#recover = false;
+    const s = this.#b.settings;
+    const reply = await this.#b.call('cmd', 'XREADGROUP', (c) => (c as unknown as XReadGroupBuffer).xreadgroupBuffer('GROUP', s.group, s.consumer, 'COUNT', READ_MAX, 'STREAMS', s.stream, '0'));
+    this.#addToBuffer(entriesOf(reply, Date.now()));
+  }
+
   /** Non-blocking read of new entries into the buffer; returns the closed flag. */
   async #readNow(count: number): Promise<boolean> {
     const s = this.#b.settings;
     const reply = await this.#b.script<unknown>('sageqRead', [s.stream, s.closedKey], [s.group, s.consumer, count]);
     const { closed, entries } = parseReadReply(reply, Date.now());
+    this.#more = entries.length >= count;
     if (closed) this.#b.closedSeen = true;
     this.#closedCheckedAt = Date.now();
     this.#b.groupReady = true;
@@ -204,43 +278,49 @@ export class QueueConsumer {
     return closed;
   }
 
-  /** XREADGROUP BLOCK on the blocking connection (never abandoned: a late reply still lands in the buffer). */
-  async #readBlocking(count: number, blockMs: number): Promise<boolean> {
+  /**
+   * XREADGROUP of new entries into the buffer; returns whether it got any. With `blockMs`: BLOCK
+   * on the blocking connection (never abandoned: a late reply still lands in the buffer);
+   * without: a plain read on the command connection (pipelined with whatever else goes there).
+   */
+  async #read(count: number, blockMs?: number): Promise<boolean> {
     await this.#b.ensureGroup();
     const s = this.#b.settings;
-    this.#b.blockingRead = true;
+    const blocking = blockMs !== undefined;
+    if (blocking) this.#b.blockingRead = true;
     let reply: unknown;
     try {
-      reply = await this.#b.call(
-        'blk',
-        'XREADGROUP',
-        (c) => c.callBuffer('XREADGROUP', 'GROUP', s.group, s.consumer, 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', s.stream, '>'),
-        blockMs + s.commandTimeoutMs,
-      );
+      reply = blocking
+        ? await this.#b.call(
+            'blk',
+            'XREADGROUP',
+            (c) => c.callBuffer('XREADGROUP', 'GROUP', s.group, s.consumer, 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', s.stream, '>'),
+            blockMs + s.commandTimeoutMs,
+          )
+        : // (not callBuffer: under auto-pipelining ioredis would drop its command name)
+          await this.#b.call('cmd', 'XREADGROUP', (c) => (c as unknown as XReadGroupBuffer).xreadgroupBuffer('GROUP', s.group, s.consumer, 'COUNT', count, 'STREAMS', s.stream, '>'));
     } catch (e) {
       if (e instanceof RedisBackendError && /NOGROUP/.test(e.message)) {
         this.#b.groupReady = false;
+        this.#more = false;
         return false;
       }
-      if (e instanceof RedisBackendError && e.code === 'ERR_REDIS_TIMEOUT') {
+      if (blocking && e instanceof RedisBackendError && e.code === 'ERR_REDIS_TIMEOUT') {
         // A read that outlived its BLOCK by commandTimeoutMs: the connection is likely dead.
         this.#b.resetBlocking();
+        if (this.#b.settings.ackMode === 'auto') this.#recover = true;
         return false;
       }
       throw e;
     } finally {
-      this.#b.blockingRead = false;
+      if (blocking) this.#b.blockingRead = false;
     }
-    if (reply === null || reply === undefined) return false;
-    const streams = reply as Array<[Buffer, Array<[Buffer, Buffer[] | null]>]>;
-    const now = Date.now();
-    const entries: RawEntry[] = [];
-    for (const [, list] of streams) {
-      for (const [id, fields] of list) {
-        if (!Array.isArray(fields) || fields.length < 2) continue;
-        entries.push({ id: id.toString(), deliveries: 1, field: (fields[0] as Buffer).toString(), value: fields[1] as Buffer, readAt: now });
-      }
+    if (reply === null || reply === undefined) {
+      this.#more = false;
+      return false;
     }
+    const entries = entriesOf(reply, Date.now());
+    this.#more = entries.length >= count;
     this.#addToBuffer(entries);
     return entries.length > 0;
   }
@@ -346,6 +426,8 @@ export class QueueConsumer {
         }
         throw e;
       }
+      // The usual case: every entry acked here, none acked earlier — hand them all out as they are.
+      if (toAck.length === decoded.length && !flags.includes('0')) return { items: decoded.map((d) => d.value), owners: sizes.slice() };
       const mine = new Set(toAck.filter((_, i) => flags[i] === '1'));
       kept = decoded.filter((d) => d.entry.acked || mine.has(d));
     }

@@ -68,9 +68,13 @@ export class QueueProducer {
     for (let at = from, first = true; at < payloads.length; at += CHUNK, first = false) {
       const chunk = payloads.slice(at, at + CHUNK);
       const headFlag = head && first ? '1' : '0';
+      // One bulk string for the chunk's values (and one for their lengths): ioredis writes 3
+      // pieces per separate argument, which cost more than the copy.
+      const lengths = chunk.map((p) => p.length).join(',');
+      const blob = Buffer.concat(chunk);
       calls.push(
         this.#b.withSeq((seq) =>
-          this.#b.scriptWait<number>('sageqPut', [s.stream, s.closedKey, s.sessionKey], [seq, SESSION_WINDOW, SESSION_TTL_MS, s.maxsize, headFlag, this.#field, ...chunk], deadline),
+          this.#b.scriptWait<number>('sageqPutPacked', [s.stream, s.closedKey, s.sessionKey], [seq, SESSION_WINDOW, SESSION_TTL_MS, s.maxsize, headFlag, this.#field, lengths, blob], deadline),
         ),
       );
     }

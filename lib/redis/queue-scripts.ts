@@ -25,11 +25,31 @@ function recordOutcome(outcomesKey: string, value: string): string {
 
 /**
  * Append. KEYS: stream, closed marker, session hash. ARGV: seq, window, session ttl ms, maxsize
- * (0 = none), head (1 = first in this producer's wait line: may pass the `blocked` flag), field,
- * values... Reply: integer, entries appended (>= 0, fewer than given when maxsize stops them),
- * or -1 when the queue is closed. A resent seq returns the first outcome without appending.
+ * (0 = none), head (1 = first in this producer's wait line: may pass the \`blocked\` flag), field,
+ * then the values: one argument each (sageqPut), or packed (sageqPutPacked: their byte lengths,
+ * comma-separated, then all of them concatenated in one argument — one bulk string to write and
+ * parse instead of one per value). Reply: integer, entries appended (>= 0, fewer than given when
+ * maxsize stops them), or -1 when the queue is closed. A resent seq returns the first outcome
+ * without appending.
  */
-const PUT_LUA = `
+function putLua(packed: boolean): string {
+  const values = packed
+    ? `local lens = {}
+  for l in string.gmatch(ARGV[7], '%d+') do lens[#lens + 1] = tonumber(l) end
+  local n = #lens`
+    : 'local n = #ARGV - 6';
+  const append = packed
+    ? `local blob = ARGV[8]
+  local pos = 1
+  for i = 1, room do
+    local next = pos + lens[i]
+    redis.call('XADD', KEYS[1], '*', ARGV[6], string.sub(blob, pos, next - 1))
+    pos = next
+  end`
+    : `for i = 1, room do
+    redis.call('XADD', KEYS[1], '*', ARGV[6], ARGV[6 + i])
+  end`;
+  return `
 local seq = ARGV[1]
 local done = redis.call('HGET', KEYS[3], seq)
 if done then
@@ -41,7 +61,7 @@ local added
 if redis.call('EXISTS', KEYS[2]) == 1 then
   added = -1
 else
-  local n = #ARGV - 6
+  ${values}
   local room = n
   local maxsize = tonumber(ARGV[4])
   if maxsize > 0 then
@@ -56,19 +76,20 @@ else
       redis.call('HDEL', KEYS[3], 'blocked')
     end
   end
-  for i = 1, room do
-    redis.call('XADD', KEYS[1], '*', ARGV[6], ARGV[6 + i])
-  end
+  ${append}
   added = room
 end
 ${recordOutcome('KEYS[3]', 'added')}
 return added
 `;
+}
 
 /**
  * Non-blocking read of new entries (creates the group at 0 when it is missing).
  * KEYS: stream, closed marker. ARGV: group, consumer, count.
- * Reply: { closed (0|1), id1, field1, value1, id2, ... }.
+ * Reply, packed (4 bulk strings whatever the count, not 3 per entry): { closed (0|1), the ids
+ * comma-separated, the byte lengths of each entry's field and value comma-separated, every
+ * field and value concatenated }.
  */
 const READ_LUA = `
 local closed = redis.call('EXISTS', KEYS[2])
@@ -81,18 +102,20 @@ if type(r) == 'table' and r.err then
     return redis.error_reply(r.err)
   end
 end
-local out = {closed}
+local ids, lens, parts = {}, {}, {}
 if r then
   for _, e in ipairs(r[1][2]) do
     local f = e[2]
     if type(f) == 'table' and #f >= 2 then
-      out[#out + 1] = e[1]
-      out[#out + 1] = f[1]
-      out[#out + 1] = f[2]
+      ids[#ids + 1] = e[1]
+      lens[#lens + 1] = #f[1]
+      lens[#lens + 1] = #f[2]
+      parts[#parts + 1] = f[1]
+      parts[#parts + 1] = f[2]
     end
   end
 end
-return out
+return {closed, table.concat(ids, ','), table.concat(lens, ','), table.concat(parts)}
 `;
 
 /**
@@ -144,7 +167,8 @@ return out
  * to the dead-letter stream with the reason, then XACK + XDEL). An entry that is not pending for
  * this consumer (reclaimed by another, or already settled) is left alone.
  * KEYS: stream, session hash, dead-letter stream. ARGV: seq, window, session ttl ms, op, group,
- * consumer, claimIdleMs, deadMaxLen, reason, now ms, ids... Reply: a string of '1' (settled
+ * consumer, claimIdleMs, deadMaxLen, reason, now ms, ids... (or all the ids comma-separated in
+ * one argument). Reply: a string of '1' (settled
  * here) and '0' (not pending for this consumer), one per id. A resent seq returns the first reply.
  */
 const SETTLE_LUA = `
@@ -155,24 +179,36 @@ local op = ARGV[4]
 local group = ARGV[5]
 local consumer = ARGV[6]
 local flags = {}
-if op == 'ack' and #ARGV > 11 then
-  -- Many acks: one XPENDING over the ids' range for this consumer, then one XACK and one XDEL
-  -- for those it holds; an id the range reply did not list (cut off by the count) is checked alone.
-  local function parse(id)
+-- The ids: one per argument, or all in ARGV[11] comma-separated (one bulk string to send).
+local ids = {}
+if #ARGV == 11 and string.find(ARGV[11], ',', 1, true) then
+  for id in string.gmatch(ARGV[11], '[^,]+') do ids[#ids + 1] = id end
+else
+  for i = 11, #ARGV do ids[#ids + 1] = ARGV[i] end
+end
+if op == 'ack' and #ids > 1 then
+  -- Many acks: one XPENDING over the ids' range for this consumer, then one XACK for those it
+  -- holds; an id the range reply did not list (cut off by the count) is checked alone. Then the
+  -- acked entries are deleted: those older than every entry still pending in the group (and not
+  -- newer than one delivered: ids are delivered in order) by one XTRIM MINID — every entry below
+  -- that bound was delivered and is no longer pending, so acked, and acked entries are deleted
+  -- anyway — and any others by XDEL. The range's ends are found with one parse of each id.
+  local msOf, seqOf = {}, {}
+  local lo, hi, loMs, loSeq, hiMs, hiSeq
+  for i = 1, #ids do
+    local id = ids[i]
     local d = string.find(id, '-', 1, true)
-    return tonumber(string.sub(id, 1, d - 1)), tonumber(string.sub(id, d + 1))
+    local ms, sq
+    if d then
+      ms, sq = tonumber(string.sub(id, 1, d - 1)), tonumber(string.sub(id, d + 1))
+    else
+      ms, sq = tonumber(id), 0
+    end
+    msOf[i], seqOf[i] = ms, sq
+    if lo == nil or ms < loMs or (ms == loMs and sq < loSeq) then lo, loMs, loSeq = id, ms, sq end
+    if hi == nil or ms > hiMs or (ms == hiMs and sq > hiSeq) then hi, hiMs, hiSeq = id, ms, sq end
   end
-  local function less(a, b)
-    local am, as = parse(a)
-    local bm, bs = parse(b)
-    return am < bm or (am == bm and as < bs)
-  end
-  local lo, hi = ARGV[11], ARGV[11]
-  for i = 12, #ARGV do
-    if less(ARGV[i], lo) then lo = ARGV[i] end
-    if less(hi, ARGV[i]) then hi = ARGV[i] end
-  end
-  local n = #ARGV - 10
+  local n = #ids
   local held = {}
   local listed = 0
   local p = redis.pcall('XPENDING', KEYS[1], group, lo, hi, n, consumer)
@@ -180,9 +216,10 @@ if op == 'ack' and #ARGV > 11 then
     for _, e in ipairs(p) do held[e[1]] = true end
     listed = #p
   end
-  local mine = {}
-  for i = 11, #ARGV do
-    local id = ARGV[i]
+  local mine, mineAt = {}, {}
+  local topMs, topSeq
+  for i = 1, n do
+    local id = ids[i]
     local ok = held[id]
     if not ok and listed >= n then
       local q = redis.pcall('XPENDING', KEYS[1], group, id, id, 1, consumer)
@@ -190,22 +227,46 @@ if op == 'ack' and #ARGV > 11 then
     end
     if ok then
       mine[#mine + 1] = id
+      mineAt[#mineAt + 1] = i
+      if topMs == nil or msOf[i] > topMs or (msOf[i] == topMs and seqOf[i] > topSeq) then topMs, topSeq = msOf[i], seqOf[i] end
       flags[#flags + 1] = '1'
     else
       flags[#flags + 1] = '0'
     end
   end
   for at = 1, #mine, 1000 do
-    local part = {unpack(mine, at, math.min(#mine, at + 999))}
-    redis.call('XACK', KEYS[1], group, unpack(part))
-    redis.call('XDEL', KEYS[1], unpack(part))
+    redis.call('XACK', KEYS[1], group, unpack(mine, at, math.min(#mine, at + 999)))
+  end
+  if #mine > 0 then
+    -- The bound: the oldest entry still pending in the group, or just past the newest acked here.
+    local boundMs, boundSeq = topMs, topSeq + 1
+    local summary = redis.call('XPENDING', KEYS[1], group)
+    local oldest = summary[2]
+    if oldest then
+      local d = string.find(oldest, '-', 1, true)
+      local ms, sq = tonumber(string.sub(oldest, 1, d - 1)), tonumber(string.sub(oldest, d + 1))
+      if ms < boundMs or (ms == boundMs and sq < boundSeq) then boundMs, boundSeq = ms, sq end
+    end
+    local rest = mine
+    -- (Ids past 1e14 do not survive the number round trip exactly: those are deleted one by one.)
+    if boundMs < 1e14 and boundSeq < 1e14 then
+      redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', boundMs, boundSeq))
+      rest = {}
+      for k = 1, #mine do
+        local i = mineAt[k]
+        if msOf[i] > boundMs or (msOf[i] == boundMs and seqOf[i] >= boundSeq) then rest[#rest + 1] = mine[k] end
+      end
+    end
+    for at = 1, #rest, 1000 do
+      redis.call('XDEL', KEYS[1], unpack(rest, at, math.min(#rest, at + 999)))
+    end
   end
   local s = table.concat(flags)
   ${recordOutcome('KEYS[2]', 's')}
   return s
 end
-for i = 11, #ARGV do
-  local id = ARGV[i]
+for i = 1, #ids do
+  local id = ids[i]
   local p = redis.pcall('XPENDING', KEYS[1], group, id, id, 1, consumer)
   if type(p) == 'table' and not p.err and p[1] then
     if op == 'ack' then
@@ -247,11 +308,12 @@ return {len, pending, redis.call('EXISTS', KEYS[2]), redis.call('XLEN', KEYS[3])
 
 /** The queue's scripts (exported for the reply-shape and key tests). @internal */
 export const QUEUE_SCRIPTS: readonly LuaScript[] = [
-  { name: 'sageqPut', numberOfKeys: 3, lua: PUT_LUA },
+  { name: 'sageqPut', numberOfKeys: 3, lua: putLua(false) },
   { name: 'sageqRead', numberOfKeys: 2, lua: READ_LUA },
   { name: 'sageqReclaim', numberOfKeys: 2, lua: RECLAIM_LUA },
   { name: 'sageqSettle', numberOfKeys: 3, lua: SETTLE_LUA },
   { name: 'sageqInfo', numberOfKeys: 3, lua: INFO_LUA },
+  { name: 'sageqPutPacked', numberOfKeys: 3, lua: putLua(true) },
 ];
 
 // ------------------------------------------------------------------------------------------------
@@ -268,14 +330,27 @@ export function parsePutReply(reply: unknown): number {
   return n;
 }
 
-/** sageqRead: the closed flag and the new entries. */
+/** sageqRead: the closed flag and the new entries (their values are views into the reply). */
 export function parseReadReply(reply: unknown, now: number): { closed: boolean; entries: RawEntry[] } {
-  if (!Array.isArray(reply) || reply.length % 3 !== 1) throw badReply('sageqRead', reply, '');
+  if (!Array.isArray(reply) || reply.length !== 4 || !Buffer.isBuffer(reply[3])) throw badReply('sageqRead', reply, '');
+  const [closed, idList, lenList, blob] = reply as [unknown, Buffer | string, Buffer | string, Buffer];
   const entries: RawEntry[] = [];
-  for (let i = 1; i < reply.length; i += 3) {
-    entries.push({ id: String(reply[i]), deliveries: 1, field: String(reply[i + 1]), value: reply[i + 2] as Buffer, readAt: now });
+  const idText = idList.toString();
+  if (idText.length > 0) {
+    const ids = idText.split(',');
+    const lens = lenList.toString().split(',');
+    if (lens.length !== ids.length * 2) throw badReply('sageqRead', reply, `: ${ids.length} ids, ${lens.length} lengths`);
+    let at = 0;
+    for (let i = 0; i < ids.length; i++) {
+      const fieldEnd = at + Number(lens[2 * i]);
+      const valueEnd = fieldEnd + Number(lens[2 * i + 1]);
+      if (!(valueEnd <= blob.length)) throw badReply('sageqRead', reply, ': lengths past the end of the values');
+      entries.push({ id: ids[i] as string, deliveries: 1, field: blob.toString('utf8', at, fieldEnd), value: blob.subarray(fieldEnd, valueEnd), readAt: now });
+      at = valueEnd;
+    }
+    if (at !== blob.length) throw badReply('sageqRead', reply, ': lengths do not cover the values');
   }
-  return { closed: Number(reply[0]) === 1, entries };
+  return { closed: Number(closed) === 1, entries };
 }
 
 /** sageqReclaim: the next XAUTOCLAIM cursor and the entries reclaimed (dead-lettered ones are not among them). */

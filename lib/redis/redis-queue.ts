@@ -255,6 +255,8 @@ class RedisQueueImpl<T = unknown, Out = T> {
    */
   async release(): Promise<void> {
     if (this.#b.released) return;
+    await this.#consumer.quiesce();
+    if (this.#b.released) return;
     const buffered = this.#consumer.takeBuffered();
     if (this.#b.commandConnected) {
       try {

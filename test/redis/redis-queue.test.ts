@@ -345,6 +345,32 @@ describe('RedisQueue explicit ack and dead letters', () => {
     expect(await q.getAsync({ timeoutMs: 2000 })).toBe('precious');
   });
 
+  it('auto ack: entries a read-ahead delivered but whose reply timed out are read again from the consumer\'s pending list, not left for claimIdleMs', async () => {
+    const q = make<number>({ codec: 'json', commandTimeoutMs: 300, blockSliceMs: 5000 });
+    const first = rejected(q.getManyAsync(10, { timeoutMs: 5000 }), RedisBackendError, 'ERR_REDIS_TIMEOUT');
+    await sleep(150); // blocked in XREADGROUP COUNT 10
+    const c = server.client();
+    try {
+      // The blocked read gets 10 of the 20 (a full count): the consumer then acks them and reads
+      // the next 10 ahead, both held by the pause past their timeout, both applied after it.
+      await c
+        .pipeline()
+        .eval("for i = 0, 19 do redis.call('XADD', KEYS[1], '*', 'j', tostring(i)) end", 1, q.stream)
+        .client('PAUSE', 700, 'WRITE')
+        .exec();
+      expect((await first).maybeApplied).toBe(true);
+      await sleep(800);
+    } finally {
+      c.disconnect();
+    }
+    const got: number[] = [];
+    const t0 = Date.now();
+    while (got.length < 20) got.push(...(await q.getManyAsync(20, { timeoutMs: 2000 })));
+    expect(Date.now() - t0).toBeLessThan(3000); // claimIdleMs is 30 s
+    expect(got.sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect((await q.stats()).length).toBe(0);
+  });
+
   it('explicit ack: ack() repeated after a timed-out ack() answers what the first one did', async () => {
     const q = makeExplicit<string>({ codec: 'json', commandTimeoutMs: 300 });
     await q.putAsync('job');
@@ -400,6 +426,39 @@ describe('RedisQueue scripts', () => {
       // Closed: -1, and nothing appended.
       await c.set(`${s}:closed`, '1');
       expect(await c.eval(put.lua, 3, ...keys, '10', ...putArgs.slice(1))).toBe(-1);
+      expect(await c.xlen(s)).toBe(0);
+    } finally {
+      c.disconnect();
+    }
+  });
+});
+
+describe('RedisQueue settle script: deleting acked entries', () => {
+  it('trims the acked entries older than everything pending in the group, deletes the others one by one, and never an entry another consumer holds', async () => {
+    const c = server.client();
+    try {
+      const s = stream();
+      const settle = QUEUE_SCRIPTS.find((x) => x.name === 'sageqSettle')!;
+      for (let i = 1; i <= 5; i++) await c.xadd(s, '*', 'j', String(i));
+      await c.xgroup('CREATE', s, 'g', '0');
+      const read = async (consumer: string, count: number) =>
+        ((await c.xreadgroup('GROUP', 'g', consumer, 'COUNT', count, 'STREAMS', s, '>')) as Array<[string, Array<[string, string[]]>]>)[0]![1].map(([id]) => id);
+      const [e1, e2] = await read('a', 2);
+      const [e3] = await read('b', 1);
+      const [e4, e5] = await read('a', 2);
+      let seq = 0;
+      const ack = (consumer: string, ids: string[]) => c.eval(settle.lua, 3, s, `${s}:s`, `${s}:dead`, String(++seq), 4096, 60_000, 'ack', 'g', consumer, 1000, 100, '', 0, ids.join(','));
+      const left = async () => ((await c.xrange(s, '-', '+')) as Array<[string, string[]]>).map(([id]) => id);
+      expect(await ack('a', [e1!, e2!])).toBe('11');
+      expect(await left()).toEqual([e3, e4, e5]);
+      // e3 (b's, pending) is older than a's e4 and e5: they go, it stays.
+      expect(await ack('a', [e5!, e4!])).toBe('11');
+      expect(await left()).toEqual([e3]);
+      expect(await c.xlen(s)).toBe(1);
+      // Not a's: left alone.
+      expect(await ack('a', [e3!, '0-1'])).toBe('00');
+      expect(await left()).toEqual([e3]);
+      expect(await ack('b', [e3!, '0-1'])).toBe('10');
       expect(await c.xlen(s)).toBe(0);
     } finally {
       c.disconnect();
