@@ -163,7 +163,10 @@ describe('StatefulRouteStore and StatefulRouter on Redis Cluster', () => {
     expect(reports.every((r) => r.ok)).toBe(true);
     expect(queues.get('pod-a')?.qsize()).toBe(1); // user-0, persistently linked to pod-a
     expect(queues.get('pod-b')?.qsize()).toBe(9);
-    // A pod leaving 'ready' is published (PUBLISH reaches every node): the other store drops its links.
+    // A pod leaving 'ready' is published (PUBLISH reaches every node): the other store drops its
+    // links. (Its subscription starts with its first call and calls do not wait for it: wait here,
+    // or under load the PUBLISH can come before the SUBSCRIBE and nothing is there to hear it.)
+    await other.eventsReady();
     await store.setServiceState('pod-b', 'draining');
     const deadline = Date.now() + 3000;
     while (other.stats().invalidatedLinks === 0 && Date.now() < deadline) await sleep(20);
