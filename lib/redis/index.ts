@@ -15,3 +15,8 @@ export { ROUTE_STORE_SCRIPTS, replyShapeProblem } from './route-store-scripts';
 export type { RouteStoreScript, RouteStoreScriptName, ReplyElement } from './route-store-scripts';
 export { StatefulRouter, userKeyOf } from './stateful-router';
 export type { StatefulRouterOptions, StatefulRouterStats } from './stateful-router';
+export { PartitionedRedisQueue } from './partitioned-queue';
+export type { PartitionedRedisQueueConstructor, PartitionedRedisQueueStats } from './partitioned-queue';
+export { createPartitionedRedisQueueDescriptor, PARTITIONED_QUEUE_TYPE } from './partition-options';
+export type { PartitionedRedisQueueOptions, PartitionedPutOptions, PartitionedDescriptorOptions } from './partition-options';
+export type { PartitionedRedisMessage, PartitionConsumerStats, PartitionChange } from './partition-reader';
