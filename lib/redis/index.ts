@@ -19,4 +19,5 @@ export { PartitionedRedisQueue } from './partitioned-queue';
 export type { PartitionedRedisQueueConstructor, PartitionedRedisQueueStats } from './partitioned-queue';
 export { createPartitionedRedisQueueDescriptor, PARTITIONED_QUEUE_TYPE } from './partition-options';
 export type { PartitionedRedisQueueOptions, PartitionedPutOptions, PartitionedDescriptorOptions } from './partition-options';
-export type { PartitionedRedisMessage, PartitionConsumerStats, PartitionChange } from './partition-reader';
+export type { PartitionConsumerStats, PartitionChange } from './partition-reader';
+export type { PartitionedRedisMessage } from './partition-handout';

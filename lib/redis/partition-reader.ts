@@ -23,18 +23,11 @@ import { PartitionLeases } from './partition-leases';
 import type { LeaseView } from './partition-leases';
 import type { PartitionSettings } from './partition-options';
 import type { RedisMessage } from './queue-messages';
-import type { RedisQueue } from './redis-queue';
+import { HandOut } from './partition-handout';
+import type { Held, Part, PartitionHandle, PartitionedRedisMessage } from './partition-handout';
 
 /** Most entries one get takes (as RedisQueue). */
 export const PARTITION_READ_MAX = 1000;
-
-/** An entry handed out in explicit-ack mode, with the partition it came from. */
-export interface PartitionedRedisMessage<T = unknown> extends RedisMessage<T> {
-  readonly partition: number;
-}
-
-/** A partition's RedisQueue, opened in explicit-ack mode. */
-export type PartitionHandle = RedisQueue<unknown, RedisMessage<unknown>>;
 
 /** Counts of this consumer's lease changes. */
 export interface PartitionConsumerStats {
@@ -57,25 +50,6 @@ export interface PartitionChange {
   reason: 'acquired' | 'released' | 'lost';
 }
 
-interface Held {
-  partition: number;
-  msg: RedisMessage<unknown>;
-  /** An auto-mode ack of it whose outcome is unknown: it may be acknowledged already. */
-  retryAck: boolean;
-}
-
-interface Part {
-  readonly index: number;
-  handle: PartitionHandle | undefined;
-  owned: boolean;
-  leaving: boolean;
-  drained: boolean;
-  loop: Promise<void> | undefined;
-  abort: AbortController | undefined;
-  /** Entries being handed out, or handed out in explicit mode and not settled yet. */
-  outstanding: number;
-}
-
 interface GetRequest {
   max: number;
   deadline: number | undefined;
@@ -92,7 +66,7 @@ export class PartitionConsumer {
   readonly #leases: PartitionLeases;
   readonly #parts: Part[];
   readonly #getters = new WaiterList<unknown[], GetRequest>();
-  readonly #inner = new WeakMap<object, { part: Part; msg: RedisMessage<unknown>; settled: boolean }>();
+  readonly #out: HandOut;
   #want = 0;
   #buffer: Held[] = [];
   #serving = false;
@@ -113,6 +87,9 @@ export class PartitionConsumer {
     this.#parts = Array.from({ length: settings.partitions }, (_, index) => ({
       index, handle: undefined, owned: false, leaving: false, drained: false, loop: undefined, abort: undefined, outstanding: 0,
     }));
+    this.#out = new HandOut(settings.ackMode === 'explicit', this.#parts, (part) => this.#handle(part), (held) => {
+      this.#buffer = [...held, ...this.#buffer];
+    }, (part) => this.#maybeRetire(part));
     this.#leases = new PartitionLeases(settings, (v) => this.#onBeat(v), (e) => this.#onLeaseError(e));
   }
 
@@ -219,7 +196,7 @@ export class PartitionConsumer {
       throw new QueueEmptyError(`${req.what} timed out after 0 ms: the queue is empty`, true);
     }
     const batch = this.#take(req.max);
-    const items = await this.#handOut(batch);
+    const items = await this.#out.handOut(batch);
     return items.length > 0 ? items : this.#getNow(req);
   }
 
@@ -241,7 +218,7 @@ export class PartitionConsumer {
         const batch = this.#take(waiter.payload.max);
         let items: unknown[];
         try {
-          items = await this.#handOut(batch);
+          items = await this.#out.handOut(batch);
         } catch (e) {
           waiter.reject(e);
           continue;
@@ -262,100 +239,10 @@ export class PartitionConsumer {
     this.#wake();
   }
 
-  /**
-   * Explicit mode: wraps the messages. Auto mode: acknowledges them (one ackMany per partition)
-   * and keeps those this consumer still held; entries whose ack failed go back to the buffer's
-   * front (the error is thrown when nothing could be handed out).
-   */
-  async #handOut(batch: Held[]): Promise<unknown[]> {
-    if (this.#s.ackMode === 'explicit') return batch.map((h) => this.#wrap(this.#parts[h.partition] as Part, h.msg));
-    const groups = new Map<number, Held[]>();
-    for (const h of batch) {
-      const g = groups.get(h.partition);
-      if (g === undefined) groups.set(h.partition, [h]);
-      else g.push(h);
-    }
-    const kept = new Set<Held>();
-    const failed: Held[] = [];
-    let failure: unknown;
-    await Promise.all(
-      [...groups].map(async ([p, held]) => {
-        const part = this.#parts[p] as Part;
-        try {
-          const flags = await this.#handle(part).ackMany(held.map((h) => h.msg));
-          // false: no longer pending for this consumer. After an ack with an unknown outcome that
-          // is (almost always) because that ack went through: the entry is ours alone.
-          held.forEach((h, i) => {
-            if (flags[i] === true || h.retryAck) kept.add(h);
-          });
-        } catch (e) {
-          failure ??= e;
-          const maybe = e instanceof RedisBackendError && e.maybeApplied;
-          for (const h of held) {
-            if (maybe) h.retryAck = true;
-            failed.push(h);
-          }
-        } finally {
-          part.outstanding -= held.length;
-        }
-      }),
-    );
-    if (failed.length > 0) this.#buffer = [...batch.filter((h) => failed.includes(h)), ...this.#buffer];
-    for (const p of groups.keys()) this.#maybeRetire(this.#parts[p] as Part);
-    const items = batch.filter((h) => kept.has(h)).map((h) => h.msg.value);
-    if (items.length === 0 && failure !== undefined) throw failure;
-    return items;
-  }
-
-  #wrap(part: Part, msg: RedisMessage<unknown>): PartitionedRedisMessage<unknown> {
-    const state = { part, msg, settled: false };
-    const done = (ok: boolean): boolean => {
-      this.#settled(state);
-      return ok;
-    };
-    const wrapped: PartitionedRedisMessage<unknown> = Object.freeze({
-      value: msg.value,
-      id: msg.id,
-      deliveries: msg.deliveries,
-      partition: part.index,
-      ack: () => msg.ack().then(done),
-      nack: () => msg.nack().then(done),
-      deadLetter: (reason?: string) => msg.deadLetter(reason).then(done),
-    });
-    this.#inner.set(wrapped, state);
-    return wrapped;
-  }
-
-  #settled(state: { part: Part; settled: boolean }): void {
-    if (state.settled) return;
-    state.settled = true;
-    state.part.outstanding--;
-    this.#maybeRetire(state.part);
-  }
 
   /** Acknowledges messages of this queue: one ackMany per partition; one boolean per message. */
-  async ackMany(messages: readonly PartitionedRedisMessage<unknown>[]): Promise<boolean[]> {
-    if (!Array.isArray(messages)) throw new InvalidArgumentTypeError('messages', 'an array of PartitionedRedisMessage', messages);
-    const states = messages.map((m, i) => {
-      const st = m !== null && typeof m === 'object' ? this.#inner.get(m) : undefined;
-      if (st === undefined) throw new InvalidArgumentTypeError(`messages[${i}]`, 'a message handed out by this PartitionedRedisQueue', m);
-      return st;
-    });
-    const out: boolean[] = new Array<boolean>(messages.length).fill(false);
-    const byPart = new Map<Part, number[]>();
-    states.forEach((st, i) => byPart.set(st.part, [...(byPart.get(st.part) ?? []), i]));
-    await Promise.all(
-      [...byPart].map(async ([part, idx]) => {
-        const handle = part.handle;
-        if (handle === undefined) return;
-        const flags = await handle.ackMany(idx.map((i) => (states[i] as { msg: RedisMessage<unknown> }).msg));
-        idx.forEach((i, k) => {
-          out[i] = flags[k] === true;
-          this.#settled(states[i] as { part: Part; settled: boolean });
-        });
-      }),
-    );
-    return out;
+  ackMany(messages: readonly PartitionedRedisMessage<unknown>[]): Promise<boolean[]> {
+    return this.#out.ackMany(messages);
   }
 
   #handle(part: Part): PartitionHandle {

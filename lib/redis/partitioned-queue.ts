@@ -25,7 +25,8 @@ import {
 } from './partition-options';
 import type { PartitionSettings, PartitionedPutOptions, PartitionedRedisQueueOptions } from './partition-options';
 import { PARTITION_READ_MAX, PartitionConsumer } from './partition-reader';
-import type { PartitionChange, PartitionConsumerStats, PartitionHandle, PartitionedRedisMessage } from './partition-reader';
+import type { PartitionChange, PartitionConsumerStats } from './partition-reader';
+import type { PartitionHandle, PartitionedRedisMessage } from './partition-handout';
 import type { RedisBatchOptions } from './queue-options';
 import { RedisQueue } from './redis-queue';
 import type { RedisQueueStats } from './queue-scripts';
