@@ -21,6 +21,7 @@ import { buildRingBench } from './transports/cpp-ring.mjs';
 import { benchRouter } from './router.mjs';
 import { benchMpmc, mpmcTable } from './mpmc.mjs';
 import { benchRedis } from './redis.mjs';
+import { benchRedisPartitions } from './redis-partitions.mjs';
 import { benchGateway, gatewayTable } from './gateway.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -253,6 +254,14 @@ async function main() {
         const b = base(ping);
         const ratio = b ? (ping ? `${(b.p50us / r.p50us).toFixed(2)}× speed` : `${(r.msgsPerSec / b.msgsPerSec).toFixed(2)}×`) : '';
         extra.push(`| ${r.name} | ${Math.round(r.msgsPerSec).toLocaleString('en-US')} | ${ratio} | ${r.p50us} | ${r.p99us} |`);
+      }
+      log('redis: PartitionedRedisQueue vs number of Cluster masters (1, 2, 3; clusters started here)');
+      try {
+        doc.redisPartitions = await benchRedisPartitions({ quick: opts.quick });
+        extra.push('', '### PartitionedRedisQueue vs Cluster masters (2 producer + 2 consumer processes)', '', '| benchmark | msgs/s |', '|---|---:|');
+        for (const r of doc.redisPartitions) extra.push(`| ${r.name} | ${Math.round(r.msgsPerSec).toLocaleString('en-US')} |`);
+      } catch (e) {
+        warnings.push(`partitioned Redis rows failed: ${e.message}`);
       }
     }
   }
