@@ -206,8 +206,8 @@ describe('PartitionedRedisQueue on one redis-server', () => {
 
   it('consumer processes share the partitions with no partition read by two at once; a joining process gets its fair share; close() drains them all', async () => {
     const n = name();
-    const q = make<number>({ name: n, partitions: 6, leaseMs: 1200 });
-    const desc = createPartitionedRedisQueueDescriptor({ url: server.url, name: n, partitions: 6, leaseMs: 1200 });
+    const q = make<number>({ name: n, partitions: 6, leaseMs: 2000 });
+    const desc = createPartitionedRedisQueueDescriptor({ url: server.url, name: n, partitions: 6, leaseMs: 2000 });
     expect(desc.queueType).toBe('redis_partitioned');
     const p1 = consumerProcess(desc);
     await until('the first process to take every partition', () => ownedBy(p1.messages).size === 6);
@@ -231,7 +231,7 @@ describe('PartitionedRedisQueue on one redis-server', () => {
 
   it('explicit ack: a consumer process SIGKILLed mid-stream has its partitions and unacked entries taken over; 0 lost, duplicates only among its unacked entries', async () => {
     const n = name();
-    const opts = { name: n, partitions: 4, leaseMs: 900, claimIdleMs: 600 };
+    const opts = { name: n, partitions: 4, leaseMs: 1500, claimIdleMs: 600 };
     const q = make<number>(opts);
     const desc = createPartitionedRedisQueueDescriptor({ url: server.url, ackMode: 'explicit', ...opts });
     const victim = consumerProcess(desc, 40);
