@@ -22,6 +22,7 @@ import { benchRouter } from './router.mjs';
 import { benchMpmc, mpmcTable } from './mpmc.mjs';
 import { benchPrimary, primaryTable } from './primary.mjs';
 import { benchRedis, redisRatio } from './redis.mjs';
+import { benchRedisPartitions } from './redis-partitions.mjs';
 import { benchGateway, gatewayTable } from './gateway.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -262,6 +263,14 @@ async function main() {
       for (const r of doc.redis) {
         const opt = (v) => (v === undefined ? '' : String(v));
         extra.push(`| ${r.name} | ${Math.round(r.msgsPerSec).toLocaleString('en-US')} | ${redisRatio(doc.redis, r).replace('x', '×')} | ${r.p50us} | ${r.p99us} | ${opt(r.commandsPerBatch)} | ${opt(r.clientCpuUs)} | ${opt(r.serverCpuUs)} |`);
+      }
+      log('redis: PartitionedRedisQueue vs number of Cluster masters (1, 2, 3; clusters started here)');
+      try {
+        doc.redisPartitions = await benchRedisPartitions({ quick: opts.quick });
+        extra.push('', '### PartitionedRedisQueue vs Cluster masters (2 producer + 2 consumer processes)', '', '| benchmark | msgs/s |', '|---|---:|');
+        for (const r of doc.redisPartitions) extra.push(`| ${r.name} | ${Math.round(r.msgsPerSec).toLocaleString('en-US')} |`);
+      } catch (e) {
+        warnings.push(`partitioned Redis rows failed: ${e.message}`);
       }
     }
   }

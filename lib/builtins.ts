@@ -1,5 +1,5 @@
 /**
- * The built-in queue types, registered in one place: `local`, `sage_queue`, `shm`, `redis`, and
+ * The built-in queue types, registered in one place: `local`, `sage_queue`, `shm`, `redis`, `redis_partitioned`, and
  * `ray_actor` / `ray_queue` / `rpc` (which parse but cannot be opened from Node.js). The package
  * entry (lib/index.ts) installs them once; nothing registers a type as a side effect of being
  * imported.
@@ -9,6 +9,7 @@ import { LocalQueue } from './queue/local-queue';
 import { getRegisteredQueueTypes, registerQueueImplementation } from './queue/registry';
 import type { QueueImplementation } from './queue/registry';
 import { SageQueue } from './queue/sage-queue';
+import { PartitionedRedisQueue } from './redis/partitioned-queue';
 import { RedisQueue } from './redis/redis-queue';
 
 /** A built-in type that cannot work in Node.js; it stays registered so such descriptors parse. */
@@ -28,6 +29,7 @@ const BUILTINS: ReadonlyArray<readonly [string, QueueImplementation]> = [
   ['sage_queue', SageQueue],
   ['shm', SageQueue],
   ['redis', RedisQueue],
+  ['redis_partitioned', PartitionedRedisQueue],
   ['ray_actor', unsupported('ray_actor', RAY_HINT)],
   ['ray_queue', unsupported('ray_queue', RAY_HINT)],
   ['rpc', unsupported('rpc', 'There is no RPC queue implementation yet; register one with registerQueueImplementation')],

@@ -47,7 +47,8 @@ export type InvalidArgumentValueErrorCode =
   | 'ERR_QUEUE_SHARED_MODE'
   | 'ERR_UNKNOWN_INSTANCE'
   | 'ERR_UNKNOWN_PRIORITY'
-  | 'ERR_ACK_MODE_MISMATCH';
+  | 'ERR_ACK_MODE_MISMATCH'
+  | 'ERR_PARTITIONS_MISMATCH';
 
 /** The stable codes of RedisBackendError (see lib/redis/connection.ts). */
 export type RedisBackendErrorCode =

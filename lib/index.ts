@@ -42,10 +42,12 @@ export * from './cluster';
 
 export {
   RedisQueue, RedisBackendError, createRedisQueueDescriptor, StatefulRouteStore, POD_SERVICE_STATES, StatefulRouter, userKeyOf,
+  PartitionedRedisQueue, createPartitionedRedisQueueDescriptor, PARTITIONED_QUEUE_TYPE,
 } from './redis';
 export type {
   RedisQueueOptions, RedisMessage, RedisAckMode, RedisBatchOptions, RedisWaitReplicas, RedisQueueStats, DeadLetterEntry, RedisQueueDescriptorOptions,
-  RedisBackendErrorCode, RedisQueueConstructor,
+  RedisBackendErrorCode, RedisQueueConstructor, PartitionedRedisQueueConstructor, PartitionedRedisQueueStats, PartitionedRedisQueueOptions,
+  PartitionedPutOptions, PartitionedDescriptorOptions, PartitionedRedisMessage, PartitionConsumerStats, PartitionChange,
   StatefulRouteStoreOptions, LinkOptions, Link, PodState, PodServiceState, RouteStoreStats, StatefulRouterOptions, StatefulRouterStats,
 } from './redis';
 
