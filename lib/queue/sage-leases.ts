@@ -181,7 +181,7 @@ export class LeaseBook<T> {
     let value: T;
     try {
       const codec = this.#codec;
-      value = (codec.decodeAt === undefined ? codec.decode(slab.subarray(off + PREFIX, off + len)) : codec.decodeAt(slab, off + PREFIX, len - PREFIX)) as T;
+      value = (codec.decodeAt === undefined ? codec.decode(slab.subarray(off + PREFIX, off + len)) : codec.decodeAt(slab, off + PREFIX, Math.max(0, len - PREFIX))) as T;
     } catch (e) {
       // A record this queue's codec cannot decode is consumed, as in auto mode (the error carries
       // its bytes): redelivering it could only fail again, at every consumer. (A batch that met it
