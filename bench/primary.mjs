@@ -27,38 +27,24 @@ function median(xs) {
   return s[s.length >> 1];
 }
 
-/** ns per item of `fn(round)` (which handles BATCH items), median of `rounds` rounds of `iters`. */
-function timeIt(fn, { rounds, iters, reset }) {
-  const per = [];
+/**
+ * ns per item of `fn(i)` (which handles BATCH items), median of `rounds` rounds of `iters` calls;
+ * `reset` runs between calls, untimed. An fn that returns a promise is awaited (a synchronous one
+ * is not: an await would add a microtask to what is measured).
+ */
+async function timeIt(fn, { rounds, iters, reset }) {
   for (let w = 0; w < Math.min(iters, 200); w++) {
-    fn(w);
+    const out = fn(w);
+    if (out instanceof Promise) await out;
     reset?.();
   }
+  const per = [];
   for (let r = 0; r < rounds; r++) {
     let ms = 0;
     for (let i = 0; i < iters; i++) {
       const a = performance.now();
-      fn(i);
-      ms += performance.now() - a;
-      reset?.();
-    }
-    per.push((ms * 1e6) / (iters * BATCH));
-  }
-  return median(per);
-}
-
-/** Same as timeIt for an async fn. */
-async function timeAsync(fn, { rounds, iters, reset }) {
-  const per = [];
-  for (let w = 0; w < Math.min(iters, 200); w++) {
-    await fn(w);
-    reset?.();
-  }
-  for (let r = 0; r < rounds; r++) {
-    let ms = 0;
-    for (let i = 0; i < iters; i++) {
-      const a = performance.now();
-      await fn(i);
+      const out = fn(i);
+      if (out instanceof Promise) await out;
       ms += performance.now() - a;
       reset?.();
     }
@@ -95,26 +81,26 @@ export async function benchPrimary({ rounds = 5, iters = 400 } = {}) {
     const rows = [];
     const row = (stage, ns, note) => rows.push({ stage, ns: Math.round(ns), note });
 
-    row('build: new Packet + clock read', timeIt(() => makeBatch(), opts), "the demo's own work, counted in its primary CPU");
-    row('route decision: router.pick (hash)', timeIt((i) => {
+    row('build: new Packet + clock read', await timeIt(() => makeBatch(), opts), "the demo's own work, counted in its primary CPU");
+    row('route decision: router.pick (hash)', await timeIt((i) => {
       const b = batchOf(i);
       for (let j = 0; j < BATCH; j++) router.pick(b[j]);
     }, opts), 'strategy + murmur3 of the key + target');
     // The payload alone (no Packet envelope) through the same records codec and ring.
     const payloads = pool.map((b) => b.map((p) => p.payload));
-    row('payload alone: putMany(payload objects), records', timeIt((i) => queues[1].putMany(payloads[i & 63]), { ...opts, reset: drain }), 'what the object costs without the envelope (msgpackr + ring)');
+    row('payload alone: putMany(payload objects), records', await timeIt((i) => queues[1].putMany(payloads[i & 63]), { ...opts, reset: drain }), 'what the object costs without the envelope (msgpackr + ring)');
     const encoded = batchOf(0).map((p) => Buffer.alloc(44 + 64, p.payload.s & 0xff)); // a packet's size on the records wire
-    row('ring floor: putMany of encoded bytes (raw)', timeIt(() => rawQ.putMany(encoded), { ...opts, reset: () => rawQ.getRawBatch(4096, { block: false }) }), 'native call + copy into the ring');
-    row('putMany(packets), records codec', timeIt((i) => queues[0].putMany(batchOf(i)), { ...opts, reset: drain }), 'envelope + payload encoded into msgpackr buffers, gathered by the ring');
-    row('routeMany(packets) end to end', await timeAsync((i) => router.routeMany(batchOf(i)), { ...opts, reset: drain }), 'decision + grouping + putMany per target + report');
+    row('ring floor: putMany of encoded bytes (raw)', await timeIt(() => rawQ.putMany(encoded), { ...opts, reset: () => rawQ.getRawBatch(4096, { block: false }) }), 'native call + copy into the ring');
+    row('putMany(packets), records codec', await timeIt((i) => queues[0].putMany(batchOf(i)), { ...opts, reset: drain }), 'envelope + payload encoded into msgpackr buffers, gathered by the ring');
+    row('routeMany(packets) end to end', await timeIt((i) => router.routeMany(batchOf(i)), { ...opts, reset: drain }), 'decision + grouping + putMany per target + report');
     // Replies as the workers write them; the primary takes and checks them.
     const answers = batchOf(0).map((p) => ({ k: p.partitionKey, s: p.payload.s, t: p.payload.t, c: 12345, w: 4242 }));
     let sink = 0;
-    row('reply: getMany + decode { k, s, t, c, w }', timeIt(() => {
+    row('reply: getMany + decode { k, s, t, c, w }', await timeIt(() => {
       for (const a of replies.getMany(BATCH, { block: false })) sink += a.s;
     }, { ...opts, reset: () => replies.putMany(answers) }), 'records decode per message');
     replies.putMany(answers);
-    row('reply floor: getRawBatch (no decode)', timeIt(() => {
+    row('reply floor: getRawBatch (no decode)', await timeIt(() => {
       sink += replies.getRawBatch(BATCH, { block: false }).count;
     }, { ...opts, reset: () => replies.putMany(answers) }), 'native call + copy out');
     if (sink < 0) console.log(sink);
@@ -122,12 +108,12 @@ export async function benchPrimary({ rounds = 5, iters = 400 } = {}) {
     // The worker's side of each packet, for the pipeline's CPU budget: take and decode a batch of
     // packets, build and put the replies (the demo's worker loop without its checksum).
     const filled = () => queues[0].putMany(batchOf(n++));
-    row('worker: getMany + decode packets', timeIt(() => {
+    row('worker: getMany + decode packets', await timeIt(() => {
       for (const p of queues[0].getMany(BATCH, { block: false })) sink += p.payload.s;
     }, { ...opts, reset: filled }), 'records decode of envelope + payload');
     drain();
     const workerReplies = batchOf(1);
-    row('worker: build replies + putMany', timeIt(() => {
+    row('worker: build replies + putMany', await timeIt(() => {
       replies.putMany(workerReplies.map(({ partitionKey, payload }) => ({ k: partitionKey, s: payload.s, t: payload.t, c: 1, w: 4242 })));
     }, { ...opts, reset: () => replies.getRawBatch(4096, { block: false }) }), 'reply objects encoded into the ring');
 

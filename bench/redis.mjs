@@ -14,30 +14,19 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import * as v8 from 'node:v8';
 import { commandStats, redisBenchmark, serverCpuUs, serverTime } from './lib/redis-stats.mjs';
+import { freePort } from './lib/free-port.mjs';
 
 const require = createRequire(import.meta.url);
 const { Redis } = require('ioredis');
 const { RedisQueue } = require('../dist/index.js');
 
 const PAD = 'x'.repeat(48);
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function startRedis() {
   const dir = mkdtempSync(join(tmpdir(), 'sageq-bench-redis-'));

@@ -90,8 +90,7 @@ export class SlabReader {
     const out = new Array<T>(n);
     const slab = this.#slab;
     const lengths = this.#lengths;
-    const first = this.#off;
-    let off = first;
+    let off = this.#off;
     let i = 0;
     try {
       if (codec.decodeAt !== undefined) {

@@ -7,9 +7,8 @@
  * writes that span runs, a consumer in another process, and the native gather form's own checks.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, unlinkSync } from 'node:fs';
 import * as path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as msgpackr from 'msgpackr';
 
 import { MessageTooLargeError, QueueFullError, SerializationError } from '../../lib/errors';
@@ -17,29 +16,14 @@ import { native } from '../../lib/native';
 import { REUSE_BUFFER_MODE, codecByName, packAt } from '../../lib/queue/codecs';
 import type { EncodedAt } from '../../lib/queue/codecs';
 import { SageQueue } from '../../lib/queue/sage-queue';
+import { queueName, track, useCleanup } from '../helpers/harness';
 import { thrown } from '../support/expect-errors';
 
-const created = new Set<string>();
-const handles: SageQueue[] = [];
-let counter = 0;
+useCleanup();
 
 function make<T>(codec: 'records' | 'msgpack', options: { capacity?: number; maxMessageSize?: number; maxsize?: number } = {}): SageQueue<T> {
-  const name = `gather-${process.pid}-${++counter}`;
-  created.add(name);
-  const q = SageQueue.create<T>(name, { capacity: 1 << 20, codec, ...options });
-  handles.push(q as SageQueue);
-  return q;
+  return track(SageQueue.create<T>(queueName('gather'), { capacity: 1 << 20, codec, ...options }));
 }
-
-afterEach(() => {
-  for (const q of handles.splice(0)) q.release();
-  for (const name of created) {
-    const file = `/dev/shm/sageq.${name}`;
-    if (existsSync(file)) unlinkSync(file);
-    for (const f of readdirSync('/dev/shm')) if (f.startsWith(`sageq.${name}@`)) unlinkSync(`/dev/shm/${f}`);
-  }
-  created.clear();
-});
 
 /** Items of many sizes and shapes: small records, strings past msgpackr's 8 KiB buffer, new keys. */
 function mixed(n: number, seed: number): unknown[] {
@@ -88,8 +72,7 @@ describe.each(['records', 'msgpack'] as const)('putMany through the gather path 
     const q = make<unknown>(codec, { capacity: 8 << 20 });
     const items = mixed(3000, 11);
     expect(q.putMany(items)).toBe(3000);
-    const other = SageQueue.open<unknown>(q.name); // another handle decodes them too
-    handles.push(other as SageQueue);
+    const other = track(SageQueue.open<unknown>(q.name)); // another handle decodes them too
     const out: unknown[] = [];
     while (out.length < 3000) out.push(...other.getMany(4096, { block: false }));
     expect(out).toEqual(items);

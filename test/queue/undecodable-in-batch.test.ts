@@ -5,29 +5,17 @@
  * codec, the in-place (decodeAt) and view paths, the stash an early-left loop leaves, and
  * explicit-ack mode (where the bad record is acked, the others stay leased and ackable).
  */
-import { existsSync, readdirSync, unlinkSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { SerializationError } from '../../lib/errors';
 import { native } from '../../lib/native';
 import type { CodecName } from '../../lib/queue/codecs';
 import { SageQueue } from '../../lib/queue/sage-queue';
 import type { SageMessage } from '../../lib/queue/sage-leases';
+import { queueName, track, useCleanup } from '../helpers/harness';
 import { thrown } from '../support/expect-errors';
 
-const created = new Set<string>();
-const handles: Array<{ release(): void }> = [];
-let counter = 0;
-
-afterEach(() => {
-  for (const q of handles.splice(0)) q.release();
-  for (const name of created) {
-    const file = `/dev/shm/sageq.${name}`;
-    if (existsSync(file)) unlinkSync(file);
-    for (const f of readdirSync('/dev/shm')) if (f.startsWith(`sageq.${name}@`)) unlinkSync(`/dev/shm/${f}`);
-  }
-  created.clear();
-});
+useCleanup();
 
 /** Bytes each codec refuses: a truncated MessagePack array, broken JSON, a broken v8 header. */
 const BAD: Record<Exclude<CodecName, 'raw'>, Buffer> = {
@@ -38,11 +26,9 @@ const BAD: Record<Exclude<CodecName, 'raw'>, Buffer> = {
 };
 
 function queueWith(codec: Exclude<CodecName, 'raw'>, explicit = false): SageQueue<unknown, unknown> {
-  const name = `undecodable-${process.pid}-${++counter}`;
-  created.add(name);
+  const name = queueName('undecodable');
   const q = (explicit ? SageQueue.create<unknown>(name, { codec, ackMode: 'explicit' }) : SageQueue.create<unknown>(name, { codec })) as SageQueue<unknown, unknown>;
-  handles.push(q);
-  return q;
+  return track(q);
 }
 
 /** Puts a bad record straight into the ring, past the codec. */
