@@ -42,13 +42,16 @@ export * from './cluster';
 
 export {
   RedisQueue, RedisBackendError, createRedisQueueDescriptor, StatefulRouteStore, POD_SERVICE_STATES, StatefulRouter, userKeyOf,
-  PartitionedRedisQueue, createPartitionedRedisQueueDescriptor, PARTITIONED_QUEUE_TYPE,
+  PartitionedRedisQueue, createPartitionedRedisQueueDescriptor, PARTITIONED_QUEUE_TYPE, RedisWorkerPool, joinRedisPool, REDIS_POOL_ENV,
+  REDIS_POOL_TYPE,
 } from './redis';
 export type {
   RedisQueueOptions, RedisMessage, RedisAckMode, RedisBatchOptions, RedisWaitReplicas, RedisQueueStats, DeadLetterEntry, RedisQueueDescriptorOptions,
   RedisBackendErrorCode, RedisQueueConstructor, PartitionedRedisQueueConstructor, PartitionedRedisQueueStats, PartitionedRedisQueueOptions,
   PartitionedPutOptions, PartitionedDescriptorOptions, PartitionedRedisMessage, PartitionConsumerStats, PartitionChange,
   StatefulRouteStoreOptions, LinkOptions, Link, PodState, PodServiceState, RouteStoreStats, StatefulRouterOptions, StatefulRouterStats,
+  RedisWorkerPoolEvents, RedisWorkerPoolStats, RedisPoolReadyOptions, RedisPoolCloseOptions, RedisPoolWorker, JoinRedisPoolOptions,
+  RedisWorkerPoolOptions, RedisPoolReplyOptions, RedisPoolDescriptor, RedisPoolMember, RedisPoolWorkerInfo, RedisPoolExitInfo,
 } from './redis';
 
 export {

@@ -21,3 +21,10 @@ export { createPartitionedRedisQueueDescriptor, PARTITIONED_QUEUE_TYPE } from '.
 export type { PartitionedRedisQueueOptions, PartitionedPutOptions, PartitionedDescriptorOptions } from './partition-options';
 export type { PartitionConsumerStats, PartitionChange } from './partition-reader';
 export type { PartitionedRedisMessage } from './partition-handout';
+export { RedisWorkerPool } from './redis-pool';
+export type { RedisWorkerPoolEvents, RedisWorkerPoolStats, RedisPoolReadyOptions, RedisPoolCloseOptions } from './redis-pool';
+export { joinRedisPool } from './pool-worker';
+export type { RedisPoolWorker, JoinRedisPoolOptions } from './pool-worker';
+export { REDIS_POOL_ENV, REDIS_POOL_TYPE } from './pool-options';
+export type { RedisWorkerPoolOptions, RedisPoolReplyOptions, RedisPoolDescriptor } from './pool-options';
+export type { RedisPoolMember, RedisPoolWorkerInfo, RedisPoolExitInfo } from './pool-members';

@@ -33,10 +33,10 @@ export interface PartitionedRedisQueueOptions<T = unknown> {
   /** How many partitions (streams), 1-1024. Every handle of the queue must give the same number. */
   partitions: number;
   /**
-   * The key of an item put without an explicit `key` (e.g. `(job) => job.userId`). Without it, an
-   * unkeyed put goes to the partitions in rotation (no order between such items).
+   * The key of an item put without an explicit `key` (e.g. `(job) => job.userId`). Without it, or
+   * when it returns undefined, a put goes to the partitions in rotation (no order between such items).
    */
-  keyOf?: (item: T) => PartitionKey;
+  keyOf?: (item: T) => PartitionKey | undefined;
   /** Consumer group (shared by the partitions). Default 'sage'. */
   group?: string;
   /** This consumer's name in the group. Default `<host>:<pid>:<random>`. */
@@ -69,9 +69,11 @@ export interface PartitionedRedisQueueOptions<T = unknown> {
   queueId?: string;
 }
 
-/** Options of a keyed put: the item's partition key (else `keyOf(item)`, else rotation). */
+/** Options of a put: the item's partition key (else `keyOf(item)`, else rotation), or the partition itself. */
 export interface PartitionedPutOptions {
   key?: PartitionKey;
+  /** Put into this partition (0..partitions-1) whatever the key; not with `key`. */
+  partition?: number;
   timeoutMs?: number;
   signal?: AbortSignal;
 }
@@ -86,7 +88,7 @@ export interface PartitionSettings {
   readonly leaseMs: number;
   readonly heartbeatMs: number;
   readonly sliceMs: number;
-  readonly keyOf: ((item: unknown) => PartitionKey) | undefined;
+  readonly keyOf: ((item: unknown) => PartitionKey | undefined) | undefined;
   /** The URL without its password. */
   readonly url: string;
   readonly password: string | undefined;
@@ -156,7 +158,7 @@ export function resolvePartitionOptions(options: unknown): PartitionSettings {
   };
   resolveQueueOptions({ ...base, stream: partitionStream(name, 0) }); // the rest (waitReplicas): typed errors now
   return {
-    name, partitions, group, consumer, ackMode, leaseMs, heartbeatMs, sliceMs, keyOf: o.keyOf as ((item: unknown) => PartitionKey) | undefined,
+    name, partitions, group, consumer, ackMode, leaseMs, heartbeatMs, sliceMs, keyOf: o.keyOf as ((item: unknown) => PartitionKey | undefined) | undefined,
     url: split.url, password, passwordEnv, queueId, maxsize, codec, claimIdleMs, maxDeliveries, commandTimeoutMs, unavailableMs, base,
   };
 }

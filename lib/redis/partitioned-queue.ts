@@ -13,7 +13,7 @@
  *   one consumer at a time; a joining consumer gets its fair share, a dead one's partitions are
  *   taken over once its lease expires (`leaseMs`).
  */
-import { DescriptorError, InvalidArgumentTypeError, QueueReleasedError } from '../errors';
+import { DescriptorError, InvalidArgumentTypeError, InvalidArgumentValueError, QueueReleasedError } from '../errors';
 import { QueueDescriptor } from '../queue/descriptor';
 import { releaseResolved } from '../queue/registry';
 import { drainUntilClosed } from '../queue/skeleton';
@@ -37,7 +37,7 @@ export interface PartitionedRedisQueueStats extends RedisQueueStats {
   consumer: PartitionConsumerStats;
 }
 
-const PUT_KEYS = ['key', 'timeoutMs', 'signal'] as const;
+const PUT_KEYS = ['key', 'partition', 'timeoutMs', 'signal'] as const;
 
 class PartitionedRedisQueueImpl<T = unknown, Out = T> {
   readonly name: string;
@@ -109,30 +109,36 @@ class PartitionedRedisQueueImpl<T = unknown, Out = T> {
     return q;
   }
 
-  #route(item: unknown, key: PartitionKey | undefined): number {
+  #route(item: unknown, key: PartitionKey | undefined, partition: number | undefined): number {
+    if (partition !== undefined) return partition;
     const k = key ?? this.#s.keyOf?.(item);
     if (k === undefined) return this.#rotation++ % this.partitions;
     return this.partitionOf(k);
   }
 
-  #parsePut(options: unknown): { key: PartitionKey | undefined; wait: RedisBatchOptions } {
+  #parsePut(options: unknown): { key: PartitionKey | undefined; partition: number | undefined; wait: RedisBatchOptions } {
     const o = checkOptions<PartitionedPutOptions>(options);
     checkKnownKeys(o, PUT_KEYS);
     if (o.key !== undefined) stableHash(o.key); // ERR_INVALID_ARG_TYPE for a key that cannot be hashed
+    const partition = o.partition === undefined ? undefined : checkInteger(o.partition, 'options.partition', 0, this.partitions - 1);
+    if (partition !== undefined && o.key !== undefined) {
+      throw new InvalidArgumentValueError('options.key and options.partition exclude each other (a key chooses its partition)', o.partition);
+    }
     const wait: RedisBatchOptions = {};
     if (o.timeoutMs !== undefined) wait.timeoutMs = o.timeoutMs;
     if (o.signal !== undefined) wait.signal = o.signal;
-    return { key: o.key, wait };
+    return { key: o.key, partition, wait };
   }
 
   /**
    * Appends one item to its key's partition (the `key` option, else `keyOf(item)`, else the next
-   * partition in rotation); waits while that partition holds `maxsize` entries.
+   * partition in rotation), or to the `partition` option's; waits while that partition holds
+   * `maxsize` entries.
    */
   putAsync(item: T, options?: PartitionedPutOptions): Promise<void> {
     try {
-      const { key, wait } = this.#parsePut(options);
-      return this.#producer(this.#route(item, key)).putAsync(item, wait);
+      const { key, partition, wait } = this.#parsePut(options);
+      return this.#producer(this.#route(item, key, partition)).putAsync(item, wait);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -146,10 +152,10 @@ class PartitionedRedisQueueImpl<T = unknown, Out = T> {
   putManyAsync(items: readonly T[], options?: PartitionedPutOptions): Promise<number> {
     try {
       if (!Array.isArray(items)) throw new InvalidArgumentTypeError('items', 'an array', items);
-      const { key, wait } = this.#parsePut(options);
+      const { key, partition, wait } = this.#parsePut(options);
       const groups = new Map<number, unknown[]>();
       for (const item of items) {
-        const p = this.#route(item, key);
+        const p = this.#route(item, key, partition);
         const g = groups.get(p);
         if (g === undefined) groups.set(p, [item]);
         else g.push(item);
