@@ -157,6 +157,23 @@ describe('PartitionedRedisQueue arguments', () => {
     const eight = make<number>({ name: four.name, partitions: 8 });
     await rejected(eight.getAsync({ timeoutMs: 3000 }), InvalidArgumentValueError, 'ERR_PARTITIONS_MISMATCH');
   });
+
+  it('the partition put option puts into that partition whatever the key; with a key, or out of range, it is refused and nothing is put', async () => {
+    const q = make<{ k?: string; i: number }>({ partitions: 4, keyOf: (x) => x.k });
+    await rejected(q.putAsync({ i: 0 }, { partition: 4 }), Error, 'ERR_OUT_OF_RANGE');
+    await rejected(q.putAsync({ i: 0 }, { partition: 1.5 }), Error, 'ERR_OUT_OF_RANGE');
+    await rejected(q.putManyAsync([{ i: 0 }], { partition: 1, key: 'a' }), InvalidArgumentValueError, 'ERR_INVALID_ARG_VALUE');
+    expect((await q.stats()).length).toBe(0);
+    const other = (q.partitionOf('a') + 1) % 4;
+    expect(await q.putManyAsync([{ k: 'a', i: 1 }, { k: 'a', i: 2 }], { partition: other })).toBe(2);
+    await q.putAsync({ k: 'a', i: 3 }, { partition: other });
+    // keyOf returning undefined: rotation (no error)
+    await q.putAsync({ i: 4 });
+    const stats = await q.stats();
+    expect(stats.partitions[other]?.length).toBeGreaterThanOrEqual(3);
+    expect(stats.partitions[q.partitionOf('a')]?.length ?? 0).toBeLessThanOrEqual(1);
+    expect(stats.length).toBe(4);
+  });
 });
 
 describe('PartitionedRedisQueue on one redis-server', () => {
