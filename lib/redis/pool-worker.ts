@@ -18,6 +18,7 @@ import type { PartitionChange } from './partition-reader';
 import { REDIS_POOL_ENV, parsePoolDescriptor } from './pool-options';
 import type { RedisPoolDescriptor } from './pool-options';
 import { RedisQueue } from './redis-queue';
+import { redisOptionsFromDescriptor } from './descriptor';
 
 export interface RedisPoolWorker<T = unknown, R = unknown> {
   /** The pool's name. */
@@ -88,8 +89,8 @@ export function joinRedisPool<T = unknown, R = unknown>(descriptor?: string | Re
   });
   let replies: RedisQueue<R> | null = null;
   if (d.replies !== null) {
-    const r = new RedisQueue<R>(QueueDescriptor.fromDict(d.replies));
-    replies = r as unknown as RedisQueue<R>;
+    const r = redisOptionsFromDescriptor(QueueDescriptor.fromDict(d.replies));
+    replies = new RedisQueue<R>({ ...r, ackMode: 'auto', ...(o.password === undefined ? {} : { password: o.password }) });
   }
   const stop = new AbortController();
   type Msg = PartitionedRedisMessage<Packet<T>>;

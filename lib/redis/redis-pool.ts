@@ -97,8 +97,13 @@ export class RedisWorkerPool<In = unknown, Out = unknown> extends EventEmitter<R
   readonly #s: RedisPoolSettings;
   readonly #members: PoolMembers;
   readonly #waiters = new Set<Waiter>();
-  /** Per key hash: the last route()/routeMany() of that key still in flight (per-key order between the two). */
-  readonly #tails = new Map<number, Promise<unknown>>();
+  /**
+   * Per key hash, the last route() and the last routeMany() of that key still in flight: a
+   * routeMany waits for both, a route() for a routeMany only (the router orders route() calls of
+   * one key itself), so per-key order holds between the two paths.
+   */
+  readonly #routeTails = new Map<number, Promise<unknown>>();
+  readonly #batchTails = new Map<number, Promise<unknown>>();
   #rotation = 0;
   #owners: ReadonlyArray<string | null> = [];
   #counts = { joined: 0, left: 0, lost: 0, routed: 0, batched: 0 };
@@ -223,11 +228,12 @@ export class RedisWorkerPool<In = unknown, Out = unknown> extends EventEmitter<R
     this.#checkOpen();
     const packet = payload instanceof Packet ? payload : new Packet(payload, key === undefined ? undefined : { partitionKey: key });
     const k = packet.partitionKey;
-    const tail = k === null ? undefined : this.#tails.get(stableHash(k));
-    if (tail !== undefined) await tail.catch(() => undefined);
+    const h = k === null ? undefined : stableHash(k);
+    const batch = h === undefined ? undefined : this.#batchTails.get(h);
+    if (batch !== undefined) await batch.catch(() => undefined);
     this.#counts.routed++;
     const done = this.router.route(packet);
-    if (k !== null) this.#setTail([stableHash(k)], done);
+    if (h !== undefined) setTail(this.#routeTails, [h], done);
     return done;
   }
 
@@ -256,7 +262,7 @@ export class RedisWorkerPool<In = unknown, Out = unknown> extends EventEmitter<R
       if (g === undefined) groups.set(part, [p]);
       else g.push(p);
     }
-    const before = [...hashes].map((h) => this.#tails.get(h)).filter((t) => t !== undefined);
+    const before = [...hashes].flatMap((h) => [this.#routeTails.get(h), this.#batchTails.get(h)]).filter((t) => t !== undefined);
     const run = async (): Promise<RouteManyReport> => {
       if (before.length > 0) await Promise.allSettled(before);
       const report: RouteManyReport = { packets: packets.length, delivered: 0, deadLettered: 0, failed: 0, problems: [], ok: true };
@@ -285,20 +291,12 @@ export class RedisWorkerPool<In = unknown, Out = unknown> extends EventEmitter<R
       return report;
     };
     const done = run();
-    this.#setTail([...hashes], done);
+    setTail(this.#batchTails, [...hashes], done);
     return done;
   }
 
   #sendTimeoutMs(): number {
     return this.#s.router.sendTimeoutMs ?? 10_000;
-  }
-
-  #setTail(hashes: readonly number[], p: Promise<unknown>): void {
-    for (const h of hashes) this.#tails.set(h, p);
-    const clear = (): void => {
-      for (const h of hashes) if (this.#tails.get(h) === p) this.#tails.delete(h);
-    };
-    p.then(clear, clear);
   }
 
   /** The workers and partitions at the last membership read (no Redis call), and counts. */
@@ -364,4 +362,13 @@ export class RedisWorkerPool<In = unknown, Out = unknown> extends EventEmitter<R
 function poolPassword(s: RedisPoolSettings): string | undefined {
   const split = splitRedisUrl(s.url ?? 'redis://127.0.0.1:6379');
   return s.password ?? split.password ?? passwordFor(split.url, s.passwordEnv ?? DEFAULT_PASSWORD_ENV);
+}
+
+/** Records `p` as the last call in flight of each key hash, until it settles. */
+function setTail(tails: Map<number, Promise<unknown>>, hashes: readonly number[], p: Promise<unknown>): void {
+  for (const h of hashes) tails.set(h, p);
+  const clear = (): void => {
+    for (const h of hashes) if (tails.get(h) === p) tails.delete(h);
+  };
+  p.then(clear, clear);
 }

@@ -154,7 +154,7 @@ describe('RedisWorkerPool arguments', () => {
 });
 
 describe('RedisWorkerPool with worker processes', () => {
-  it('routes keyed jobs to workers that joined by descriptor: each answered once, per-key order kept, events and stats', async () => {
+  it('routes keyed jobs to workers that joined by descriptor: each answered once, per-key order kept across route() and routeMany(), events and stats', async () => {
     const pool = makePool();
     const ready: RedisPoolWorkerInfo[] = [];
     pool.on('worker-ready', (i) => ready.push(i));
@@ -169,17 +169,22 @@ describe('RedisWorkerPool with worker processes', () => {
 
     const report = await pool.routeMany(keyed(0, 600, 24));
     expect(report).toMatchObject({ packets: 600, delivered: 600, deadLettered: 0, failed: 0, ok: true });
-    for (let i = 600; i < 700; i++) expect((await pool.route({ job: i }, `k${i % 24}`)).ok).toBe(true);
-    const answers = await collect(pool, (all) => all.length >= 700);
-    expect(answers).toHaveLength(700);
-    expect(new Set(answers.map((x) => x.job)).size).toBe(700);
+    // route() and routeMany() calls of the same keys, not awaited one by one: per-key order holds across them.
+    const mixed: Array<Promise<{ ok: boolean }>> = [];
+    for (let i = 600; i < 650; i++) mixed.push(pool.route({ job: i }, `k${i % 24}`));
+    mixed.push(pool.routeMany(keyed(650, 700, 24)));
+    for (let i = 700; i < 750; i++) mixed.push(pool.route({ job: i }, `k${i % 24}`));
+    expect((await Promise.all(mixed)).every((r) => r.ok)).toBe(true);
+    const answers = await collect(pool, (all) => all.length >= 750);
+    expect(answers).toHaveLength(750);
+    expect(new Set(answers.map((x) => x.job)).size).toBe(750);
     expectAscending(firstAnswerOrder(answers));
     // Both workers answered (each holds partitions), and each key was answered by one worker.
     expect(new Set(answers.map((x) => x.worker)).size).toBe(2);
     const keyWorker = new Map<string, Set<string>>();
     for (const x of answers) keyWorker.set(x.key, (keyWorker.get(x.key) ?? new Set()).add(x.worker));
     for (const [key, set] of keyWorker) expect(set.size, `workers of ${key}`).toBe(1);
-    expect(pool.stats()).toMatchObject({ routed: 100, batched: 600, joined: 2 });
+    expect(pool.stats()).toMatchObject({ routed: 100, batched: 650, joined: 2 });
     expect((await pool.queueStats()).length).toBe(0);
   });
 
