@@ -1,10 +1,14 @@
 /**
- * RedisQueue, StatefulRouteStore and StatefulRouter on a real Redis Cluster (3 masters + 3
- * replicas on loopback, cluster-node-timeout 1000 ms) through the `redis+cluster://` URL:
- * round trips, a live slot migration (ASK, TRYAGAIN, MOVED) under traffic, and masters
+ * RedisQueue, StatefulRouteStore, StatefulRouter and RedisWorkerPool on a real Redis Cluster (3
+ * masters + 3 replicas on loopback, cluster-node-timeout 1000 ms) through the `redis+cluster://`
+ * URL: round trips, a live slot migration (ASK, TRYAGAIN, MOVED) under traffic, a pool's workers
+ * (processes) answering keyed jobs over partitions on several masters, and masters
  * SIGKILLed mid-stream with and without `waitReplicas` (WAIT). One cluster for the file,
  * stopped (and its directory removed) in afterAll; a watchdog stops it if this process dies.
  */
+import { fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { InvalidArgumentValueError } from '../../lib/errors';
@@ -13,6 +17,7 @@ import { Packet } from '../../lib/router/packet';
 import { RedisBackendError } from '../../lib/redis/connection';
 import { createRedisQueueDescriptor } from '../../lib/redis/descriptor';
 import { RedisQueue } from '../../lib/redis/redis-queue';
+import { RedisWorkerPool } from '../../lib/redis/redis-pool';
 import { StatefulRouteStore } from '../../lib/redis/route-store';
 import { StatefulRouter } from '../../lib/redis/stateful-router';
 import { rejected, thrown } from '../support/expect-errors';
@@ -172,6 +177,40 @@ describe('StatefulRouteStore and StatefulRouter on Redis Cluster', () => {
     while (other.stats().invalidatedLinks === 0 && Date.now() < deadline) await sleep(20);
     expect(other.stats().invalidatedLinks).toBeGreaterThan(0);
   });
+});
+
+describe('RedisWorkerPool on Redis Cluster', () => {
+  it('workers joining by descriptor answer keyed jobs routed into partitions spread over the masters, each once, in per-key order', async () => {
+    const pool = track(new RedisWorkerPool<{ job: number }, { job: number; key: string; worker: string }>({
+      url: cluster.url, name: 'rcpool', partitions: 6, replies: true, leaseMs: 2000,
+    }));
+    const masters = new Set<number>();
+    for (let i = 0; i < 6; i++) masters.add((await cluster.ownerOf(await cluster.slotOf(pool.queue.streamOf(i)))).master.port);
+    expect(masters.size).toBeGreaterThan(1);
+    const workers: ChildProcess[] = [0, 1].map(() =>
+      fork(join(__dirname, '..', 'fixtures', 'redis-pool-worker.cjs'), [], {
+        env: { ...process.env, SAGE_REDIS_POOL: JSON.stringify(pool.descriptor), SAGEQ_MODE: 'batches' },
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      }),
+    );
+    track({ close: async () => void workers.forEach((w) => w.exitCode === null && w.kill('SIGKILL')) });
+    await pool.ready({ workers: 2, timeoutMs: 30_000 });
+    const packets = Array.from({ length: 300 }, (_, i) => new Packet({ job: i }, { partitionKey: `u${i % 15}` }));
+    expect((await pool.routeMany(packets)).ok).toBe(true);
+    const answers: Array<{ job: number; key: string; worker: string }> = [];
+    const deadline = Date.now() + 30_000;
+    while (answers.length < 300 && Date.now() < deadline) {
+      answers.push(...(await (pool.replies as RedisQueue<{ job: number; key: string; worker: string }>).getManyAsync(300, { timeoutMs: 1000 }).catch(() => [])));
+    }
+    expect(new Set(answers.map((a) => a.job)).size).toBe(300);
+    expect(answers).toHaveLength(300);
+    const byKey = new Map<string, number[]>();
+    for (const a of answers) byKey.set(a.key, [...(byKey.get(a.key) ?? []), a.job]);
+    for (const [, jobs] of byKey) expect(jobs).toEqual([...jobs].sort((x, y) => x - y));
+    expect(new Set(answers.map((a) => a.worker)).size).toBe(2);
+    await pool.close({ timeoutMs: 15_000 });
+    await Promise.all(workers.map((w) => new Promise((r) => (w.exitCode !== null ? r(undefined) : w.once('exit', r)))));
+  }, 90_000);
 });
 
 describe('RedisQueue when a master is SIGKILLed', () => {
