@@ -6,11 +6,15 @@
 //   import { benchRedisPartitions } from './bench/redis-partitions.mjs'; const rows = await benchRedisPartitions({ quick: true });
 //   node bench/redis-partitions.mjs [--quick] [--json results.json]
 //
-// The same workload on each cluster: a queue of 12 partitions; 2 producer processes put
-// `total / 2` small objects each (putManyAsync of 512, keyOf over 1000 keys), 2 consumer
+// The same workload on each cluster: a queue of 12 partitions (codec msgpack, as the RedisQueue
+// throughput rows); 2 producer processes put `total / 2` small objects each (putManyAsync of
+// 512, keyOf over 1000 keys), 2 consumer
 // processes (auto ack) take them with getManyAsync(500) until the queue is closed and drained.
 // A row: { name, masters, partitions, msgsPerSec } = total / (time from the first put to the last
-// get). Producers and consumers, and the Redis nodes, share this machine's CPUs.
+// get), with where the CPU went: clientUsPerMsg (the 4 Node processes together), masterUsPerMsg
+// (each master, INFO cpu) and serverCeilingMsgsPerSec = 1 / the busiest master's CPU per message —
+// what the masters could serve with the clients on other machines. Producers and consumers, and
+// the Redis nodes, share this machine's CPUs.
 import { fork, spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -85,7 +89,7 @@ export async function startCluster(masters) {
     if (Date.now() > deadline) throw new Error('the bench cluster did not reach cluster_state:ok');
     await sleep(50);
   }
-  return { url: `redis+cluster://${nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}`, stop };
+  return { url: `redis+cluster://${nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}`, ports: nodes.map((n) => n.port), stop };
 }
 
 /** Forks a producer or consumer of this file; resolves with its final report. */
@@ -103,7 +107,7 @@ function child(role, env) {
 
 async function runChild(role) {
   const { PartitionedRedisQueue } = require('../dist/index.js');
-  const options = { url: process.env.BENCH_URL, name: process.env.BENCH_NAME, partitions: PARTITIONS, leaseMs: 3000, keyOf: (x) => x.key };
+  const options = { url: process.env.BENCH_URL, name: process.env.BENCH_NAME, partitions: PARTITIONS, leaseMs: 3000, codec: 'msgpack', keyOf: (x) => x.key };
   const q = new PartitionedRedisQueue(options);
   if (role === 'producer') {
     const count = Number(process.env.BENCH_COUNT);
@@ -115,7 +119,8 @@ async function runChild(role) {
       await q.putManyAsync(Array.from({ length: n }, (_, i) => ({ key: `k${(base + sent + i) % 1000}`, n: base + sent + i, pad: 'x'.repeat(32) })));
       sent += n;
     }
-    process.send({ type: 'done', sent, start, end: Date.now() });
+    const cpu = process.cpuUsage();
+    process.send({ type: 'done', sent, start, end: Date.now(), cpuUs: cpu.user + cpu.system });
   } else {
     let got = 0;
     let last = 0;
@@ -130,12 +135,22 @@ async function runChild(role) {
         throw e;
       }
     }
-    process.send({ type: 'done', got, last });
+    const cpu = process.cpuUsage();
+    process.send({ type: 'done', got, last, cpuUs: cpu.user + cpu.system });
   }
   await q.release();
 }
 
-/** One cluster size: the rows' msgs/s. */
+/** CPU seconds (user + sys) each node has used so far (INFO cpu). */
+async function serverCpu(ports) {
+  return Promise.all(ports.map(async (port) => {
+    const info = await command(port, 'INFO', 'cpu');
+    const f = (k) => Number(new RegExp(`${k}:([0-9.]+)`).exec(info)?.[1] ?? 0);
+    return f('used_cpu_user') + f('used_cpu_sys');
+  }));
+}
+
+/** One cluster size: the rows' msgs/s, and where the CPU went (the clients, each master). */
 async function measure(masters, total) {
   const cluster = await startCluster(masters);
   try {
@@ -144,10 +159,11 @@ async function measure(masters, total) {
     const env = { BENCH_URL: cluster.url, BENCH_NAME: name };
     const consumers = [child('consumer', env), child('consumer', env)];
     await sleep(1500); // both consumers joined and hold 6 partitions each
+    const cpu0 = await serverCpu(cluster.ports);
     const t0 = Date.now();
     const producers = [0, 1].map((i) => child('producer', { ...env, BENCH_COUNT: String(total / 2), BENCH_BASE: String(i * (total / 2)) }));
-    await Promise.all(producers);
-    const closer = new PartitionedRedisQueue({ url: cluster.url, name, partitions: PARTITIONS });
+    const made = await Promise.all(producers);
+    const closer = new PartitionedRedisQueue({ url: cluster.url, name, partitions: PARTITIONS, codec: 'msgpack' });
     await closer.close();
     await closer.release();
     const reports = await Promise.all(consumers);
@@ -155,7 +171,16 @@ async function measure(masters, total) {
     if (got !== total) throw new Error(`received ${got} of ${total}`);
     // The consumers notice the close within a block slice: end at the last item received, not at their exit.
     const end = Math.max(...reports.map((r) => r.last));
-    return { name: `PartitionedRedisQueue ${PARTITIONS} partitions, ${masters} master${masters > 1 ? 's' : ''}`, masters, partitions: PARTITIONS, msgsPerSec: total / ((end - t0) / 1000) };
+    const cpu1 = await serverCpu(cluster.ports);
+    // Per master: its CPU per message moved. The busiest master bounds what the cluster could serve
+    // if the clients were elsewhere (one core per master): 1 / its CPU per message.
+    const masterUsPerMsg = cpu1.map((c, i) => ((c - cpu0[i]) * 1e6) / total);
+    const busiest = Math.max(...masterUsPerMsg);
+    const clientUsPerMsg = [...made, ...reports].reduce((a, r) => a + r.cpuUs, 0) / total;
+    return {
+      name: `PartitionedRedisQueue ${PARTITIONS} partitions, ${masters} master${masters > 1 ? 's' : ''}`, masters, partitions: PARTITIONS,
+      msgsPerSec: total / ((end - t0) / 1000), masterUsPerMsg, serverCeilingMsgsPerSec: 1e6 / busiest, clientUsPerMsg,
+    };
   } finally {
     cluster.stop();
   }
@@ -182,7 +207,12 @@ if (process.argv[1] === HERE) {
     const quick = process.argv.includes('--quick');
     const j = process.argv.indexOf('--json');
     const rows = await benchRedisPartitions({ quick });
-    for (const r of rows) console.log(`${r.name}: ${Math.round(r.msgsPerSec).toLocaleString('en-US')} msg/s`);
+    for (const r of rows) {
+      console.log(
+        `${r.name}: ${Math.round(r.msgsPerSec).toLocaleString('en-US')} msg/s; CPU µs/msg: clients ${r.clientUsPerMsg.toFixed(1)}, ` +
+          `masters ${r.masterUsPerMsg.map((x) => x.toFixed(2)).join(' / ')} → the busiest master alone could serve ${Math.round(r.serverCeilingMsgsPerSec).toLocaleString('en-US')} msg/s`,
+      );
+    }
     if (j >= 0) writeFileSync(process.argv[j + 1], JSON.stringify({ rows }, null, 2));
   }
 }
