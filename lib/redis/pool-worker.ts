@@ -61,6 +61,16 @@ export interface JoinRedisPoolOptions {
   password?: string;
 }
 
+/**
+ * An acknowledgement that could not be sent (Redis unreachable past its timeouts, the worker
+ * released) leaves the job pending: it is delivered again (after `claimIdleMs`, or at once to the
+ * partition's next reader), which at-least-once allows. The loop goes on; its next get reports
+ * an outage that lasts.
+ */
+function ignoreAckFailure(): boolean[] {
+  return [];
+}
+
 /** A stored packet as a Packet (msgpack revives Packets itself; json/v8 give the toJSON form). */
 function toPacket<T>(item: Packet<T> | PacketWire<T>): Packet<T> {
   return item instanceof Packet ? item : Packet.from(item);
@@ -113,7 +123,7 @@ export function joinRedisPool<T = unknown, R = unknown>(descriptor?: string | Re
         // The loop asked for the next batch: this one is handled.
         const done = held;
         held = [];
-        await inbound.ackMany(done);
+        await inbound.ackMany(done).catch(ignoreAckFailure);
       }
     } finally {
       if (held.length > 0) await giveBack(held);
@@ -133,7 +143,7 @@ export function joinRedisPool<T = unknown, R = unknown>(descriptor?: string | Re
         yield toPacket(held.value);
         const done = held;
         held = undefined;
-        await done.ack();
+        await done.ack().catch(ignoreAckFailure);
       }
     } finally {
       if (held !== undefined) await giveBack([held]);
