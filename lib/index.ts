@@ -43,7 +43,7 @@ export * from './cluster';
 export {
   RedisQueue, RedisBackendError, createRedisQueueDescriptor, StatefulRouteStore, POD_SERVICE_STATES, StatefulRouter, userKeyOf,
   PartitionedRedisQueue, createPartitionedRedisQueueDescriptor, PARTITIONED_QUEUE_TYPE, RedisWorkerPool, joinRedisPool, REDIS_POOL_ENV,
-  REDIS_POOL_TYPE,
+  REDIS_POOL_TYPE, collectRedisPoolMetrics, REDIS_POOL_METRIC_PREFIX,
 } from './redis';
 export type {
   RedisQueueOptions, RedisMessage, RedisAckMode, RedisBatchOptions, RedisWaitReplicas, RedisQueueStats, DeadLetterEntry, RedisQueueDescriptorOptions,
@@ -52,6 +52,7 @@ export type {
   StatefulRouteStoreOptions, LinkOptions, Link, PodState, PodServiceState, RouteStoreStats, StatefulRouterOptions, StatefulRouterStats,
   RedisWorkerPoolEvents, RedisWorkerPoolStats, RedisPoolReadyOptions, RedisPoolCloseOptions, RedisPoolWorker, JoinRedisPoolOptions,
   RedisWorkerPoolOptions, RedisPoolReplyOptions, RedisPoolDescriptor, RedisPoolMember, RedisPoolWorkerInfo, RedisPoolExitInfo,
+  RedisPoolMetricsCollector,
 } from './redis';
 
 export {

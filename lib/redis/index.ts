@@ -28,3 +28,5 @@ export type { RedisPoolWorker, JoinRedisPoolOptions } from './pool-worker';
 export { REDIS_POOL_ENV, REDIS_POOL_TYPE } from './pool-options';
 export type { RedisWorkerPoolOptions, RedisPoolReplyOptions, RedisPoolDescriptor } from './pool-options';
 export type { RedisPoolMember, RedisPoolWorkerInfo, RedisPoolExitInfo } from './pool-members';
+export { collectRedisPoolMetrics, REDIS_POOL_METRIC_PREFIX } from './pool-metrics';
+export type { RedisPoolMetricsCollector } from './pool-metrics';

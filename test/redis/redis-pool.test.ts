@@ -17,7 +17,10 @@ import { RedisWorkerPool } from '../../lib/redis/redis-pool';
 import type { RedisPoolExitInfo, RedisPoolWorkerInfo } from '../../lib/redis/pool-members';
 import type { RedisWorkerPoolOptions } from '../../lib/redis/pool-options';
 import { joinRedisPool } from '../../lib/redis/pool-worker';
+import { Registry } from 'prom-client';
+import { collectRedisPoolMetrics } from '../../lib/redis/pool-metrics';
 import { rejected, thrown } from '../support/expect-errors';
+import { parseProm, series } from '../support/prom-text';
 import { RedisServer } from '../support/redis-server';
 
 let server: RedisServer;
@@ -250,5 +253,46 @@ describe('RedisWorkerPool with worker processes', () => {
     } finally {
       redis.disconnect();
     }
+  });
+});
+
+describe('RedisWorkerPool metrics', () => {
+  it('collectRedisPoolMetrics: live workers, unowned partitions, joins, exits by reason and routed packets by path, read at scrape time', async () => {
+    const pool = makePool({ partitions: 4 });
+    const registry = new Registry();
+    thrown(() => collectRedisPoolMetrics(registry, [{}] as never), InvalidArgumentTypeError, 'ERR_INVALID_ARG_TYPE');
+    const collector = collectRedisPoolMetrics(registry, [pool as RedisWorkerPool]);
+    try {
+      thrown(() => collectRedisPoolMetrics(registry, []), SageQueueError, 'ERR_METRICS_REGISTERED');
+      const scrape = async (): Promise<Map<string, number>> => parseProm(await registry.metrics());
+      const p = { pool: pool.name };
+      let m = await scrape();
+      expect(m.get(series('sage_queue_redis_pool_workers', p))).toBe(0);
+      expect(m.get(series('sage_queue_redis_pool_unowned_partitions', p))).toBe(4);
+      const w = worker(pool, { SAGEQ_RELEASE_AFTER: '12' });
+      await pool.ready({ workers: 1, timeoutMs: 20_000 });
+      expect((await pool.routeMany(keyed(0, 10, 5))).ok).toBe(true);
+      expect((await pool.route({ job: 10 }, 'k0')).ok).toBe(true);
+      expect((await pool.route({ job: 11 }, 'k1')).ok).toBe(true);
+      expect((await pool.route({ job: 12 }, 'k2')).ok).toBe(true); // the worker leaves when it gets this one (given back)
+      m = await scrape();
+      expect(m.get(series('sage_queue_redis_pool_workers', p))).toBe(1);
+      expect(m.get(series('sage_queue_redis_pool_unowned_partitions', p))).toBe(0);
+      expect(m.get(series('sage_queue_redis_pool_worker_joins_total', p))).toBe(1);
+      expect(m.get(series('sage_queue_redis_pool_routed_total', { ...p, path: 'batch' }))).toBe(10);
+      expect(m.get(series('sage_queue_redis_pool_routed_total', { ...p, path: 'route' }))).toBe(3);
+      await collect(pool, (all) => all.length >= 12);
+      await w.exited;
+      await until('the exit seen', () => pool.stats().left === 1);
+      m = await scrape();
+      expect(m.get(series('sage_queue_redis_pool_worker_exits_total', { ...p, reason: 'left' }))).toBe(1);
+      expect(m.get(series('sage_queue_redis_pool_worker_exits_total', { ...p, reason: 'lost' }))).toBe(0);
+      expect(m.get(series('sage_queue_redis_pool_workers', p))).toBe(0);
+      collector.remove([pool as RedisWorkerPool]);
+      expect((await scrape()).get(series('sage_queue_redis_pool_workers', p))).toBeUndefined();
+    } finally {
+      collector.close();
+    }
+    expect(registry.getSingleMetric('sage_queue_redis_pool_workers')).toBeUndefined();
   });
 });
