@@ -34,6 +34,10 @@ export interface Part {
   abort: AbortController | undefined;
   /** Entries being handed out, or handed out in explicit mode and not settled yet. */
   outstanding: number;
+  /** Just acquired: departed consumers' pending entries are to be claimed before the first read. */
+  takeover: boolean;
+  /** A drop waiting for `outstanding` to reach 0 before it gives the lease back. */
+  onIdle: (() => void) | undefined;
 }
 
 /** Hands entries out (see the file comment); the consumer owns the buffer and the partitions. */

@@ -13,6 +13,9 @@
  *   its share. It never takes a partition held by another live consumer: a consumer above its
  *   share (after a join) gives partitions back itself, once it stopped reading them (`drop`).
  *
+ * The reply also lists the live members: a consumer taking a partition claims at once the entries
+ * still pending there for consumers that are not (partition-reader.ts, sageqTakeover).
+ *
  * A lease is trusted locally only until `sentAt + leaseMs` of the heartbeat that renewed it
  * (`validUntil`): the Redis expiry is at least that late, so a consumer that cannot renew stops
  * reading before anybody else may take its partitions.
@@ -25,8 +28,9 @@ import type { PartitionSettings } from './partition-options';
 
 /**
  * KEYS: members, owners, meta. ARGV: consumer, leaseMs, partitions, mode ('beat' | 'leave'),
- * partitions to give back first... Reply (beat): { share, members, owned partition... };
- * (leave): { 0, 0 }. Error `PARTITIONS <n>` when the queue was declared with another count.
+ * partitions to give back first... Reply (beat): { share, member count, owned count, owned
+ * partition..., live member name... } (the names sorted); (leave): { 0, 0 }. Error
+ * `PARTITIONS <n>` when the queue was declared with another count.
  */
 const LEASE_LUA = `
 local t = redis.call('TIME')
@@ -89,28 +93,38 @@ end
 local value = me .. '|' .. (now + lease)
 for _, p in ipairs(mine) do redis.call('HSET', KEYS[2], p, value) end
 if #mine > 0 then redis.call('PEXPIRE', KEYS[2], lease * 10) end
-local out = {share, count}
+local out = {share, count, #mine}
 for _, p in ipairs(mine) do out[#out + 1] = p end
+for _, m in ipairs(members) do out[#out + 1] = m end
 return out
 `;
 
 export const LEASE_SCRIPTS: readonly LuaScript[] = [{ name: 'sageqLease', numberOfKeys: 3, lua: LEASE_LUA }];
 
-/** What one heartbeat found: this consumer's fair share, how many live members, the partitions it holds. */
+/** What one heartbeat found: this consumer's fair share, how many live members, the partitions it holds, the live members' names. */
 export interface LeaseView {
   share: number;
   members: number;
   owned: number[];
+  /** The live members (this consumer among them), sorted: a consumer of the group not listed died or left. */
+  live: string[];
 }
+
+const isCount = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0;
 
 /** Checks the heartbeat reply's shape; ERR_REDIS_REPLY otherwise. */
 export function parseLeaseReply(reply: unknown, partitions: number): LeaseView {
-  const ok = Array.isArray(reply) && reply.length >= 2 && reply.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0);
-  const r = reply as number[];
-  if (!ok || r.slice(2).some((p) => p >= partitions)) {
-    throw new RedisBackendError('ERR_REDIS_REPLY', `sageqLease: unexpected reply ${JSON.stringify(reply)?.slice(0, 200)}`, true);
-  }
-  return { share: r[0] as number, members: r[1] as number, owned: r.slice(2) };
+  const bad = (why: string): RedisBackendError =>
+    new RedisBackendError('ERR_REDIS_REPLY', `sageqLease: unexpected reply ${JSON.stringify(reply)?.slice(0, 200)} (${why})`, true);
+  if (!Array.isArray(reply) || reply.length < 3) throw bad('not an array of at least 3');
+  const [share, members, ownedCount] = reply as unknown[];
+  if (!isCount(share) || !isCount(members) || !isCount(ownedCount)) throw bad('counts are not integers >= 0');
+  if (members < 1 || reply.length !== 3 + ownedCount + members) throw bad(`length ${reply.length} for ${ownedCount} partitions and ${members} members`);
+  const owned = reply.slice(3, 3 + ownedCount) as unknown[];
+  if (!owned.every((p) => isCount(p) && p < partitions)) throw bad(`a partition outside 0..${partitions - 1}`);
+  const live = reply.slice(3 + ownedCount) as unknown[];
+  if (!live.every((m) => typeof m === 'string' && m.length > 0)) throw bad('a member name that is not a non-empty string');
+  return { share, members, owned: owned as number[], live: live as string[] };
 }
 
 /** The heartbeat side of one consumer: renews its membership and leases, reports changes. */

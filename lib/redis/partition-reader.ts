@@ -10,9 +10,14 @@
  *   entry held in the buffer is never lost: it is still pending in Redis for this consumer.
  *   In explicit mode getters receive PartitionedRedisMessage (the partition's message, plus its
  *   partition number).
+ * - Before the first read of a partition it just took, it claims every entry still pending there
+ *   for a consumer of the group that is not a live member (one that died, left, or could not
+ *   renew its membership): those are handed out first, in stream order (sageqTakeover).
  * - A partition above this consumer's fair share is given back: its read stops, the entries
- *   buffered from it are nacked, then its lease is deleted. A partition whose lease was lost
- *   (the heartbeat could not renew it in time) stops at once, its buffered entries nacked.
+ *   buffered from it are nacked, then — once every message handed out from it is settled, or
+ *   after claimIdleMs, or at release() — its lease is deleted (the heartbeat keeps renewing it
+ *   meanwhile). A partition whose lease was lost (the heartbeat could not renew it in time) stops
+ *   at once, its buffered entries nacked.
  *   A partition's RedisQueue is released once nothing handed out from it awaits a settle.
  */
 import { WaiterList } from '../queue/async-waiters';
@@ -40,6 +45,9 @@ export interface PartitionConsumerStats {
   acquired: number;
   released: number;
   lost: number;
+  /** Entries claimed from departed consumers on taking a partition (redelivered here first), and those of them dead-lettered instead (over maxDeliveries). */
+  takenOver: number;
+  takeoverDeadLettered: number;
 }
 
 /** A partition this consumer started or stopped reading. */
@@ -77,7 +85,7 @@ export class PartitionConsumer {
   #lastUnavailable: RedisBackendError | undefined;
   #checking: Promise<void> | undefined;
   #lastCheck = 0;
-  #counts = { acquired: 0, released: 0, lost: 0 };
+  #counts = { acquired: 0, released: 0, lost: 0, takenOver: 0, takeoverDeadLettered: 0 };
   readonly #listeners = new Set<(change: PartitionChange) => void>();
 
   constructor(settings: PartitionSettings, open: (partition: number) => PartitionHandle, allDrained: () => Promise<boolean>) {
@@ -85,7 +93,7 @@ export class PartitionConsumer {
     this.#open = open;
     this.#allDrained = allDrained;
     this.#parts = Array.from({ length: settings.partitions }, (_, index) => ({
-      index, handle: undefined, owned: false, leaving: false, drained: false, loop: undefined, abort: undefined, outstanding: 0,
+      index, handle: undefined, owned: false, leaving: false, drained: false, loop: undefined, abort: undefined, outstanding: 0, takeover: false, onIdle: undefined,
     }));
     this.#out = new HandOut(settings.ackMode === 'explicit', this.#parts, (part) => this.#handle(part), (held) => {
       this.#buffer = [...held, ...this.#buffer];
@@ -181,6 +189,7 @@ export class PartitionConsumer {
       if (this.#buffer.length >= req.max) break;
       if (!part.owned || part.leaving || part.drained || !this.#leases.valid(0)) continue;
       try {
+        if (part.takeover) await this.#takeOver(part);
         const msgs = await this.#handle(part).getManyAsync(Math.min(PARTITION_READ_MAX, req.max - this.#buffer.length), { timeoutMs: 0 });
         for (const msg of msgs) this.#buffer.push({ partition: part.index, msg, retryAck: false });
       } catch (e) {
@@ -274,6 +283,7 @@ export class PartitionConsumer {
       part.abort = abort;
       let msgs: Array<RedisMessage<unknown>>;
       try {
+        if (part.takeover) await this.#takeOver(part);
         msgs = await this.#handle(part).getManyAsync(Math.max(1, Math.min(PARTITION_READ_MAX, this.#want - this.#buffer.length)), { timeoutMs: s.sliceMs, signal: abort.signal });
       } catch (e) {
         if (abort.signal.aborted || this.#released || e instanceof QueueReleasedError) return;
@@ -321,6 +331,7 @@ export class PartitionConsumer {
       const part = this.#parts[p] as Part;
       if (!part.owned && !part.leaving) {
         part.drained = false;
+        part.takeover = true;
         this.#setOwned(part, true, 'acquired');
         this.#counts.acquired++;
       }
@@ -349,11 +360,43 @@ export class PartitionConsumer {
       this.#setOwned(part, false, 'released');
       await this.#giveBack(part);
       this.#counts.released++;
+      await this.#settledOrTimeout(part);
       if (!this.#released) await this.#leases.beat([part.index]).catch(() => undefined);
     } finally {
       part.leaving = false;
       this.#maybeRetire(part);
     }
+  }
+
+  /**
+   * Claims the entries departed consumers left pending in a partition just taken; both read
+   * paths await it before their first read of the partition (a run concurrent with another
+   * claims nothing: the first one's entries are already this consumer's and in its buffer first).
+   * Failed: tried again before the next read. The live members are those of the latest heartbeat.
+   */
+  async #takeOver(part: Part): Promise<void> {
+    const live = this.#leases.last?.live;
+    if (live === undefined) return; // (cannot happen: a partition is owned only after a heartbeat)
+    const r = await this.#handle(part).takeOverDeparted(live);
+    part.takeover = false;
+    this.#counts.takenOver += r.taken;
+    this.#counts.takeoverDeadLettered += r.deadLettered;
+  }
+
+  /**
+   * A partition being given back: waits until nothing handed out from it awaits a settle, so its
+   * next holder cannot hand out newer entries of a key while older ones are processed here —
+   * at most claimIdleMs (then those entries are reclaimable anyway), cut short by release().
+   */
+  async #settledOrTimeout(part: Part): Promise<void> {
+    if (part.outstanding === 0 || this.#released) return;
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      part.onIdle = resolve;
+      timer = setTimeout(resolve, this.#s.claimIdleMs);
+    });
+    clearTimeout(timer);
+    part.onIdle = undefined;
   }
 
   /** Nacks the buffered entries of a partition this consumer stops reading. */
@@ -366,6 +409,7 @@ export class PartitionConsumer {
 
   /** Releases a partition's RedisQueue once it is not read and nothing from it awaits a settle. */
   #maybeRetire(part: Part): void {
+    if (part.outstanding === 0) part.onIdle?.();
     if (part.owned || part.leaving || part.loop !== undefined || part.outstanding > 0 || part.handle === undefined) return;
     if (this.#buffer.some((h) => h.partition === part.index)) return;
     const h = part.handle;
@@ -400,19 +444,24 @@ export class PartitionConsumer {
   /**
    * Leaves the group: waiting gets reject QueueReleasedError, reads stop, buffered entries are
    * nacked, the leases are deleted (the others take the partitions at their next heartbeat), and
-   * the partitions' RedisQueues are released.
+   * the partitions' RedisQueues are released. Messages handed out and not settled stay pending
+   * for this consumer, which is no longer a member: each partition's next holder claims them on
+   * taking it (redelivered first, `deliveries` + 1).
    */
   async release(): Promise<void> {
     if (this.#released) return;
     this.#released = true;
     this.#getters.rejectAll(() => new QueueReleasedError('this PartitionedRedisQueue was released while the get waited'));
-    for (const p of this.#parts) p.abort?.abort();
+    for (const p of this.#parts) {
+      p.abort?.abort();
+      p.onIdle?.(); // a drop waiting for its messages' settles gives its lease back below
+    }
     await Promise.all(this.#parts.map((p) => p.loop));
     const held = this.#buffer.splice(0);
     await Promise.all(held.map((h) => h.msg.nack().catch(() => false)));
     const owned = this.#ownedNow();
     for (const p of owned) this.#setOwned(this.#parts[p] as Part, false, 'released');
-    await this.#leases.leave(owned);
+    await this.#leases.leave([...owned, ...this.#parts.filter((p) => p.leaving).map((p) => p.index)]);
     await Promise.all(this.#parts.map((p) => p.handle?.release()));
   }
 }

@@ -10,8 +10,10 @@
  *   XAUTOCLAIM of idle entries and dead letters all work per partition as documented for
  *   RedisQueue.
  * - Consumers in a group share the partitions (partition-leases.ts): each partition is read by
- *   one consumer at a time; a joining consumer gets its fair share, a dead one's partitions are
- *   taken over once its lease expires (`leaseMs`).
+ *   one consumer at a time; a joining consumer gets its fair share (a holder gives a partition
+ *   back once the messages it handed out from it are settled), a dead one's partitions are taken
+ *   over once its lease expires (`leaseMs`), its unsettled entries claimed by the new holder and
+ *   handed out before newer ones (partition-reader.ts).
  */
 import { DescriptorError, InvalidArgumentTypeError, InvalidArgumentValueError, QueueReleasedError } from '../errors';
 import { QueueDescriptor } from '../queue/descriptor';

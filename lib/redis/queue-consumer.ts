@@ -6,6 +6,9 @@
  * and fail the get with SerializationError) and, in auto-ack mode, acknowledged before they are
  * handed out; in explicit mode they are handed out as RedisMessage.
  *
+ * `takeOver` (PartitionedRedisQueue only) puts entries claimed from departed consumers at the
+ * front of the buffer.
+ *
  * A get whose timeout passes while Redis cannot be reached rejects RedisBackendError
  * ERR_REDIS_UNAVAILABLE, not QueueEmptyError.
  */
@@ -18,7 +21,7 @@ import type { RawEntry } from './queue-entries';
 import { makeMessage } from './queue-messages';
 import { parseWaitOptions } from '../queue/skeleton';
 import type { WaitOptions as Wait } from '../queue/skeleton';
-import { parseReadReply, parseReclaimReply } from './queue-scripts';
+import { compareStreamIds, parseReadReply, parseReclaimReply, parseTakeoverReply } from './queue-scripts';
 
 /** ioredis has it at run time (every command has a Buffer-reply twin); its typings lack it. */
 interface XReadGroupBuffer {
@@ -339,6 +342,35 @@ export class QueueConsumer {
     if (this.#claimCursor !== '0-0') this.#nextClaimAt = 0; // more to scan
     this.#addToBuffer(entries);
     return entries.length;
+  }
+
+  /**
+   * PartitionedRedisQueue, on taking a partition: claims every entry pending for a consumer of the
+   * group that is neither this one nor in `live` (sageqTakeover, `count` per call until done) and
+   * puts them at the front of the buffer in stream order, so they are handed out before any newer
+   * entry. Returns how many were claimed and how many dead-lettered (over maxDeliveries).
+   */
+  async takeOver(live: readonly string[], count = 200): Promise<{ taken: number; deadLettered: number }> {
+    const s = this.#b.settings;
+    const taken: RawEntry[] = [];
+    let deadLettered = 0;
+    for (;;) {
+      const reply = await this.#b.script<unknown>(
+        'sageqTakeover',
+        [s.stream, s.deadLetterStream],
+        [s.group, s.consumer, count, s.maxDeliveries, s.deadMaxLen, Date.now(), ...live],
+      );
+      const r = parseTakeoverReply(reply, Date.now());
+      taken.push(...r.entries);
+      deadLettered += r.deadLettered;
+      if (!r.more) break;
+    }
+    if (taken.length > 0) {
+      taken.sort((a, b) => compareStreamIds(a.id, b.id));
+      const ids = new Set(taken.map((e) => e.id));
+      this.#buffer = [...taken, ...this.#buffer.filter((e) => !ids.has(e.id))];
+    }
+    return { taken: taken.length, deadLettered };
   }
 
   /** Hands buffered entries to the oldest getters (one settle call for all of them in auto mode). */

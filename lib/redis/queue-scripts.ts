@@ -2,7 +2,7 @@
  * The Lua scripts of RedisQueue, each beside the reply it promises and the parser that checks
  * that shape before the queue reads it (a reply of another shape is RedisBackendError
  * ERR_REDIS_REPLY, never a misread). test/redis/redis-queue.test.ts runs them against a real
- * redis-server.
+ * redis-server (sageqTakeover, used by PartitionedRedisQueue only: test/redis/partition-takeover.test.ts).
  */
 import { describe } from '../errors';
 import { RedisBackendError } from './connection';
@@ -154,6 +154,72 @@ for _, e in ipairs(r[2]) do
       out[#out + 1] = deliveries
       out[#out + 1] = f[1]
       out[#out + 1] = f[2]
+    end
+  end
+end
+out[2] = dead
+return out
+`;
+
+/**
+ * For PartitionedRedisQueue, when a consumer takes a partition: claims to this consumer every
+ * entry pending for a consumer of the group that is neither this one nor a live member (one that
+ * died or left), whatever its idle time, so it is redelivered before anything newer of the stream;
+ * entries then delivered more than maxDeliveries times go to the dead-letter stream as in
+ * RECLAIM_LUA. Deleted entries are skipped (their pending record is acknowledged away).
+ * KEYS: stream, dead-letter stream. ARGV: group, consumer, count, maxDeliveries, deadMaxLen, now
+ * ms, live members... Reply: { more (0|1: call again), deadLettered, id1, deliveries1, field1,
+ * value1, ... } (at most `count` entries examined per call).
+ */
+const TAKEOVER_LUA = `
+local s = redis.pcall('XPENDING', KEYS[1], ARGV[1])
+if type(s) == 'table' and s.err then
+  if string.find(s.err, 'NOGROUP', 1, true) then
+    redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+    return {0, 0}
+  end
+  return redis.error_reply(s.err)
+end
+local live = {}
+live[ARGV[2]] = true
+for i = 7, #ARGV do live[ARGV[i]] = true end
+local budget = tonumber(ARGV[3])
+local maxDeliveries = tonumber(ARGV[4])
+local out = {0, 0}
+local dead = 0
+local consumers = s[4]
+if type(consumers) == 'table' then
+  for _, c in ipairs(consumers) do
+    local name = c[1]
+    if not live[name] then
+      if budget <= 0 then
+        out[1] = 1
+        break
+      end
+      local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', budget, name)
+      if #p >= budget then out[1] = 1 end
+      budget = budget - #p
+      for _, e in ipairs(p) do
+        local id = e[1]
+        local deliveries = tonumber(e[4]) + 1
+        local r = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id)
+        local f = r[1] and r[1][2]
+        if type(f) ~= 'table' or #f < 2 then
+          -- Deleted (Redis 7 drops its pending record itself; older versions keep it): skipped.
+          redis.call('XACK', KEYS[1], ARGV[1], id)
+        elseif deliveries > maxDeliveries then
+          redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', f[1], f[2], 'x-id', id, 'x-deliveries', deliveries,
+            'x-reason', 'delivered ' .. deliveries .. ' times (maxDeliveries ' .. ARGV[4] .. ')', 'x-group', ARGV[1], 'x-at', ARGV[6])
+          redis.call('XACK', KEYS[1], ARGV[1], id)
+          redis.call('XDEL', KEYS[1], id)
+          dead = dead + 1
+        else
+          out[#out + 1] = id
+          out[#out + 1] = deliveries
+          out[#out + 1] = f[1]
+          out[#out + 1] = f[2]
+        end
+      end
     end
   end
 end
@@ -314,6 +380,7 @@ export const QUEUE_SCRIPTS: readonly LuaScript[] = [
   { name: 'sageqSettle', numberOfKeys: 3, lua: SETTLE_LUA },
   { name: 'sageqInfo', numberOfKeys: 3, lua: INFO_LUA },
   { name: 'sageqPutPacked', numberOfKeys: 3, lua: putLua(true) },
+  { name: 'sageqTakeover', numberOfKeys: 2, lua: TAKEOVER_LUA },
 ];
 
 // ------------------------------------------------------------------------------------------------
@@ -361,6 +428,31 @@ export function parseReclaimReply(reply: unknown, now: number): { cursor: string
     entries.push({ id: String(reply[i]), deliveries: Number(reply[i + 1]), field: String(reply[i + 2]), value: reply[i + 3] as Buffer, readAt: now });
   }
   return { cursor: String(reply[0]), entries };
+}
+
+/** sageqTakeover: whether to call again, how many were dead-lettered, and the entries claimed. */
+export function parseTakeoverReply(reply: unknown, now: number): { more: boolean; deadLettered: number; entries: RawEntry[] } {
+  if (!Array.isArray(reply) || reply.length < 2 || (reply.length - 2) % 4 !== 0) throw badReply('sageqTakeover', reply, '');
+  const more = Number(reply[0]);
+  const deadLettered = Number(reply[1]);
+  if ((more !== 0 && more !== 1) || !Number.isInteger(deadLettered) || deadLettered < 0) throw badReply('sageqTakeover', reply, ': bad counts');
+  const entries: RawEntry[] = [];
+  for (let i = 2; i < reply.length; i += 4) {
+    const id = String(reply[i]);
+    const deliveries = Number(reply[i + 1]);
+    const value: unknown = reply[i + 3];
+    if (!/^\d+-\d+$/.test(id) || !Number.isInteger(deliveries) || deliveries < 1 || !Buffer.isBuffer(value)) throw badReply('sageqTakeover', reply, `: bad entry at ${i}`);
+    entries.push({ id, deliveries, field: String(reply[i + 2]), value, readAt: now });
+  }
+  return { more: more === 1, deadLettered, entries };
+}
+
+/** Orders stream ids (`<ms>-<seq>`) as the stream does. */
+export function compareStreamIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(BigInt) as [bigint, bigint];
+  const [bm, bs] = b.split('-').map(BigInt) as [bigint, bigint];
+  if (am !== bm) return am < bm ? -1 : 1;
+  return as === bs ? 0 : as < bs ? -1 : 1;
 }
 
 /** sageqSettle: one '1' (settled here) or '0' (not pending for this consumer) per id. */

@@ -188,6 +188,21 @@ class RedisQueueImpl<T = unknown, Out = T> {
     return ackMessages(this.#b, messages);
   }
 
+  /**
+   * For PartitionedRedisQueue (not part of RedisQueue's API): claims the entries pending for
+   * consumers of the group that are neither this handle's consumer nor in `live`, and hands them
+   * out before any newer entry (see queue-consumer.ts `takeOver`).
+   * @internal
+   */
+  takeOverDeparted(live: readonly string[]): Promise<{ taken: number; deadLettered: number }> {
+    try {
+      this.#b.checkNotReleased();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#consumer.takeOver(live);
+  }
+
   /** Yields entries until the queue is closed and drained. */
   [Symbol.asyncIterator](): AsyncGenerator<Out, void, undefined> {
     return drainUntilClosed(() => this.getAsync());
