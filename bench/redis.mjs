@@ -2,7 +2,8 @@
 // Redis benchmark, one run against one redis-server (started here on a free loopback port, no
 // persistence, stopped by pid at the end): what the server alone does (redis-benchmark -P 32), the
 // ceilings a Node client reaches with raw ioredis pipelines (XADD + XREADGROUP COUNT + XACK, and
-// LPUSH + BLMPOP COUNT), RedisQueue batched and single calls, and ping-pong latency.
+// LPUSH + BLMPOP COUNT), RedisQueue batched and single calls, a RedisWorkerPool's round trips
+// (2 worker processes), and ping-pong latency.
 //
 //   import { benchRedis } from './bench/redis.mjs'; const rows = await benchRedis({ quick: true });
 //   node bench/redis.mjs [--quick] [--only REGEX] [--batch N] [--server] [--json results.json]
@@ -11,11 +12,11 @@
 // end-to-end latency of each message (put → get, through Redis) and the commands ioredis sent per
 // batch of 256 messages (both sides); ping-pong rows report the round trip. Figures are the median
 // of several runs (1 with quick).
-import { spawn } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import * as v8 from 'node:v8';
@@ -24,9 +25,10 @@ import { freePort } from './lib/free-port.mjs';
 
 const require = createRequire(import.meta.url);
 const { Redis } = require('ioredis');
-const { RedisQueue } = require('../dist/index.js');
+const { Packet, RedisQueue, RedisWorkerPool } = require('../dist/index.js');
 
 const PAD = 'x'.repeat(48);
+const HERE_DIR = dirname(fileURLToPath(import.meta.url));
 
 async function startRedis() {
   const dir = mkdtempSync(join(tmpdir(), 'sageq-bench-redis-'));
@@ -278,6 +280,44 @@ async function queueBatches(url, n, batch, ackMode, codec = 'msgpack') {
   return row;
 }
 
+/**
+ * RedisWorkerPool round trips: this process routes keyed jobs (routeMany of `batch`) into a pool
+ * of 4 partitions, 2 worker processes (bench/lib/redis-pool-worker.cjs) take them in batches,
+ * answer each batch with one reply put and ack it; this process reads the replies. msgs/s are
+ * jobs answered; latency is route → reply read. The client CPU is this (primary) process's only.
+ */
+async function poolRoundTrips(url, n, batch) {
+  const pool = new RedisWorkerPool({ url, name: `bench-pool-${process.pid}-${++streamNo}`, partitions: 4, replies: true });
+  const workers = [0, 1].map(() => fork(join(HERE_DIR, 'lib', 'redis-pool-worker.cjs'), [], {
+    env: { ...process.env, SAGE_REDIS_POOL: JSON.stringify(pool.descriptor) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  }));
+  try {
+    await pool.ready({ workers: 2, timeoutMs: 20_000 });
+    const row = await flow(
+      `RedisWorkerPool round trip x${batch} (routeMany → 2 worker processes → replies, msgpack)`,
+      n,
+      FLOW(batch),
+      async (from, to) => {
+        const packets = [];
+        for (let k = from; k < to; k++) packets.push(new Packet({ t: performance.now(), i: k, pad: PAD }, { partitionKey: k % 1000 }));
+        const r = await pool.routeMany(packets);
+        return r.delivered;
+      },
+      async (left, lat) => {
+        const items = await pool.replies.getManyAsync(Math.min(1000, left), { timeoutMs: 10_000 });
+        const now = performance.now();
+        for (const it of items) lat.push((now - it.t) * 1000);
+        return items.length;
+      },
+    );
+    delete row.commandsPerBatch; // the workers' commands are not counted here
+    return row;
+  } finally {
+    await pool.close({ timeoutMs: 5000 });
+    for (const w of workers) if (w.exitCode === null) w.kill('SIGKILL');
+  }
+}
+
 /** RedisQueue single putAsync / getAsync calls, `window` of each in flight. */
 async function queueSingles(url, n, window) {
   const stream = newStream();
@@ -412,6 +452,7 @@ export async function benchRedis({ quick = false, only = null, batch = 256 } = {
     await measure('RedisQueue explicit msgpack', () => queueBatches(redis.url, n, B, 'explicit'));
     await measure('RedisQueue auto v8', () => queueBatches(redis.url, n, B, 'auto', 'v8'));
     await measure('RedisQueue singles', () => queueSingles(redis.url, singles, 64));
+    await measure('RedisWorkerPool round trip', () => poolRoundTrips(redis.url, n, B));
     await measure('ioredis ping-pong', () => rawPingPong(redis.url, rounds));
     await measure('RedisQueue ping-pong', () => queuePingPong(redis.url, rounds));
     return rows;
