@@ -319,7 +319,9 @@ export class RedisWorkerPool<In = unknown, Out = unknown> extends EventEmitter<R
   /**
    * Closes the inbound queue (workers' loops end once it is drained), waits up to `timeoutMs`
    * for every job to be acknowledged and every worker to leave, then (with `destroy`, the
-   * default) deletes the pool's streams. Idempotent.
+   * default) deletes the pool's streams. Idempotent. When Redis cannot be reached it rejects
+   * with RedisBackendError (after `unavailableTimeoutMs`); the pool's connections are closed
+   * either way, and the pool stays closed.
    */
   close(options?: RedisPoolCloseOptions): Promise<void> {
     if (this.#closed !== undefined) return this.#closed;
@@ -337,26 +339,30 @@ export class RedisWorkerPool<In = unknown, Out = unknown> extends EventEmitter<R
 
   async #close(timeoutMs: number, destroy: boolean): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    await this.router[Symbol.asyncDispose]();
-    await this.queue.close();
-    for (;;) {
-      const [q] = await Promise.all([this.queue.stats().catch(() => undefined), this.#members.read()]);
-      if (q !== undefined && q.length === 0 && this.#members.last.members.length === 0) break;
-      if (Date.now() >= deadline) break;
-      await new Promise((r) => setTimeout(r, Math.min(50, this.#s.watchMs)));
-    }
-    await this.#members.stop();
     for (const w of this.#waiters) w.reject(new SageQueueError('ERR_POOL_CLOSED', `redis worker pool ${this.name} was closed while ready() waited`));
     this.#waiters.clear();
-    if (destroy) {
-      await this.queue.destroy();
-      await this.replies?.destroy();
+    try {
+      await this.router[Symbol.asyncDispose]();
+      await this.queue.close();
+      for (;;) {
+        const [q] = await Promise.all([this.queue.stats().catch(() => undefined), this.#members.read()]);
+        if (q !== undefined && q.length === 0 && this.#members.last.members.length === 0) break;
+        if (Date.now() >= deadline) break;
+        await new Promise((r) => setTimeout(r, Math.min(50, this.#s.watchMs)));
+      }
+      if (destroy) {
+        await this.queue.destroy();
+        await this.replies?.destroy();
+      }
+    } finally {
+      // Whatever failed above (Redis unreachable past its timeouts), this handle lets go of its
+      // connections: close() rejects with that error, and the pool stays closed.
+      await this.#members.stop();
+      await this.queue.release().catch(() => undefined);
+      await this.replies?.release().catch(() => undefined);
     }
-    await this.queue.release();
-    await this.replies?.release();
   }
 }
-
 
 /** The password the pool's own connection uses: as the queues resolve theirs (option, URL, environment). */
 function poolPassword(s: RedisPoolSettings): string | undefined {

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { DescriptorError, InvalidArgumentTypeError, SageQueueError } from '../../lib/errors';
+import { DescriptorError, InvalidArgumentTypeError, QueueReleasedError, SageQueueError } from '../../lib/errors';
+import { RedisBackendError } from '../../lib/redis/connection';
 import { Packet } from '../../lib/router/packet';
 import { RedisWorkerPool } from '../../lib/redis/redis-pool';
 import type { RedisPoolExitInfo, RedisPoolWorkerInfo } from '../../lib/redis/pool-members';
@@ -145,6 +146,24 @@ describe('RedisWorkerPool arguments', () => {
     await rejected(pool.route({ job: 1 }, 'k'), SageQueueError, 'ERR_POOL_CLOSED');
     await rejected(pool.ready(), SageQueueError, 'ERR_POOL_CLOSED');
     await pool.close(); // idempotent
+  });
+
+  it('with Redis gone: membership reads report error events; close() rejects ERR_REDIS_UNAVAILABLE, lets go of its connections and stays closed', async () => {
+    const doomed = await RedisServer.start();
+    const pool = new RedisWorkerPool({ url: doomed.url, name: `gone${process.pid}`, partitions: 2, unavailableTimeoutMs: 500, commandTimeoutMs: 500, watchMs: 50 });
+    pools.push(pool);
+    const errors: Error[] = [];
+    pool.on('error', (e) => errors.push(e));
+    expect((await pool.route({ job: 1 }, 'k')).ok).toBe(true);
+    await doomed.stop();
+    await until('the membership read failing, reported as error', () => errors.length > 0, 10_000);
+    expect(errors[0]).toBeInstanceOf(RedisBackendError);
+    const started = Date.now();
+    await rejected(pool.close({ timeoutMs: 200 }), RedisBackendError, 'ERR_REDIS_UNAVAILABLE');
+    expect(Date.now() - started).toBeLessThan(10_000);
+    await rejected(pool.route({ job: 2 }, 'k'), SageQueueError, 'ERR_POOL_CLOSED');
+    await rejected(pool.close(), RedisBackendError, 'ERR_REDIS_UNAVAILABLE'); // the same outcome, not a second attempt
+    await rejected(pool.queue.putAsync(new Packet({ job: 3 })), QueueReleasedError, 'ERR_QUEUE_RELEASED'); // its handles were released
   });
 
   it('the descriptor carries no password and names the inbound and reply queues', () => {
