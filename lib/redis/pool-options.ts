@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 
-import { DescriptorError, InvalidArgumentTypeError, describe } from '../errors';
+import { DescriptorError, InvalidArgumentTypeError, InvalidArgumentValueError, describe } from '../errors';
 import { QueueDescriptor } from '../queue/descriptor';
 import type { QueueDescriptorDict } from '../queue/descriptor';
 import type { StatelessCodecName } from '../queue/codecs';
@@ -49,8 +49,9 @@ export interface RedisWorkerPoolOptions {
   /** Create the reply queue the workers answer on (true, or its options). Default false. */
   replies?: boolean | RedisPoolReplyOptions;
   /**
-   * The router of route() (retries, send timeout, dead-letter queue...). Defaults here:
-   * sendTimeoutMs 10 000 (a put may wait out a Cluster failover).
+   * The router of route() (retries, send timeout, dead-letter queue...; not `strategy`: the key
+   * picks the partition). Defaults here: sendTimeoutMs 10 000 (a put may wait out a Cluster
+   * failover).
    */
   router?: RouterOptions;
   /** How often the primary reads the workers' membership and the partitions' owners. Default 250 ms. */
@@ -127,7 +128,7 @@ export function resolvePoolOptions(options: unknown): RedisPoolSettings {
     claimIdleMs: o.claimIdleMs === undefined ? 60_000 : checkInteger(o.claimIdleMs, 'options.claimIdleMs', 10),
     maxDeliveries: o.maxDeliveries === undefined ? 5 : checkInteger(o.maxDeliveries, 'options.maxDeliveries', 1),
     replies,
-    router: o.router === undefined ? {} : checkOptions<RouterOptions>(o.router, 'options.router'),
+    router: checkPoolRouter(o.router),
     watchMs: o.watchMs === undefined ? 250 : checkInteger(o.watchMs, 'options.watchMs', 10, 60_000),
     commandTimeoutMs: o.commandTimeoutMs,
     unavailableTimeoutMs: o.unavailableTimeoutMs,
@@ -135,6 +136,16 @@ export function resolvePoolOptions(options: unknown): RedisPoolSettings {
     passwordEnv: o.passwordEnv,
     waitReplicas: o.waitReplicas,
   };
+}
+
+/** The router's options: any BaseRouter option but `strategy` (its one target is the partitioned queue; the key picks the partition). */
+function checkPoolRouter(value: unknown): RouterOptions {
+  if (value === undefined) return {};
+  const r = checkOptions<RouterOptions>(value, 'options.router');
+  if (r.strategy !== undefined) {
+    throw new InvalidArgumentValueError('options.router.strategy cannot be set: the pool routes to its partitioned queue, where the packet\'s key picks the partition (consistent hash)', r.strategy);
+  }
+  return r;
 }
 
 /** The reply stream of a pool. */

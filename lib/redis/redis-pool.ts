@@ -122,13 +122,14 @@ export class RedisWorkerPool<In = unknown, Out = unknown> extends EventEmitter<R
       ...(s.password === undefined ? {} : { password: s.password }),
       ...(s.passwordEnv === undefined ? {} : { passwordEnv: s.passwordEnv }),
     };
+    // (The router first: its options are checked before any queue handle exists.)
+    this.router = new BaseRouter({ name: s.name, sendTimeoutMs: 10_000, ...s.router, strategy: 'round_robin' });
     this.queue = new PartitionedRedisQueue<Packet<In>>({
       ...shared, name: s.name, partitions: s.partitions, ackMode: 'explicit', codec: s.codec, maxsize: s.maxsize, leaseMs: s.leaseMs,
       claimIdleMs: s.claimIdleMs, maxDeliveries: s.maxDeliveries, keyOf: (p) => (p.partitionKey === null ? undefined : p.partitionKey),
       ...(s.waitReplicas === undefined ? {} : { waitReplicas: s.waitReplicas }),
     });
     this.replies = s.replies === null ? null : new RedisQueue<Out>({ ...shared, stream: replyStream(s.name), codec: s.codec, maxsize: s.replies.maxsize ?? 0 });
-    this.router = new BaseRouter({ name: s.name, sendTimeoutMs: 10_000, ...s.router, strategy: 'round_robin' });
     this.router.addConnection({ broadcastIndex: 0, parallelIndex: 0, targetName: s.name, targetHandle: this.queue, targetType: 'redis_partitioned' });
     this.#owners = new Array<string | null>(s.partitions).fill(null);
     this.#members = new PoolMembers({
