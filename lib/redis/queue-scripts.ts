@@ -119,12 +119,35 @@ return {closed, table.concat(ids, ','), table.concat(lens, ','), table.concat(pa
 `;
 
 /**
+ * Shared by the reclaim and takeover scripts (KEYS[1] the stream, KEYS[2] its dead-letter stream,
+ * ARGV[1] the group): an entry now delivered more than maxDeliveries times goes to the dead-letter
+ * stream (XACK + XDEL here; returns 1), any other is appended to `out` as id, deliveries, field,
+ * value (returns 0).
+ */
+const DELIVER_OR_DEAD_LETTER_LUA = `
+local function deliverOrDeadLetter(out, id, deliveries, f, maxDeliveries, deadMaxLen, at)
+  if deliveries > maxDeliveries then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', deadMaxLen, '*', f[1], f[2], 'x-id', id, 'x-deliveries', deliveries,
+      'x-reason', 'delivered ' .. deliveries .. ' times (maxDeliveries ' .. maxDeliveries .. ')', 'x-group', ARGV[1], 'x-at', at)
+    redis.call('XACK', KEYS[1], ARGV[1], id)
+    redis.call('XDEL', KEYS[1], id)
+    return 1
+  end
+  out[#out + 1] = id
+  out[#out + 1] = deliveries
+  out[#out + 1] = f[1]
+  out[#out + 1] = f[2]
+  return 0
+end
+`;
+
+/**
  * Reclaims entries idle for at least min-idle from any consumer (XAUTOCLAIM); entries delivered
  * more than maxDeliveries times go to the dead-letter stream instead.
  * KEYS: stream, dead-letter stream. ARGV: group, consumer, minIdle, cursor, count, maxDeliveries,
  * deadMaxLen, now ms. Reply: { nextCursor, deadLettered, id1, deliveries1, field1, value1, ... }.
  */
-const RECLAIM_LUA = `
+const RECLAIM_LUA = `${DELIVER_OR_DEAD_LETTER_LUA}
 local r = redis.pcall('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
 if type(r) == 'table' and r.err then
   if string.find(r.err, 'NOGROUP', 1, true) then
@@ -143,18 +166,7 @@ for _, e in ipairs(r[2]) do
     local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
     local deliveries = 1
     if p[1] then deliveries = tonumber(p[1][4]) end
-    if deliveries > maxDeliveries then
-      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', f[1], f[2], 'x-id', id, 'x-deliveries', deliveries,
-        'x-reason', 'delivered ' .. deliveries .. ' times (maxDeliveries ' .. ARGV[6] .. ')', 'x-group', ARGV[1], 'x-at', ARGV[8])
-      redis.call('XACK', KEYS[1], ARGV[1], id)
-      redis.call('XDEL', KEYS[1], id)
-      dead = dead + 1
-    else
-      out[#out + 1] = id
-      out[#out + 1] = deliveries
-      out[#out + 1] = f[1]
-      out[#out + 1] = f[2]
-    end
+    dead = dead + deliverOrDeadLetter(out, id, deliveries, f, maxDeliveries, ARGV[7], ARGV[8])
   end
 end
 out[2] = dead
@@ -171,7 +183,7 @@ return out
  * ms, live members... Reply: { more (0|1: call again), deadLettered, id1, deliveries1, field1,
  * value1, ... } (at most `count` entries examined per call).
  */
-const TAKEOVER_LUA = `
+const TAKEOVER_LUA = `${DELIVER_OR_DEAD_LETTER_LUA}
 local s = redis.pcall('XPENDING', KEYS[1], ARGV[1])
 if type(s) == 'table' and s.err then
   if string.find(s.err, 'NOGROUP', 1, true) then
@@ -207,17 +219,8 @@ if type(consumers) == 'table' then
         if type(f) ~= 'table' or #f < 2 then
           -- Deleted (Redis 7 drops its pending record itself; older versions keep it): skipped.
           redis.call('XACK', KEYS[1], ARGV[1], id)
-        elseif deliveries > maxDeliveries then
-          redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', f[1], f[2], 'x-id', id, 'x-deliveries', deliveries,
-            'x-reason', 'delivered ' .. deliveries .. ' times (maxDeliveries ' .. ARGV[4] .. ')', 'x-group', ARGV[1], 'x-at', ARGV[6])
-          redis.call('XACK', KEYS[1], ARGV[1], id)
-          redis.call('XDEL', KEYS[1], id)
-          dead = dead + 1
         else
-          out[#out + 1] = id
-          out[#out + 1] = deliveries
-          out[#out + 1] = f[1]
-          out[#out + 1] = f[2]
+          dead = dead + deliverOrDeadLetter(out, id, deliveries, f, maxDeliveries, ARGV[5], ARGV[6])
         end
       end
     end

@@ -22,6 +22,7 @@ import { Registry } from 'prom-client';
 import { collectRedisPoolMetrics } from '../../lib/redis/pool-metrics';
 import { rejected, thrown } from '../support/expect-errors';
 import { parseProm, series } from '../support/prom-text';
+import { sleep, until } from '../helpers/harness';
 import { RedisServer } from '../support/redis-server';
 
 let server: RedisServer;
@@ -41,8 +42,6 @@ afterEach(async () => {
 afterAll(async () => {
   await server?.stop();
 });
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface Answer {
   job: number;
@@ -78,14 +77,6 @@ function worker(pool: RedisWorkerPool<{ job: number }, Answer>, env: Record<stri
   proc.on('message', (m: WorkerMessage) => messages.push(m));
   const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
   return { proc, messages, exited };
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 /** Reads answers from the pool's reply queue until `done` says so. */
@@ -158,7 +149,7 @@ describe('RedisWorkerPool arguments', () => {
     pool.on('error', (e) => errors.push(e));
     expect((await pool.route({ job: 1 }, 'k')).ok).toBe(true);
     await doomed.stop();
-    await until('the membership read failing, reported as error', () => errors.length > 0, 10_000);
+    await until(() => errors.length > 0, 'the membership read failing, reported as error', 10_000, 20);
     expect(errors[0]).toBeInstanceOf(RedisBackendError);
     const started = Date.now();
     await rejected(pool.close({ timeoutMs: 200 }), RedisBackendError, 'ERR_REDIS_UNAVAILABLE');
@@ -225,7 +216,7 @@ describe('RedisWorkerPool with worker processes', () => {
     const victimConsumer = victim.messages.find((m) => m.type === 'ready')?.consumer as string;
     expect((await pool.routeMany(keyed(0, 600, 30))).ok).toBe(true);
     // Kill it while it is busy with its share (it has answered some, holds one, has more read ahead).
-    await until('the victim answering', () => victim.messages.filter((m) => m.type === 'answered').length >= 20);
+    await until(() => victim.messages.filter((m) => m.type === 'answered').length >= 20, 'the victim answering', 20_000, 20);
     victim.proc.kill('SIGKILL');
     await victim.exited;
     const answeredByVictim = new Set(victim.messages.filter((m) => m.type === 'answered').map((m) => m.job as number));
@@ -246,9 +237,9 @@ describe('RedisWorkerPool with worker processes', () => {
     }
     for (const job of answeredByVictim) expect(answers.some((x) => x.job === job && x.worker === victimConsumer)).toBe(true);
     expectAscending(firstAnswerOrder(answers));
-    await until('the lost worker reported', () => exits.length > 0);
+    await until(() => exits.length > 0, 'the lost worker reported', 20_000, 20);
     expect(exits[0]).toMatchObject({ consumer: victimConsumer, reason: 'lost', pid: victim.proc.pid });
-    await until('the survivor holding every partition', () => pool.stats().workers.length === 1 && pool.stats().unowned === 0);
+    await until(() => pool.stats().workers.length === 1 && pool.stats().unowned === 0, 'the survivor holding every partition', 20_000, 20);
     expect((await pool.queueStats()).length).toBe(0);
     expect(other.proc.exitCode).toBeNull();
   }, 60_000);
@@ -260,8 +251,8 @@ describe('RedisWorkerPool with worker processes', () => {
     const leaver = worker(pool, { SAGEQ_RELEASE_AFTER: '50', SAGEQ_JOB_MS: '2' });
     await pool.ready({ workers: 1, timeoutMs: 20_000 });
     expect((await pool.routeMany(keyed(0, 300, 12))).ok).toBe(true);
-    await until('the leaver done', () => leaver.messages.some((m) => m.type === 'done'));
-    await until('the leaver reported', () => exits.length === 1);
+    await until(() => leaver.messages.some((m) => m.type === 'done'), 'the leaver done', 20_000, 20);
+    await until(() => exits.length === 1, 'the leaver reported', 20_000, 20);
     expect(exits[0]?.reason).toBe('left');
     const late = worker(pool, { SAGEQ_MODE: 'batches' });
     await pool.ready({ workers: 1, timeoutMs: 20_000 });
@@ -309,7 +300,7 @@ describe('RedisWorkerPool metrics', () => {
       expect(m.get(series('sage_queue_redis_pool_routed_total', { ...p, path: 'route' }))).toBe(3);
       await collect(pool, (all) => all.length >= 12);
       await w.exited;
-      await until('the exit seen', () => pool.stats().left === 1);
+      await until(() => pool.stats().left === 1, 'the exit seen', 20_000, 20);
       m = await scrape();
       expect(m.get(series('sage_queue_redis_pool_worker_exits_total', { ...p, reason: 'left' }))).toBe(1);
       expect(m.get(series('sage_queue_redis_pool_worker_exits_total', { ...p, reason: 'lost' }))).toBe(0);
