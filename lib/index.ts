@@ -66,5 +66,5 @@ export type {
   RouteRange, RouteTableStats, HealthCheck, InstanceRegistryOptions, InstanceHealth, RegistryStats, RouteCacheOptions, RouteCacheStats,
   ServiceRouterOptions, RouteDecision, RoutingStats, BatchProcessorOptions, MessageDispatcherOptions, DispatchStats, FlushCounts, FlushReason,
   GatewayConnection, AuthVerifier, BusinessMessage, UnifiedMessageHandlerOptions, HandlerStats, GatewayMessage, GatewayReply, MessageKind, SystemType,
-  ServicePoolOptions, GatewayServiceWorker,
+  ServicePoolOptions, GatewayServiceWorker, JoinGatewayServiceOptions,
 } from './gateway';

@@ -17,7 +17,7 @@ import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer } from 'ws';
 import {
-  GatewayError, InstanceRegistry, MessageDispatcher, MessagePriority, RouteTable, ServiceInstance, ServicePool, ServiceRouter, UnifiedMessageHandler,
+  GatewayError, InstanceRegistry, MessageDeduplicator, MessageDispatcher, MessagePriority, RouteTable, ServiceInstance, ServicePool, ServiceRouter, UnifiedMessageHandler,
 } from 'sage-queue';
 
 const WORKER = fileURLToPath(new URL('./service-worker.mjs', import.meta.url));
@@ -66,6 +66,7 @@ export async function startGateway(opts) {
     for (const service of services) {
       pools.set(service, new ServicePool({
         service, script: WORKER, workers: opts.workers, registry,
+        replies: { codec: 'raw' }, // each reply: the client's connection number (u32 LE), then its frame
         lanes: {
           capacity: opts.laneCapacity,
           backpressure: { highWatermark: opts.high, lowWatermark: opts.low, mode: 'reject' },
@@ -79,40 +80,48 @@ export async function startGateway(opts) {
       const children = [];
       for (let index = 0; index < opts.workers; index++) {
         const child = fork(WORKER, [], { env: { ...process.env, GATEWAY_IPC: '1', GATEWAY_IPC_ASSIGNMENT: JSON.stringify({ service, index }) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-        child.on('message', (replies) => deliverMany(replies));
+        child.on('message', (replies) => deliverPairs(replies));
         children.push(child);
         registry.register(new ServiceInstance(service, `${service}-${index}`, '127.0.0.1', 0, { index }));
       }
-      pools.set(service, { ipc: children, isAlive: (i) => children[i.metadata.index].exitCode === null });
+      const dedup = new Map(children.map((_, index) => [`${service}-${index}`, new MessageDeduplicator({ windowMs: opts.dedupWindowMs, maxEntries: 200_000 })]));
+      pools.set(service, { ipc: children, dedup, isAlive: (i) => children[i.metadata.index].exitCode === null });
     }
   }
   registry.start();
 
   // ---- replies back to the client that asked
-  function deliver(r) {
-    const c = connections.get(r.conn);
+  // The workers write each reply's frame (JSON text) themselves: the gateway forwards the bytes.
+  // A SageQueue reply is a Buffer, the connection number (u32 LE) then the frame; a process.send
+  // batch holds [connection number, frame text] pairs.
+  function deliver(n, frame) {
+    const c = connections.get(n);
     if (c === undefined) return; // the client left
-    c.inFlight--;
-    c.send({ type: 'reply', id: r.id, msgId: r.msgId, service: r.service, instance: r.instance, body: r.body });
-  }
-  // A batch of replies (either transport): each client's socket is corked while its frames of the
-  // batch are written, so they leave in one write instead of one syscall per reply.
-  const corked = [];
-  function deliverMany(replies) {
-    for (const r of replies) {
-      const c = connections.get(r.conn);
-      if (c !== undefined && !c.corked) {
-        c.corked = true;
-        c.cork();
-        corked.push(c);
-      }
-      deliver(r);
+    if (!c.corked) {
+      c.corked = true;
+      c.cork();
+      corked.push(c);
     }
+    c.inFlight--;
+    c.sendFrame(frame);
+  }
+  // Each client's socket is corked while its frames of a batch are written, so they leave in one
+  // write instead of one syscall per reply.
+  const corked = [];
+  function uncorkAll() {
     for (const c of corked) {
       c.corked = false;
       c.uncork();
     }
     corked.length = 0;
+  }
+  function deliverBuffers(replies) {
+    for (const r of replies) deliver(r.readUInt32LE(0), r.subarray(4));
+    uncorkAll();
+  }
+  function deliverPairs(replies) {
+    for (const [n, frame] of replies) deliver(n, frame);
+    uncorkAll();
   }
   // The reply pump: everything the queue holds per pass (one native call), then one turn of the
   // event loop (more replies gather meanwhile); only a pass that finds none waits (getAsync: the
@@ -122,10 +131,10 @@ export async function startGateway(opts) {
     for (;;) {
       const batch = replies.getMany(1024, { block: false });
       if (batch.length > 0) {
-        deliverMany(batch);
+        deliverBuffers(batch);
         await yieldTurn();
       } else {
-        deliverMany([await replies.getAsync()]);
+        deliverBuffers([await replies.getAsync()]);
       }
     }
   }
@@ -135,31 +144,47 @@ export async function startGateway(opts) {
   }
 
   // ---- batch dispatch into the instances' priority lanes
+  /** A message the lanes did not take ('duplicate' or 'throttled'): the client gets an error. */
+  function reportOutcome(instanceId, { c, m }, outcome) {
+    c.inFlight--;
+    const error = outcome === 'duplicate'
+      ? new GatewayError('ERR_DUPLICATE_MESSAGE', `message ${JSON.stringify(m.msgId)} of session ${JSON.stringify(m.session)} was already received within the de-duplication window: dropped`)
+      : new GatewayError('ERR_BACKPRESSURE', `${instanceId} is above its high watermark: NORMAL and LOW messages are refused until it drains; retry later or use a higher priority`);
+    handler.reportError(c, error, m.msgId, m.id);
+  }
   const dispatcher = new MessageDispatcher({
     batchSize: 100, timeoutMs: 10, maxBatches: 10, retryDelayMs: 100, maxRetries: 3, cutWhenIdle: opts.dispatchFlush === 'idle',
     process: async (instanceId, batch) => {
       const service = instanceId.slice(0, instanceId.lastIndexOf('-'));
       const pool = pools.get(service);
       if (opts.transport === 'ipc') {
+        // The same de-duplication as the lanes do (a deduplicator per instance, same window), so
+        // that the twin is the same gateway with another transport.
+        const dedup = pool.dedup.get(instanceId);
+        const fresh = [];
+        for (const b of batch) {
+          if (dedup.isDuplicate(b.dedupId)) reportOutcome(instanceId, b, 'duplicate');
+          else fresh.push(b);
+        }
+        if (fresh.length === 0) return;
         const child = pool.ipc[Number(instanceId.slice(instanceId.lastIndexOf('-') + 1))];
-        await new Promise((resolve, reject) => child.send(batch.map((b) => b.envelope), (e) => (e ? reject(e) : resolve())));
+        try {
+          await new Promise((resolve, reject) => child.send(fresh.map((b) => [b.c.n, b.m.priority, String(b.frame)]), (e) => (e ? reject(e) : resolve())));
+        } catch (e) {
+          for (const b of fresh) dedup.forget(b.dedupId); // not delivered: a retry is not a duplicate
+          throw e;
+        }
         return;
       }
-      const outcomes = await pool.queueOf(instanceId).enqueueMany(batch.map((b) => ({ message: b.envelope, priority: b.envelope.priority, id: b.dedupId })));
+      const outcomes = await pool.queueOf(instanceId).enqueueMany(batch.map((b) => ({ message: [b.c.n, b.m.priority, b.frame], priority: b.m.priority, id: b.dedupId })));
       outcomes.forEach((o, i) => {
-        if (o === 'enqueued') return;
-        const { c, envelope } = batch[i];
-        c.inFlight--;
-        const error = o === 'duplicate'
-          ? new GatewayError('ERR_DUPLICATE_MESSAGE', `message ${JSON.stringify(envelope.msgId)} of session ${JSON.stringify(envelope.session)} was already received within the de-duplication window: dropped`)
-          : new GatewayError('ERR_BACKPRESSURE', `${instanceId} is above its high watermark: NORMAL and LOW messages are refused until it drains; retry later or use a higher priority`);
-        handler.reportError(c, error, envelope.msgId, envelope.id);
+        if (o !== 'enqueued') reportOutcome(instanceId, batch[i], o);
       });
     },
     onDeadLetter: (instanceId, batch, error) => {
-      for (const { c, envelope } of batch) {
+      for (const { c, m } of batch) {
         c.inFlight--;
-        handler.reportError(c, new GatewayError('ERR_DISPATCH_FAILED', `could not hand the message to ${instanceId}: ${error?.message ?? error}`), envelope.msgId, envelope.id);
+        handler.reportError(c, new GatewayError('ERR_DISPATCH_FAILED', `could not hand the message to ${instanceId}: ${error?.message ?? error}`), m.msgId, m.id);
       }
     },
   });
@@ -169,11 +194,12 @@ export async function startGateway(opts) {
     verifyAuth: (token) => (typeof token === 'string' ? DEFAULT_CONFIG.tokens[token] ?? false : false),
     maxFrameBytes: 64 * 1024,
     handleGateway: (m) => (m.id === 9000 ? { connections: connections.size, uptime_s: (Date.now() - started) / 1000 } : { echo: m.body ?? null }),
-    dispatch: (m, instance, c) => {
+    // The workers get the client's frame as it came (they parse it), with the connection number
+    // and the checked priority: [n, priority, frame].
+    dispatch: (m, instance, c, frame) => {
       if (closing) throw new GatewayError('ERR_GATEWAY_CLOSED', 'the gateway is shutting down');
-      const envelope = { conn: c.id, msgId: m.msgId, id: m.id, session: m.session, priority: m.priority, body: m.body };
       c.inFlight++;
-      return dispatcher.dispatch(instance.instanceId, { c, envelope, dedupId: `${m.session}:${m.msgId}` }, m.priority === MessagePriority.CRITICAL);
+      return dispatcher.dispatch(instance.instanceId, { c, m, frame, dedupId: `${m.session}:${m.msgId}` }, m.priority === MessagePriority.CRITICAL);
     },
   });
 
@@ -211,16 +237,23 @@ export async function startGateway(opts) {
   });
   const wss = new WebSocketServer({ server: http, maxPayload: 1 << 20 });
   wss.on('connection', (ws) => {
-    const id = `c${nextConn++}`;
+    const n = nextConn++;
     let paused = false;
     const c = {
-      id, ws, principal: null, inFlight: 0, corked: false,
+      id: `c${n}`, n, ws, principal: null, inFlight: 0, corked: false,
       // ws has no public cork: its socket's (a net.Socket) batches the frames of one reply batch.
       cork() { ws._socket?.cork(); },
       uncork() { ws._socket?.uncork(); },
       send(reply) {
+        c.sendFrame(JSON.stringify(reply));
+      },
+      /** A JSON text frame (string or UTF-8 bytes). */
+      sendFrame(frame) {
         if (ws.readyState !== 1) return;
-        ws.send(JSON.stringify(reply), () => {
+        // A Buffer is a view of the reply queue's read slab: a client already behind gets a copy,
+        // so that frames waiting in its socket never hold whole slabs.
+        const data = typeof frame !== 'string' && ws.bufferedAmount > 0 ? Buffer.from(frame) : frame;
+        ws.send(data, { binary: false }, () => {
           // written to the socket: resume reading once the client has caught up
           if (paused && ws.bufferedAmount < opts.maxBuffered / 2) {
             paused = false;
@@ -239,13 +272,14 @@ export async function startGateway(opts) {
         }
       },
     };
-    connections.set(id, c);
+    connections.set(n, c);
     // One frame at a time per client, in order; other clients are not held up.
     let chain = Promise.resolve();
     ws.on('message', (data, isBinary) => {
-      chain = chain.then(() => handler.handle(c, Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data), isBinary));
+      const frame = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+      chain = chain.then(() => handler.handle(c, frame, isBinary));
     });
-    ws.on('close', () => connections.delete(id));
+    ws.on('close', () => connections.delete(n));
     ws.on('error', () => undefined);
   });
 

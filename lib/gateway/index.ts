@@ -31,4 +31,4 @@ export type { GatewayConnection, AuthVerifier, BusinessMessage, UnifiedMessageHa
 export { SYSTEM_TYPES } from './message';
 export type { GatewayMessage, GatewayReply, MessageKind, SystemType } from './message';
 export { ServicePool, joinGatewayService, SERVICE_ENV } from './service-pool';
-export type { ServicePoolOptions, GatewayServiceWorker } from './service-pool';
+export type { ServicePoolOptions, GatewayServiceWorker, JoinGatewayServiceOptions } from './service-pool';

@@ -4,7 +4,7 @@
  * producers and consumers can be different processes. The queue's policy (strict priority,
  * aging, backpressure, dedup) is written once, over this interface.
  */
-import { QueueClosedError, QueueFullError } from '../errors';
+import { QueueClosedError, QueueFullError, WouldDeadlockError } from '../errors';
 import { LEVEL_COUNT } from './priorities';
 import type { MessagePriority } from './priorities';
 
@@ -23,6 +23,12 @@ export interface PriorityLanes<T> {
    * Rejects with QueueClosedError once the lanes are closed and drained, or with the signal's reason.
    */
   waitAny(timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<boolean>;
+  /**
+   * waitAny blocking this thread (shared lanes: one native wait on the doorbell, interrupted by the
+   * signals JS listens for). Local lanes cannot be filled while this thread waits: they answer at
+   * once (WouldDeadlockError when asked to wait forever on empty lanes).
+   */
+  waitAnySync(timeoutMs: number | undefined): boolean;
   /** After a wake that left messages behind: lets another waiting consumer see them (shared lanes). */
   nudge?(): void;
   close(): void;
@@ -123,6 +129,15 @@ export class LocalLanes<T> implements PriorityLanes<T> {
       if (this.#closed) throw new QueueClosedError();
       if (!(await this.#park(this.#readers, timeoutMs, signal))) return false;
     }
+  }
+
+  waitAnySync(timeoutMs: number | undefined): boolean {
+    if (this.#lanes.some((l) => l.length > 0)) return true;
+    if (this.#closed) throw new QueueClosedError();
+    if (timeoutMs === undefined) {
+      throw new WouldDeadlockError('dequeueBatchSync() without a timeout on an empty in-process priority queue would wait forever: nothing else can run in this thread while it waits');
+    }
+    return false;
   }
 
   close(): void {

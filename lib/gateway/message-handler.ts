@@ -35,8 +35,12 @@ export interface BusinessMessage extends GatewayMessage {
 export interface UnifiedMessageHandlerOptions {
   router: ServiceRouter;
   verifyAuth: AuthVerifier;
-  /** Sends a routed business message on its way (throw a GatewayError to report a failure to the client). */
-  dispatch: (message: BusinessMessage, instance: ServiceInstance, connection: GatewayConnection) => void | Promise<void>;
+  /**
+   * Sends a routed business message on its way (throw a GatewayError to report a failure to the
+   * client). `frame` is the frame as received (checked: `message` was read from it), for a
+   * dispatch that forwards the client's bytes as they are instead of encoding `message` again.
+   */
+  dispatch: (message: BusinessMessage, instance: ServiceInstance, connection: GatewayConnection, frame: string | Buffer) => void | Promise<void>;
   /** Answers a GATEWAY message (the reply's body). Default: `{ echo: body }`. */
   handleGateway?: (message: GatewayMessage, connection: GatewayConnection) => unknown;
   /** Business and gateway messages need a prior `auth`. Default true. */
@@ -89,7 +93,7 @@ export class UnifiedMessageHandler {
     let message: GatewayMessage | undefined;
     try {
       message = parseFrame(data, isBinary, this.#limits, parsed);
-      await this.#handle(connection, message);
+      await this.#handle(connection, message, data);
     } catch (e) {
       this.#error(connection, e, message?.msgId ?? peekMsgId(parsed.raw), message?.id);
     }
@@ -104,7 +108,7 @@ export class UnifiedMessageHandler {
     return { received: this.#received, by_kind: { ...this.#byKind }, errors: this.#errors, errors_by_code: Object.fromEntries(this.#errorsByCode) };
   }
 
-  async #handle(connection: GatewayConnection, message: GatewayMessage): Promise<void> {
+  async #handle(connection: GatewayConnection, message: GatewayMessage, frame: string | Buffer): Promise<void> {
     const kind = this.classify(message);
     this.#byKind[kind]++;
     if (kind === 'SYSTEM') return this.#system(connection, message);
@@ -120,7 +124,7 @@ export class UnifiedMessageHandler {
       connection.send(reply);
       return;
     }
-    await this.#o.dispatch(m, route.instance, connection);
+    await this.#o.dispatch(m, route.instance, connection, frame);
   }
 
   async #system(connection: GatewayConnection, m: GatewayMessage): Promise<void> {

@@ -276,6 +276,34 @@ export class PriorityMessageQueue<T = unknown> {
     return out;
   }
 
+  /**
+   * dequeueBatch blocking this thread instead of awaiting: for a process whose main loop only
+   * serves these lanes (a service worker), one wait on the doorbell wakes this thread directly,
+   * without the notifier thread and event-loop wake an async wait costs. Signals JS listens for
+   * interrupt the wait (InterruptedError); run the event loop between calls (e.g. one
+   * `setImmediate` turn) so that IPC, timers and the signal handlers run. Returns
+   * [] on timeout; throws QueueClosedError once closed and drained. On an in-process queue it never
+   * waits (nothing could fill it meanwhile): WouldDeadlockError when asked to wait forever on empty
+   * lanes.
+   */
+  dequeueBatchSync(options?: Omit<DequeueBatchOptions, 'signal'>): T[] {
+    const o = checkOptions<DequeueBatchOptions>(options);
+    checkKnownKeys(o, ['batchSize', 'timeoutMs']);
+    const max = o.batchSize === undefined ? 100 : checkInteger(o.batchSize, 'options.batchSize', 1, 1 << 20);
+    const timeoutMs = checkTimeoutMs(o.timeoutMs, 'options.timeoutMs');
+    const out: T[] = [];
+    this.#takeInto(out, max);
+    if (out.length > 0) return out;
+    if (timeoutMs === 0) {
+      if (this.#lanes.closed) throw new QueueClosedError();
+      return out;
+    }
+    if (!this.#lanes.waitAnySync(timeoutMs)) return out;
+    this.#takeInto(out, max);
+    if (this.#lanes.nudge !== undefined && out.length === max && this.size > 0) this.#lanes.nudge();
+    return out;
+  }
+
   /** Batches until the queue is closed and drained (or the signal aborts). */
   async *batches(options?: Omit<DequeueBatchOptions, 'timeoutMs'>): AsyncGenerator<T[], void, undefined> {
     const o = checkOptions<DequeueBatchOptions>(options);

@@ -13,6 +13,8 @@ import { InvalidArgumentTypeError, SageQueueError } from '../errors';
 import { WorkerPool } from '../cluster/worker-pool';
 import { joinWorkerPool } from '../cluster/join';
 import type { SageQueue } from '../queue/sage-queue';
+import type { SageAutoOptions } from '../queue/sage-options';
+import { codecByName } from '../queue/codecs';
 import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
 import { ServiceInstance } from './instance-registry';
 import type { InstanceRegistry } from './instance-registry';
@@ -37,6 +39,12 @@ export interface ServicePoolOptions {
   registry: InstanceRegistry;
   /** Options of each worker's lanes (capacity, lane SageQueue options, backpressure, dedup). */
   lanes?: SharedPriorityQueueOptions;
+  /**
+   * Options of the reply queue the workers put on and the gateway reads (a SageQueue): default
+   * 8 MiB with the `records` codec. E.g. `{ codec: 'raw' }` when the workers write the bytes the
+   * gateway forwards as they are.
+   */
+  replies?: Pick<SageAutoOptions, 'capacity' | 'codec' | 'maxMessageSize' | 'spinUs'>;
   /** Prefix of the segment names. Default `gw-<pid>-<random>-<service>`. */
   name?: string;
   env?: NodeJS.ProcessEnv;
@@ -54,11 +62,14 @@ export class ServicePool {
 
   constructor(options: ServicePoolOptions) {
     const o = checkOptions<ServicePoolOptions>(options);
-    checkKnownKeys(o, ['service', 'script', 'workers', 'registry', 'lanes', 'name', 'env', 'execArgv']);
+    checkKnownKeys(o, ['service', 'script', 'workers', 'registry', 'lanes', 'replies', 'name', 'env', 'execArgv']);
     if (typeof o.service !== 'string' || !/^[A-Za-z0-9_-]{1,40}$/.test(o.service)) throw new InvalidArgumentTypeError('options.service', 'a name of 1-40 letters, digits, _ or -', o.service);
     if (typeof o.script !== 'string' || o.script.length === 0) throw new InvalidArgumentTypeError('options.script', 'a module path', o.script);
     if (o.registry === undefined || typeof o.registry.register !== 'function') throw new InvalidArgumentTypeError('options.registry', 'an InstanceRegistry', o.registry);
     const workers = o.workers === undefined ? 2 : checkInteger(o.workers, 'options.workers', 1, 256);
+    const replies = o.replies === undefined ? {} : checkOptions<NonNullable<ServicePoolOptions['replies']>>(o.replies, 'options.replies');
+    checkKnownKeys(replies, ['capacity', 'codec', 'maxMessageSize', 'spinUs'], 'options.replies');
+    if (replies.codec !== undefined) codecByName(replies.codec); // before any segment exists
     this.service = o.service;
     this.#registry = o.registry;
     this.name = o.name ?? `gw-${process.pid}-${randomBytes(3).toString('hex')}-${o.service}`;
@@ -69,7 +80,7 @@ export class ServicePool {
         script: o.script,
         workers,
         name: `${this.name}.pool`,
-        replies: { capacity: 8 << 20 }, // the default codec (records): faster than msgpack for the replies' shape
+        replies: { capacity: 8 << 20, ...replies }, // records by default: faster than msgpack for reply objects
         queue: { capacity: 4096 },
         router: { strategy: 'round_robin' },
         env: { ...(o.env ?? process.env), [SERVICE_ENV]: JSON.stringify(assignment) },
@@ -159,15 +170,29 @@ export interface GatewayServiceWorker<T = unknown, R = unknown> {
   release(): void;
 }
 
+/** Options of joinGatewayService(). */
+export interface JoinGatewayServiceOptions {
+  /**
+   * How long a wait on this worker's lanes polls before it sleeps (µs; default the SageQueue
+   * default, 50). A worker fed in batches a few milliseconds apart gains nothing from polling: 0
+   * sleeps at once and leaves the CPU to the gateway.
+   */
+  spinUs?: number;
+}
+
 /** The worker side of a ServicePool: attaches to this worker's lanes and the reply queue. */
-export function joinGatewayService<T = unknown, R = unknown>(env: NodeJS.ProcessEnv = process.env): GatewayServiceWorker<T, R> {
+export function joinGatewayService<T = unknown, R = unknown>(env: NodeJS.ProcessEnv = process.env, options?: JoinGatewayServiceOptions): GatewayServiceWorker<T, R> {
+  if (env === null || typeof env !== 'object') throw new InvalidArgumentTypeError('env', 'an environment object', env);
+  const o = checkOptions<JoinGatewayServiceOptions>(options);
+  checkKnownKeys(o, ['spinUs']);
+  const spinUs = o.spinUs === undefined ? undefined : checkInteger(o.spinUs, 'options.spinUs', 0, 1_000_000);
   const text = env[SERVICE_ENV];
   if (text === undefined) throw new SageQueueError('ERR_NOT_A_POOL_WORKER', `this process was not started by a ServicePool (${SERVICE_ENV} is not set)`);
   const assignment = JSON.parse(text) as ServiceAssignment;
   const worker = joinWorkerPool<unknown, R>(env);
   const descriptor = assignment.lanes[worker.index];
   if (descriptor === undefined || worker.replies === null) throw new SageQueueError('ERR_NOT_A_POOL_WORKER', `no lanes for worker ${worker.index}`);
-  const queue = PriorityMessageQueue.attach<T>(descriptor, { backpressure: false });
+  const queue = PriorityMessageQueue.attach<T>(descriptor, spinUs === undefined ? { backpressure: false } : { backpressure: false, spinUs });
   worker.signal.addEventListener('abort', () => queue.release(), { once: true });
   return {
     service: assignment.service,

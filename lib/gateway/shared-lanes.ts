@@ -157,6 +157,23 @@ export class SharedLanes<T> implements PriorityLanes<T> {
     }
   }
 
+  waitAnySync(timeoutMs: number | undefined): boolean {
+    const deadline = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
+    for (;;) {
+      this.#drainBell(); // before looking: a later put rings after this
+      if (this.#anyWaiting()) return true;
+      if (this.closed || this.#bell.closed) throw new QueueClosedError();
+      const left = deadline === undefined ? undefined : Math.max(0, Math.ceil(deadline - performance.now()));
+      if (left === 0) return false;
+      try {
+        this.#bell.getMany(1, { timeoutMs: left }); // blocks this thread; signals interrupt it
+      } catch (e) {
+        if (e instanceof QueueEmptyError) return this.#anyWaiting(); // timed out
+        if (!(e instanceof QueueClosedError)) throw e; // released, corrupt, interrupted...
+      }
+    }
+  }
+
   close(): void {
     for (const q of this.#queues) if (!q.released) q.close();
     if (!this.#bell.released) this.#bell.close();

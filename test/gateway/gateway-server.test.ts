@@ -146,6 +146,29 @@ describe('the example gateway (real processes, real sockets)', () => {
     expect(await c.waitFor((r) => r.msgId === 'u')).toMatchObject({ type: 'error', code: 'ERR_UNKNOWN_ROUTE', id: 5000 });
   });
 
+  it.each(['sage', 'ipc'])('--transport %s: a business reply is the same frame on both transports (the benchmark twin), with the priority the gateway checked', async (transport) => {
+    const g = await startGateway(['--transport', transport, '--workers', '1']);
+    const c = await new Client(g.port).open();
+    c.send({ id: 2002, msgId: 7, session: 'user-2', priority: 'high', body: { text: 'héllo "quoted"' } });
+    expect(await c.waitFor((r) => r.msgId === 7)).toEqual({
+      type: 'reply', id: 2002, msgId: 7, service: 'chat', instance: 'chat-0', body: { echo: { text: 'héllo "quoted"' }, priority: 1, by: 'chat-0' },
+    });
+  });
+
+  it('--transport ipc (the benchmark twin) de-duplicates like the lanes: a repeated msgId of a session within the window gets ERR_DUPLICATE_MESSAGE, and is accepted after it', async () => {
+    const g = await startGateway(['--transport', 'ipc', '--workers', '1', '--dedup-window-ms', '500']);
+    const c = await new Client(g.port).open();
+    c.send({ id: 1001, msgId: 'd1', session: 's', body: 1 });
+    c.send({ id: 1001, msgId: 'd1', session: 's', body: 2 });
+    const [reply, dup] = await Promise.all([c.waitFor((r) => r.msgId === 'd1' && r.type === 'reply'), c.waitFor((r) => r.msgId === 'd1' && r.type === 'error')]);
+    expect(reply).toMatchObject({ service: 'logic', body: { echo: 1 } });
+    expect(dup).toMatchObject({ code: 'ERR_DUPLICATE_MESSAGE', id: 1001 });
+    await sleep(600);
+    c.send({ id: 1001, msgId: 'd1', session: 's', body: 3 });
+    await c.waitForCount((r) => r.msgId === 'd1' && r.type === 'reply', 2, 'the second reply');
+    expect(c.replies.filter((r) => r.msgId === 'd1' && r.type === 'reply').map((r) => (r.body as { echo: number }).echo)).toEqual([1, 3]);
+  });
+
   it('refuses business messages before auth and a wrong token', async () => {
     const g = await startGateway();
     const c = await new Client(g.port).open(false);

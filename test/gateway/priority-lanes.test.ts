@@ -96,4 +96,44 @@ describe('cross-process priority lanes', () => {
     expect(seen.size).toBe(2 * N);
     expect(q.size).toBe(0);
   });
+
+  it('dequeueBatchSync: a consumer blocked on all empty lanes in another process wakes for a LOW message, then serves CRITICAL before a LOW backlog', async () => {
+    const q = lanes<string>('sync');
+    const c = await consumer(q);
+    const first = c.call<string[]>('takeSync', { count: 1, batchSize: 10, timeoutMs: 10_000 });
+    await sleep(100);
+    await q.enqueue('low', MessagePriority.LOW);
+    expect(await first).toEqual(['low']);
+    await q.enqueueMany(Array.from({ length: 500 }, (_, i) => ({ message: `low-${i}`, priority: MessagePriority.LOW })));
+    await q.enqueue('critical', MessagePriority.CRITICAL);
+    const all = await c.call<string[]>('takeSync', { count: 501, batchSize: 64, timeoutMs: 2000 });
+    expect(all[0]).toBe('critical');
+    expect(all.slice(1)).toEqual(Array.from({ length: 500 }, (_, i) => `low-${i}`));
+    // nothing left: a timed wait returns [] once its time is up
+    expect(await c.call<string[]>('takeSync', { count: 1, batchSize: 1, timeoutMs: 50 })).toEqual([]);
+  });
+
+  it('dequeueBatchSync: a signal this process listens for interrupts the wait with ERR_INTERRUPTED and its listener runs next', async () => {
+    const q = lanes<string>('sync-signal');
+    const c = await consumer(q);
+    const result = c.call<{ code: string; name: string; listenerRan: boolean; elapsedMs: number }>('takeSyncWithListener', { signal: 'SIGUSR2', timeoutMs: 20_000 });
+    await sleep(300);
+    process.kill(c.pid, 'SIGUSR2');
+    const r = await result;
+    expect(r).toMatchObject({ code: 'ERR_INTERRUPTED', name: 'InterruptedError', listenerRan: true });
+    expect(r.elapsedMs).toBeLessThan(15_000); // interrupted, not timed out
+  });
+
+  it('dequeueBatchSync: once the lanes are closed it returns what is left, then throws QueueClosedError', async () => {
+    const q = lanes<string>('sync-close');
+    await q.enqueue('last', MessagePriority.NORMAL);
+    q.close();
+    const other = PriorityMessageQueue.attach<string>(q.descriptor as NonNullable<typeof q.descriptor>, { backpressure: false });
+    try {
+      expect(other.dequeueBatchSync({ timeoutMs: 1000 })).toEqual(['last']);
+      expect(() => other.dequeueBatchSync({ timeoutMs: 1000 })).toThrow(expect.objectContaining({ code: 'ERR_QUEUE_CLOSED' }));
+    } finally {
+      other.release();
+    }
+  });
 });

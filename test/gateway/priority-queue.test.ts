@@ -66,6 +66,32 @@ describe('PriorityMessageQueue (in-process)', () => {
     await expect(q.dequeueBatch()).rejects.toBeInstanceOf(QueueClosedError);
   });
 
+  it('dequeueBatchSync in-process never waits: what is there in priority order, [] with a timeout, ERR_WOULD_DEADLOCK without one, QueueClosedError once drained', () => {
+    const q = new PriorityMessageQueue<string>({ backpressure: false });
+    expect(q.dequeueBatchSync({ timeoutMs: 1000 })).toEqual([]);
+    expect(() => q.dequeueBatchSync()).toThrow(expect.objectContaining({ code: 'ERR_WOULD_DEADLOCK' }));
+    q.tryEnqueue('low', LOW);
+    q.tryEnqueue('crit', CRITICAL);
+    expect(q.dequeueBatchSync()).toEqual(['crit', 'low']);
+    q.tryEnqueue('a', NORMAL);
+    q.tryEnqueue('b', NORMAL);
+    expect(q.dequeueBatchSync({ batchSize: 1 })).toEqual(['a']);
+    q.close();
+    expect(q.dequeueBatchSync({ timeoutMs: 0 })).toEqual(['b']);
+    expect(() => q.dequeueBatchSync({ timeoutMs: 0 })).toThrow(QueueClosedError);
+    expect(() => q.dequeueBatchSync()).toThrow(QueueClosedError);
+  });
+
+  it('dequeueBatchSync validates its options with typed errors (no signal: it blocks the thread)', () => {
+    const q = new PriorityMessageQueue<string>();
+    q.tryEnqueue('x', NORMAL);
+    expect(() => q.dequeueBatchSync({ batchSize: 0 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => q.dequeueBatchSync({ timeoutMs: -5 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => q.dequeueBatchSync({ signal: new AbortController().signal } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => q.dequeueBatchSync('soon' as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(q.size).toBe(1); // a refused call took nothing
+  });
+
   it('batches() ends once the queue is closed and drained', async () => {
     const q = new PriorityMessageQueue<number>();
     for (let i = 0; i < 5; i++) q.tryEnqueue(i, NORMAL);
