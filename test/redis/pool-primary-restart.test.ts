@@ -133,7 +133,7 @@ const JOBS = 200;
 const READ_BY_FIRST = 20;
 
 describe('RedisWorkerPool primary restarted with the same name', () => {
-  it('after the first primary is SIGKILLed holding read-ahead replies, a new one with the same name: the live workers keep serving (no worker lost or left), every job routed before the crash and not read by the dead primary has its answer read by the new one within 20 s (the read-ahead claimed at start, not after the reply queue\'s claimIdleMs of 30 s), new jobs route and are answered by the same workers, per-key order of first answers', async () => {
+  it('after the first primary is SIGKILLed holding read-ahead replies, a new one with the same name: it reports the live workers as worker-ready, they keep serving (no worker lost or left), every job routed before the crash and not read by the dead primary has its answer read by the new one within 20 s (the read-ahead claimed at start, not after the reply queue\'s claimIdleMs of 30 s), new jobs route and are answered by the same workers, per-key order of first answers', async () => {
     const name = `rr${process.pid}-${++counter}`;
     const first = spawn('redis-pool-restart-primary.cjs', { SAGEQ_URL: server.url, SAGEQ_POOL_NAME: name, SAGEQ_JOBS: String(JOBS), SAGEQ_READ: String(READ_BY_FIRST), SAGEQ_WORKERS: '2', SAGEQ_READ_DELAY_MS: '500' });
     await waitFor('the first primary\'s descriptor', () => first.messages.some((m) => m.type === 'descriptor'), [first]);
@@ -158,8 +158,11 @@ describe('RedisWorkerPool primary restarted with the same name', () => {
     pools.push(pool as RedisWorkerPool);
     const exits: RedisPoolExitInfo[] = [];
     pool.on('worker-exit', (info) => exits.push(info));
+    const readyEvents: string[] = [];
+    pool.on('worker-ready', (info) => readyEvents.push(info.consumer));
     await pool.ready({ workers: 2, timeoutMs: 20_000 });
     expect(new Set(pool.stats().workers.map((w) => w.consumer))).toEqual(consumers);
+    expect(new Set(readyEvents)).toEqual(consumers); // the new primary reports the workers it found as joined
 
     // Every job routed before the crash and not read by the first primary: its answer is on the reply queue.
     const readFirst = new Set(readByFirst.map((a) => a.job));
