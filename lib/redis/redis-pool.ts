@@ -151,6 +151,12 @@ export class RedisWorkerPool<In = unknown, Out = unknown> extends EventEmitter<R
       },
     });
     this.#members.start();
+    // A primary restarted with this pool's name: replies its predecessor had read and not handed
+    // out (auto-ack read-ahead) are still pending for that predecessor's consumer; claim them now
+    // instead of after the reply queue's claimIdleMs. (One primary per pool name: every reader of
+    // the reply queue other than this one counts as departed.) Failed (Redis unreachable): they
+    // come back through XAUTOCLAIM after claimIdleMs, as any reply held that long.
+    this.replies?.takeOverDeparted([]).catch(() => undefined);
   }
 
   /** What a worker passes to joinRedisPool() (JSON.stringify it to send it; no password in it). */

@@ -1,5 +1,5 @@
 /**
- * PartitionedRedisQueue, explicit ack: what happens to the messages a consumer handed out and did
+ * PartitionedRedisQueue, explicit ack (and one auto-ack SIGKILL case): what happens to the messages a consumer handed out and did
  * not settle when its partitions change hands — against a real redis-server, with the old holder
  * a real child process (test/fixtures/redis-partition-holder.cjs).
  *
@@ -10,6 +10,8 @@
  * - Rebalance: a consumer above its share gives a partition back only once every message it
  *   handed out from it is settled.
  * - release(): the released consumer's unsettled messages are taken over at once.
+ * - Auto ack, SIGKILL: the entries the dead consumer had read and not handed out (pending for it)
+ *   are taken over and delivered first; those it handed out (acked) are not delivered again.
  * - parseLeaseReply's shape checks.
  */
 import { fork } from 'node:child_process';
@@ -103,10 +105,10 @@ interface ChildMessage {
 }
 
 /** Forks the holder fixture: it takes messages until it holds `hold` unacked, then waits for commands. */
-function holder(n: string, hold: number, extra: { maxDeliveries?: number } = {}): { proc: ChildProcess; messages: ChildMessage[]; exited: Promise<void> } {
+function holder(n: string, hold: number, extra: { maxDeliveries?: number; ackMode?: 'auto' | 'explicit' } = {}, getMax = 5): { proc: ChildProcess; messages: ChildMessage[]; exited: Promise<void> } {
   const desc = createPartitionedRedisQueueDescriptor({ url: server.url, name: n, partitions: 2, leaseMs: LEASE_MS, claimIdleMs: CLAIM_IDLE_MS, ackMode: 'explicit', ...extra });
   const proc = fork(join(__dirname, '..', 'fixtures', 'redis-partition-holder.cjs'), [], {
-    env: { ...process.env, SAGEQ_DESCRIPTOR: JSON.stringify(desc), SAGEQ_HOLD: String(hold) },
+    env: { ...process.env, SAGEQ_DESCRIPTOR: JSON.stringify(desc), SAGEQ_HOLD: String(hold), SAGEQ_GET_MAX: String(getMax) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   children.push(proc);
@@ -348,6 +350,63 @@ describe('PartitionedRedisQueue takeover of departed consumers\' entries (explic
     expect(outOfStreamOrder(log.got)).toEqual([]);
     expect(b.consumerStats().takenOver).toBeGreaterThanOrEqual(10);
     expect(log.acked).toHaveLength(20);
+  });
+});
+
+describe('PartitionedRedisQueue takeover in auto ack mode', () => {
+  it('SIGKILL: entries the dead consumer read and had not handed out (still pending for it) are claimed by the next holder at once (claimIdleMs 60 s) and delivered before newer entries, each partition in stream order; those it handed out are not delivered again; nothing else is lost', async () => {
+    const n = name();
+    const p = producer(n);
+    expect(new Set(Array.from({ length: 10 }, (_, k) => p.partitionOf(`key-${k}`))).size).toBe(2);
+    await p.putManyAsync(items(10, 0, 10)); // a backlog in both partitions before A reads
+    // Gets of 1: each round reads an entry from both partitions and hands out one, so A keeps read
+    // entries in its buffer (acked only when handed out: pending for A in Redis).
+    const a = holder(n, 12, { ackMode: 'auto' }, 1);
+    await until('A to hold 12', () => a.messages.some((m) => m.type === 'holding'), 20_000, [a.messages]);
+    const pendingForA = async (): Promise<number> => {
+      let total = 0;
+      for (const part of [0, 1]) total += ((await redis.xpending(p.streamOf(part), p.group)) as [number, ...unknown[]])[0];
+      return total;
+    };
+    const pendingAtKill = await pendingForA();
+    expect(pendingAtKill).toBeGreaterThan(0); // the path under test: read, not handed out, when A dies
+    a.proc.kill('SIGKILL');
+    await a.exited;
+    await p.putManyAsync(items(10, 10, 12)); // newer entries of the same partitions
+    const gotByA = a.messages.filter((m) => m.type === 'got').map((m) => m.value as Item);
+    expect(gotByA).toHaveLength(12);
+
+    const b = new PartitionedRedisQueue<Item>({ ...base(n), ackMode: 'auto' });
+    open.push(b);
+    const gotByB: Item[] = [];
+    const deadline = Date.now() + 20_000;
+    while (gotByA.length + gotByB.length < 120) {
+      if (Date.now() > deadline) throw new Error(`timed out: A got ${gotByA.length}, B got ${gotByB.length} of 120`);
+      try {
+        gotByB.push(...(await b.getManyAsync(10, { timeoutMs: 300 })));
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'ERR_QUEUE_EMPTY') throw e;
+      }
+    }
+    // Not XAUTOCLAIM (claimIdleMs is 60 s): the takeover on acquire claimed what A had pending.
+    expect(b.consumerStats().takenOver).toBe(pendingAtKill);
+    // At most once: nothing A handed out comes again, nothing twice; and every entry put is handed out.
+    const aTags = new Set(gotByA.map(tag));
+    expect(gotByB.filter((x) => aTags.has(tag(x)))).toEqual([]);
+    expect(new Set(gotByB.map(tag)).size).toBe(gotByB.length);
+    expect(new Set([...gotByA, ...gotByB].map(tag))).toEqual(new Set(items(10, 0, 12).map(tag)));
+    // Each partition in stream (put) order at B: A's pending entries, the oldest left, come first.
+    const putOrder = new Map(items(10, 0, 12).map((x, i) => [tag(x), i]));
+    for (const part of [0, 1]) {
+      const seq = gotByB.filter((x) => p.partitionOf(x.k) === part).map((x) => putOrder.get(tag(x)) as number);
+      expect(seq).toEqual([...seq].sort((x, y) => x - y));
+    }
+    // Per-key order of first handling: A's, then B's.
+    for (let k = 0; k < 10; k++) {
+      const seq = [...gotByA, ...gotByB].filter((x) => x.k === `key-${k}`).map((x) => x.i);
+      expect(seq, `key-${k}`).toEqual(Array.from({ length: 12 }, (_, i) => i));
+    }
+    expect(await pendingForA()).toBe(0);
   });
 });
 
