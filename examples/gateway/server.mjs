@@ -115,8 +115,12 @@ export async function startGateway(opts) {
     }
     corked.length = 0;
   }
+  let malformedReplies = 0;
   function deliverBuffers(replies) {
-    for (const r of replies) deliver(r.readUInt32LE(0), r.subarray(4));
+    for (const r of replies) {
+      if (r.length > 4) deliver(r.readUInt32LE(0), r.subarray(4));
+      else malformedReplies++; // not a reply a worker of ours writes: counted (GET /stats), not fatal
+    }
     uncorkAll();
   }
   function deliverPairs(replies) {
@@ -227,6 +231,7 @@ export async function startGateway(opts) {
         queues,
         dispatcher: dispatcher.stats(),
         connections: { open: connections.size, buffered_bytes: buffered, max_buffered_bytes: conn.maxBuffered, paused: conn.paused, closed_slow: conn.closedSlow },
+        malformed_replies: malformedReplies,
         workers: pids,
         memory: process.memoryUsage(),
         transport: opts.transport,
