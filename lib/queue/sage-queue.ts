@@ -4,22 +4,16 @@
  *
  * Reads land in a JS-owned slab that native code fills; each message is handed out as its own
  * view of the slab (creating a Buffer per message in native code would cost ~1 us each).
- * The async side (getAsync, putAsync, iterate; polling, then a native notifier thread that only
- * reports readiness) is in sage-async.ts.
+ * The sync side (put, get, putMany, getMany, getRawBatch) is in sage-sync.ts; the async side
+ * (getAsync, putAsync, iterate; polling, then a native notifier thread that only reports
+ * readiness) in sage-async.ts.
  */
 import { codecById } from './codecs';
 import type { Codec, CodecName } from './codecs';
 import { QueueDescriptor } from './descriptor';
 import type { BoundCodec } from './record-codec';
-import {
-  InvalidArgumentTypeError,
-  MessageTooLargeError,
-  SageQueueError,
-  QueueEmptyError,
-  QueueFullError,
-  QueueReleasedError,
-} from '../errors';
-import { native, NativeStatus } from '../native';
+import { InvalidArgumentTypeError, MessageTooLargeError, SageQueueError, QueueReleasedError } from '../errors';
+import { native } from '../native';
 import type { NativeQueue, NativeStats } from '../native';
 import { statusError } from '../native/errors';
 import { collectGarbage, inspectAllQueues, inspectQueue, unlinkIfSame, unlinkQueue } from './inspect';
@@ -37,11 +31,10 @@ import { DEAD_LETTERED, LeaseBook } from './sage-leases';
 import type { SageMessage } from './sage-leases';
 import { LeasedGets } from './sage-leased-gets';
 import { SageAsync } from './sage-async';
-import { BatchWriter } from './batch-writer';
-import type { StagedResult } from './batch-writer';
-import { RawBatchReader } from './raw-batch';
+import type { AsyncHost } from './sage-async';
+import { SageSync } from './sage-sync';
 import type { RawBatch } from './raw-batch';
-import { BATCH_MAX, NO_WAIT, SlabReader } from './slab-reader';
+import { BATCH_MAX, SlabReader } from './slab-reader';
 import { checkBoolean, checkInteger, checkKnownKeys, checkOptions, checkTimeoutMs } from '../validate';
 
 export type {
@@ -65,10 +58,8 @@ export class SageQueue<T = unknown, Out = T> implements LoadReporting, Disposabl
   readonly #capacity: number;
   readonly #maxMessageSize: number;
   readonly #maxsize: number;
-  readonly #reader = new SlabReader();
-  readonly #writer = new BatchWriter();
-  #rawBatch: RawBatchReader | undefined;
   readonly #async: SageAsync<T>;
+  readonly #sync: SageSync<T>;
   /** Explicit-ack mode: this handle's leases; null in auto mode. */
   readonly #leases: LeaseBook<T> | null;
   readonly #leased: LeasedGets<T, Out> | null;
@@ -97,19 +88,18 @@ export class SageQueue<T = unknown, Out = T> implements LoadReporting, Disposabl
       deadLetter: opened.ack.deadLetter,
     });
     this.#leases = leases;
-    this.#async = new SageAsync<T>(
-      {
-        handle: () => this.#handle(),
-        current: () => this.#q,
-        encode: (item) => this.#encode(item),
-        // Explicit mode: the async side hands out SageMessages (or DEAD_LETTERED, which
-        // LeasedGets filters out); it only passes decoded values through, whatever their type.
-        decode: (raw: Buffer) => this.#out(raw) as T,
-        statusError: (status) => this.#statusError(status),
-      },
-      this.#reader,
-      opened.spinUs,
-    );
+    const host: AsyncHost<T> = {
+      handle: () => this.#handle(),
+      current: () => this.#q,
+      encode: (item) => this.#encode(item),
+      // Explicit mode: gets hand out SageMessages (or DEAD_LETTERED, which LeasedGets filters
+      // out); the sync and async sides only pass decoded values through, whatever their type.
+      decode: (raw: Buffer) => this.#out(raw) as T,
+      statusError: (status) => this.#statusError(status),
+    };
+    const reader = new SlabReader(); // one slab for both sides: only the JS thread takes messages
+    this.#async = new SageAsync<T>(host, reader, opened.spinUs);
+    this.#sync = new SageSync<T>(host, reader, this.#async, codec, opened.info.maxMessageSize);
     this.#leased = leases === null ? null : new LeasedGets<T, Out>(leases, this.#async, (max, options) => this.getMany(max, options));
     this.#liveRef = trackLive(this);
   }
@@ -204,19 +194,7 @@ export class SageQueue<T = unknown, Out = T> implements LoadReporting, Disposabl
   // QueueLike
 
   put(item: T, block = true, timeoutMs?: number): void {
-    const wait = checkBoolean(block, 'block', true);
-    const timeout = checkTimeoutMs(timeoutMs);
-    const q = this.#handle();
-    const bytes = this.#encode(item);
-    const rc = q.tryPut(bytes);
-    if (rc === 0) return;
-    if (rc === -NativeStatus.Full && wait && timeout !== 0) {
-      const n = this.#writer.putOneBlocking(q, bytes, timeout ?? -1);
-      if (n === 1) return;
-      if (n === -NativeStatus.Full) throw new QueueFullError(`put timed out after ${timeout} ms: the queue is still full`, true);
-      throw this.#statusError(-n);
-    }
-    throw this.#statusError(-rc);
+    this.#sync.put(item, checkBoolean(block, 'block', true), checkTimeoutMs(timeoutMs));
   }
 
   /**
@@ -226,24 +204,8 @@ export class SageQueue<T = unknown, Out = T> implements LoadReporting, Disposabl
   get(block = true, timeoutMs?: number): Out {
     const wait = checkBoolean(block, 'block', true);
     const timeout = checkTimeoutMs(timeoutMs);
-    if (this.#leased === null) return this.#getOne(wait, timeout) as unknown as Out;
-    return this.#leased.get(() => this.#getOne(wait, timeout));
-  }
-
-  #getOne(wait: boolean, timeout: number | undefined): T | typeof DEAD_LETTERED {
-    const q = this.#handle();
-    const reader = this.#reader;
-    const local = this.#async.stash.shift(); // taken earlier by this handle: first in line
-    if (local !== undefined) return this.#out(local);
-    let raw = reader.takeRaw(q);
-    if (raw === null && reader.lastStatus === NativeStatus.Empty && wait && timeout !== 0) {
-      raw = reader.takeBlocking(q, timeout ?? -1);
-      if (raw === null && reader.lastStatus === NativeStatus.Empty) {
-        throw new QueueEmptyError(`get timed out after ${timeout} ms: the queue is still empty`, true);
-      }
-    }
-    if (raw === null) throw this.#statusError(reader.lastStatus);
-    return this.#out(raw);
+    if (this.#leased === null) return this.#sync.getOne(wait, timeout) as unknown as Out;
+    return this.#leased.get(() => this.#sync.getOne(wait, timeout));
   }
 
   /** A record as handed out: decoded (auto mode), or its SageMessage (explicit mode). */
@@ -294,33 +256,7 @@ export class SageQueue<T = unknown, Out = T> implements LoadReporting, Disposabl
    * (a getter, toJSON) has its own batch written first, and neither batch is corrupted.
    */
   putMany(items: readonly T[], options?: BatchOptions): number {
-    if (!Array.isArray(items)) throw new InvalidArgumentTypeError('items', 'an array', items);
-    const opts = checkOptions<BatchOptions>(options);
-    checkKnownKeys(opts, ['block', 'timeoutMs']);
-    const wait = checkBoolean(opts.block, 'options.block', true);
-    const timeout = checkTimeoutMs(opts.timeoutMs, 'options.timeoutMs');
-    const q = this.#handle();
-    let done = 0;
-    while (done < items.length) {
-      const count = Math.min(items.length - done, BATCH_MAX);
-      let result: StagedResult;
-      try {
-        result = this.#writer.encodeAndPut(q, this.#codec, this.#maxMessageSize, items, done, count, wait, timeout);
-      } catch (e) {
-        // Earlier batches are in the queue already: say how many, so nobody sends them twice.
-        throw Object.assign(e as Error, { written: done });
-      }
-      const { sent, status } = result;
-      if (status === NativeStatus.Full) {
-        throw Object.assign(new QueueFullError(`putMany timed out after ${timeout} ms with ${done + sent} of ${items.length} put`, true), {
-          written: done + sent,
-        });
-      }
-      if (status !== 0) throw Object.assign(this.#statusError(status), { written: done + sent });
-      if (sent < count) return done + sent; // full, not blocking
-      done += count;
-    }
-    return done;
+    return this.#sync.putMany(items, options);
   }
 
   /**
@@ -330,15 +266,9 @@ export class SageQueue<T = unknown, Out = T> implements LoadReporting, Disposabl
    */
   getMany(max: number, options?: BatchOptions): Out[] {
     const leases = this.#leases;
-    if (leases === null) {
-      const n = this.#batchGet(max, options, 'getMany', this.#reader);
-      if (n < 0) return this.#async.takeStashed(-n) as unknown as Out[];
-      return n > 0 ? this.#reader.decodeBatch<Out>(n, this.#codec, this.#async.stash) : [];
-    }
-    return (this.#leased as LeasedGets<T, Out>).getMany(checkInteger(max, 'max', 1, BATCH_MAX), (limit) => {
-      const n = this.#batchGet(limit, options, 'getMany', this.#reader);
-      return n < 0 ? this.#async.takeStashed(-n) : n > 0 ? this.#reader.decodeBatch<unknown>(n, leases, this.#async.stash) : [];
-    });
+    if (leases === null) return this.#sync.getMany<Out>(max, options, this.#codec);
+    const take = (limit: number): unknown[] => this.#sync.getMany<unknown>(limit, options, leases);
+    return (this.#leased as LeasedGets<T, Out>).getMany(checkInteger(max, 'max', 1, BATCH_MAX), take);
   }
 
   /**
@@ -350,30 +280,7 @@ export class SageQueue<T = unknown, Out = T> implements LoadReporting, Disposabl
   getRawBatch(max: number, options?: BatchOptions): RawBatch {
     const ackHint = 'use getMany (a SageMessage per message) and ackMany';
     if (this.#leases !== null) throw new SageQueueError('ERR_QUEUE_ACK_MODE', `queue ${this.#name} is in explicit-ack mode: ${ackHint}`);
-    const batch = (this.#rawBatch ??= new RawBatchReader());
-    const n = this.#batchGet(max, options, 'getRawBatch', batch);
-    if (n < 0) batch.copyFrom(this.#async.stash, -n);
-    return batch;
-  }
-
-  /**
-   * The batch gets' pattern: take what is there; wait if allowed; 0 when not waiting and empty.
-   * -limit when this handle holds messages it took earlier (see TakenStash): the caller serves those.
-   */
-  #batchGet(max: number, options: BatchOptions | undefined, what: string, into: SlabReader | RawBatchReader): number {
-    const limit = checkInteger(max, 'max', 1, BATCH_MAX);
-    const opts = checkOptions<BatchOptions>(options);
-    checkKnownKeys(opts, ['block', 'timeoutMs']);
-    const wait = checkBoolean(opts.block, 'options.block', true);
-    const timeout = checkTimeoutMs(opts.timeoutMs, 'options.timeoutMs');
-    const q = this.#handle();
-    if (this.#async.stash.size > 0) return -limit;
-    let n = into.takeBatch(q, limit, NO_WAIT);
-    if (n === 0 && into.lastStatus === NativeStatus.Empty && wait && timeout !== 0) n = into.takeBatch(q, limit, timeout ?? -1);
-    if (n > 0) return n;
-    if (into.lastStatus !== NativeStatus.Empty) throw this.#statusError(into.lastStatus);
-    if (wait && timeout !== 0) throw new QueueEmptyError(`${what} timed out after ${timeout} ms: the queue is still empty`, true);
-    return 0;
+    return this.#sync.getRawBatch(max, options);
   }
 
   // ------------------------------------------------------------------------------------------
