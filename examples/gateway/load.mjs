@@ -2,11 +2,13 @@
 // Load generator for the example gateway: N WebSocket clients, each authenticates and keeps
 // `--window` business messages in flight for `--ms` milliseconds; prints msgs/s and the p50/p99
 // round-trip latency as one JSON line. Used by bench/gateway.mjs.
-//   node examples/gateway/load.mjs --port PORT [--clients 8] [--ms 3000] [--window 64]
+//   node examples/gateway/load.mjs --port PORT [--clients 8] [--ms 3000] [--window 64] [--warm-ms N]
+// --warm-ms: how long the clients run before measuring (default min(500, ms / 4)).
 import WebSocket from 'ws';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), Number(all[i + 1])]] : acc), []));
 const { port, clients = 8, ms = 3000, window = 64 } = args;
+const warmMs = args['warm-ms'] ?? Math.min(500, ms / 4);
 if (!port) throw new Error('--port is required');
 
 const lat = [];
@@ -47,7 +49,7 @@ async function client(n) {
 
 let stopped = false;
 const sockets = await Promise.all(Array.from({ length: clients }, (_, i) => client(i)));
-await new Promise((r) => setTimeout(r, Math.min(500, ms / 4))); // warm-up
+await new Promise((r) => setTimeout(r, warmMs)); // warm-up
 measuring = true;
 const t0 = performance.now();
 await new Promise((r) => setTimeout(r, ms));
