@@ -17,7 +17,11 @@ import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
 export interface DeduplicatorOptions {
   /** How long an id is remembered, in ms. Default 60 000. */
   windowMs?: number;
-  /** Most ids remembered at once. Default 100 000. */
+  /**
+   * Most ids remembered at once. Default 100 000, at most 16 777 216. The tables are allocated
+   * up front: 64–96 bytes per id of `maxEntries` (zero-filled memory, which the OS maps in as it
+   * is first written).
+   */
   maxEntries?: number;
   /** Milliseconds clock (tests inject one). Default Date.now. */
   now?: () => number;
@@ -64,7 +68,7 @@ export class MessageDeduplicator {
     const o = checkOptions<DeduplicatorOptions>(options);
     checkKnownKeys(o, ['windowMs', 'maxEntries', 'now']);
     this.windowMs = o.windowMs === undefined ? 60_000 : checkInteger(o.windowMs, 'options.windowMs', 1);
-    this.maxEntries = o.maxEntries === undefined ? 100_000 : checkInteger(o.maxEntries, 'options.maxEntries', 1, 1 << 26);
+    this.maxEntries = o.maxEntries === undefined ? 100_000 : checkInteger(o.maxEntries, 'options.maxEntries', 1, 1 << 24);
     if (o.now !== undefined && typeof o.now !== 'function') throw new InvalidArgumentTypeError('options.now', 'a function', o.now);
     this.#now = o.now ?? Date.now;
     let slots = 16;

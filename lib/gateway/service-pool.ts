@@ -42,7 +42,7 @@ export interface ServicePoolOptions {
   /**
    * Options of the reply queue the workers put on and the gateway reads (a SageQueue): default
    * 8 MiB with the `records` codec. E.g. `{ codec: 'raw' }` when the workers write the bytes the
-   * gateway forwards as they are.
+   * gateway forwards as they are. `spinUs` is that of the gateway's handle.
    */
   replies?: Pick<SageAutoOptions, 'capacity' | 'codec' | 'maxMessageSize' | 'spinUs'>;
   /** Prefix of the segment names. Default `gw-<pid>-<random>-<service>`. */

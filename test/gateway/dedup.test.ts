@@ -135,4 +135,13 @@ describe('MessageDeduplicator past maxEntries and the window', () => {
     expect(d.stats()).toMatchObject({ tracked: m.size, duplicate_count: m.duplicates, evicted_count: m.evicted });
     expect(m.evicted).toBeGreaterThan(0); // the ring bound was reached
   });
+
+  it('refuses a maxEntries over 2^24, or not an integer, with typed errors', () => {
+    expect(() => new MessageDeduplicator({ maxEntries: 2 ** 24 + 1 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => new MessageDeduplicator({ maxEntries: 0 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => new MessageDeduplicator({ maxEntries: 1.5 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => new MessageDeduplicator({ windowMs: 'long' as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => new MessageDeduplicator().isDuplicate(7 as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => new MessageDeduplicator().forget(7 as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+  });
 });
