@@ -12,7 +12,12 @@
  * be taken for one, with odds of about tracked / 2^64 per id (~1e-14 with 200 000 remembered).
  */
 import { InvalidArgumentTypeError } from '../errors';
+import { stableHash } from '../router/hashing';
 import { checkInteger, checkKnownKeys, checkOptions } from '../validate';
+
+/** An id's 64-bit hash: MurmurHash3 (the router's stableHash) of the id under two seeds. */
+const SEED_HI = 0x9747b28c;
+const SEED_LO = 0x2545f491;
 
 export interface DeduplicatorOptions {
   /** How long an id is remembered, in ms. Default 60 000. */
@@ -91,8 +96,8 @@ export class MessageDeduplicator {
     if (typeof id !== 'string') throw new InvalidArgumentTypeError('id', 'a string', id);
     const now = this.#now();
     this.#expire(now);
-    const hi = hashHi(id);
-    const lo = hashLo(id);
+    const hi = stableHash(id, SEED_HI);
+    const lo = stableHash(id, SEED_LO);
     const at = this.#find(hi, lo);
     if (at >= 0) {
       // Not expired (#expire just ran), so still within the window: its window is not extended.
@@ -118,7 +123,7 @@ export class MessageDeduplicator {
   /** Forgets an id (e.g. when its message could not be enqueued after all). */
   forget(id: string): void {
     if (typeof id !== 'string') throw new InvalidArgumentTypeError('id', 'a string', id);
-    const at = this.#find(hashHi(id), hashLo(id));
+    const at = this.#find(stableHash(id, SEED_HI), stableHash(id, SEED_LO));
     if (at >= 0) this.#delete(at);
   }
 
@@ -180,27 +185,4 @@ export class MessageDeduplicator {
     this.#delete(at);
     return true;
   }
-}
-
-/** Two independent 32-bit hashes of a string's UTF-16 code units: FNV-1a, and a murmur3-style mix. */
-function hashHi(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
-
-function hashLo(s: string): number {
-  let h = 0x2545f491 ^ s.length;
-  for (let i = 0; i < s.length; i++) {
-    let k = Math.imul(s.charCodeAt(i), 0xcc9e2d51);
-    k = Math.imul((k << 15) | (k >>> 17), 0x1b873593);
-    h ^= k;
-    h = Math.imul((h << 13) | (h >>> 19), 5) + 0xe6546b64;
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }

@@ -260,20 +260,10 @@ export class PriorityMessageQueue<T = unknown> {
   async dequeueBatch(options?: DequeueBatchOptions): Promise<T[]> {
     const o = checkOptions<DequeueBatchOptions>(options);
     checkKnownKeys(o, ['batchSize', 'timeoutMs', 'signal']);
-    const max = o.batchSize === undefined ? 100 : checkInteger(o.batchSize, 'options.batchSize', 1, 1 << 20);
-    const timeoutMs = checkTimeoutMs(o.timeoutMs, 'options.timeoutMs');
-    const signal = checkSignal(o.signal, 'options.signal');
-    const out: T[] = [];
-    this.#takeInto(out, max);
-    if (out.length > 0) return out;
-    if (timeoutMs === 0) {
-      if (this.#lanes.closed) throw new QueueClosedError();
-      return out;
-    }
-    if (!(await this.#lanes.waitAny(timeoutMs, signal))) return out;
-    this.#takeInto(out, max);
-    if (this.#lanes.nudge !== undefined && out.length === max && this.size > 0) this.#lanes.nudge();
-    return out;
+    const signal = checkSignal(o.signal, 'options.signal'); // before anything is taken
+    const first = this.#firstTake(o);
+    if (first.done) return first.out;
+    return this.#takeAfterWait(first.max, await this.#lanes.waitAny(first.timeoutMs, signal));
   }
 
   /**
@@ -289,16 +279,33 @@ export class PriorityMessageQueue<T = unknown> {
   dequeueBatchSync(options?: Omit<DequeueBatchOptions, 'signal'>): T[] {
     const o = checkOptions<DequeueBatchOptions>(options);
     checkKnownKeys(o, ['batchSize', 'timeoutMs']);
+    const first = this.#firstTake(o);
+    if (first.done) return first.out;
+    return this.#takeAfterWait(first.max, this.#lanes.waitAnySync(first.timeoutMs));
+  }
+
+  /**
+   * A dequeue's checked batch size and timeout, and what is there now: `done` when that is the
+   * answer (some messages, or none and no waiting); otherwise the caller waits, then
+   * #takeAfterWait.
+   */
+  #firstTake(o: Partial<DequeueBatchOptions>): { done: true; out: T[] } | { done: false; max: number; timeoutMs: number | undefined } {
     const max = o.batchSize === undefined ? 100 : checkInteger(o.batchSize, 'options.batchSize', 1, 1 << 20);
     const timeoutMs = checkTimeoutMs(o.timeoutMs, 'options.timeoutMs');
     const out: T[] = [];
     this.#takeInto(out, max);
-    if (out.length > 0) return out;
+    if (out.length > 0) return { done: true, out };
     if (timeoutMs === 0) {
       if (this.#lanes.closed) throw new QueueClosedError();
-      return out;
+      return { done: true, out };
     }
-    if (!this.#lanes.waitAnySync(timeoutMs)) return out;
+    return { done: false, max, timeoutMs };
+  }
+
+  /** After a wait on every lane: what is there (none when the wait timed out). */
+  #takeAfterWait(max: number, woke: boolean): T[] {
+    const out: T[] = [];
+    if (!woke) return out;
     this.#takeInto(out, max);
     if (this.#lanes.nudge !== undefined && out.length === max && this.size > 0) this.#lanes.nudge();
     return out;

@@ -143,16 +143,12 @@ export class SharedLanes<T> implements PriorityLanes<T> {
     const deadline = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
     for (;;) {
       if (signal?.aborted) throw signal.reason;
-      this.#drainBell(); // before looking: a later put rings after this
-      if (this.#anyWaiting()) return true;
-      if (this.closed || this.#bell.closed) throw new QueueClosedError();
-      const left = deadline === undefined ? undefined : Math.max(0, Math.ceil(deadline - performance.now()));
-      if (left === 0) return false;
+      const look = this.#look(deadline);
+      if (look.ready !== undefined) return look.ready;
       try {
-        await this.#bell.getAsync({ timeoutMs: left, signal });
+        await this.#bell.getAsync({ timeoutMs: look.waitMs, signal });
       } catch (e) {
-        if (e instanceof QueueEmptyError) return this.#anyWaiting(); // timed out
-        if (!(e instanceof QueueClosedError)) throw e; // released, corrupt, aborted...
+        if (this.#bellFailed(e)) return this.#anyWaiting(); // timed out
       }
     }
   }
@@ -160,16 +156,12 @@ export class SharedLanes<T> implements PriorityLanes<T> {
   waitAnySync(timeoutMs: number | undefined): boolean {
     const deadline = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
     for (;;) {
-      this.#drainBell(); // before looking: a later put rings after this
-      if (this.#anyWaiting()) return true;
-      if (this.closed || this.#bell.closed) throw new QueueClosedError();
-      const left = deadline === undefined ? undefined : Math.max(0, Math.ceil(deadline - performance.now()));
-      if (left === 0) return false;
+      const look = this.#look(deadline);
+      if (look.ready !== undefined) return look.ready;
       try {
-        this.#bell.getMany(1, { timeoutMs: left }); // blocks this thread; signals interrupt it
+        this.#bell.getMany(1, { timeoutMs: look.waitMs }); // blocks this thread; signals interrupt it
       } catch (e) {
-        if (e instanceof QueueEmptyError) return this.#anyWaiting(); // timed out
-        if (!(e instanceof QueueClosedError)) throw e; // released, corrupt, interrupted...
+        if (this.#bellFailed(e)) return this.#anyWaiting(); // timed out
       }
     }
   }
@@ -187,6 +179,26 @@ export class SharedLanes<T> implements PriorityLanes<T> {
   destroy(): void {
     for (const q of this.#queues) q.destroy();
     this.#bell.destroy();
+  }
+
+  /**
+   * One look before a wait: drains the bell (a put after this rings again), then `ready` is true
+   * when a lane has messages, false once `deadline` has passed; otherwise wait on the bell for
+   * `waitMs` (undefined: no deadline). Throws QueueClosedError once closed and drained.
+   */
+  #look(deadline: number | undefined): { ready: boolean; waitMs?: undefined } | { ready?: undefined; waitMs: number | undefined } {
+    this.#drainBell();
+    if (this.#anyWaiting()) return { ready: true };
+    if (this.closed || this.#bell.closed) throw new QueueClosedError();
+    const waitMs = deadline === undefined ? undefined : Math.max(0, Math.ceil(deadline - performance.now()));
+    return waitMs === 0 ? { ready: false } : { waitMs };
+  }
+
+  /** A wait on the bell ended with `e`: true if it timed out; closed: look again; else rethrows. */
+  #bellFailed(e: unknown): boolean {
+    if (e instanceof QueueEmptyError) return true;
+    if (!(e instanceof QueueClosedError)) throw e; // released, corrupt, aborted, interrupted...
+    return false;
   }
 
   #anyWaiting(): boolean {
